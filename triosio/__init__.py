@@ -1,0 +1,87 @@
+"""triosio: a Socket.IO (v5, over Engine.IO v4) server and client for Trio.
+
+Public names are re-exported here from private modules; nothing else is public
+except the :mod:`triosio.testing` and :mod:`triosio.asgi` modules.
+"""
+
+from __future__ import annotations
+
+from ._errors import AckTimeout as AckTimeout
+from ._errors import AttachmentMismatch as AttachmentMismatch
+from ._errors import BroadcastAckTimeout as BroadcastAckTimeout
+from ._errors import ConnectError as ConnectError
+from ._errors import ConnectionRefused as ConnectionRefused
+from ._errors import Disconnected as Disconnected
+from ._errors import DisconnectReason as DisconnectReason
+from ._errors import EmptyPacket as EmptyPacket
+from ._errors import IntegerTooLong as IntegerTooLong
+from ._errors import InvalidAckId as InvalidAckId
+from ._errors import InvalidAckPayload as InvalidAckPayload
+from ._errors import InvalidAttachmentCount as InvalidAttachmentCount
+from ._errors import InvalidConnectErrorPayload as InvalidConnectErrorPayload
+from ._errors import InvalidConnectPayload as InvalidConnectPayload
+from ._errors import InvalidDisconnectPayload as InvalidDisconnectPayload
+from ._errors import InvalidEncoding as InvalidEncoding
+from ._errors import InvalidEventName as InvalidEventName
+from ._errors import InvalidEventPayload as InvalidEventPayload
+from ._errors import InvalidHandshake as InvalidHandshake
+from ._errors import InvalidJSON as InvalidJSON
+from ._errors import InvalidNamespace as InvalidNamespace
+from ._errors import InvalidPlaceholder as InvalidPlaceholder
+from ._errors import LocalProtocolError as LocalProtocolError
+from ._errors import NestingTooDeep as NestingTooDeep
+from ._errors import PayloadTooLarge as PayloadTooLarge
+from ._errors import ProtocolError as ProtocolError
+from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._errors import ReservedEventName as ReservedEventName
+from ._errors import TooManyPackets as TooManyPackets
+from ._errors import TriosioError as TriosioError
+from ._errors import UnknownPacketType as UnknownPacketType
+from ._version import __version__ as __version__
+
+__all__ = [
+    "AckTimeout",
+    "AttachmentMismatch",
+    "BroadcastAckTimeout",
+    "ConnectError",
+    "ConnectionRefused",
+    "DisconnectReason",
+    "Disconnected",
+    "EmptyPacket",
+    "IntegerTooLong",
+    "InvalidAckId",
+    "InvalidAckPayload",
+    "InvalidAttachmentCount",
+    "InvalidConnectErrorPayload",
+    "InvalidConnectPayload",
+    "InvalidDisconnectPayload",
+    "InvalidEncoding",
+    "InvalidEventName",
+    "InvalidEventPayload",
+    "InvalidHandshake",
+    "InvalidJSON",
+    "InvalidNamespace",
+    "InvalidPlaceholder",
+    "LocalProtocolError",
+    "NestingTooDeep",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ReservedEventName",
+    "TooManyPackets",
+    "TriosioError",
+    "UnknownPacketType",
+    "__version__",
+]
+
+
+def _fixup_module_metadata() -> None:
+    # Make public names report the public module, as trio does.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("triosio."):
+            obj.__module__ = "triosio"
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -1,0 +1,413 @@
+"""Socket.IO protocol v5: packets, the default (JSON) parser, binary attachments.
+
+Spec: https://socket.io/docs/v4/socket-io-protocol/ (sections "Packet format",
+"Packet encoding", "Exchange protocol").
+
+Text format: ``<type>[<attachments>-][<namespace>,][<ack id>][<JSON data>]``; the
+namespace is written only when it is not ``/``. A packet whose data holds bytes at
+any depth is sent as BINARY_EVENT / BINARY_ACK: the text packet with each bytes
+value replaced by ``{"_placeholder":true,"num":N}``, followed by N binary
+attachments, one Engine.IO message each.
+
+Decoding is strict (see :mod:`triosio._errors`): every malformed input raises one
+specific :class:`~triosio.RemoteProtocolError` subclass, and nothing else. The
+:class:`Decoder` is incremental (one per connection): it keeps a binary packet
+until its last attachment arrives, and keeps nothing after :meth:`Decoder.reset`.
+
+Pure code: no I/O, no clock, no trio.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._errors import (
+    AttachmentMismatch,
+    EmptyPacket,
+    InvalidAckId,
+    InvalidAckPayload,
+    InvalidAttachmentCount,
+    InvalidConnectErrorPayload,
+    InvalidConnectPayload,
+    InvalidDisconnectPayload,
+    InvalidEventName,
+    InvalidEventPayload,
+    InvalidJSON,
+    InvalidNamespace,
+    InvalidPlaceholder,
+    LocalProtocolError,
+    PayloadTooLarge,
+    ReservedEventName,
+    UnknownPacketType,
+)
+from ._json import JSONReader, dumps, dumps_binary
+
+PROTOCOL = 5
+MAX_ACK_ID = 2**53
+_MAX_ACK_ID_DIGITS = len(str(MAX_ACK_ID))
+
+#: Event names a peer may never send: they have a meaning of their own.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+
+
+class SioType(enum.IntEnum):
+    """The seven Socket.IO packet types."""
+
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+_TYPE_BY_CHAR = {str(int(t)): t for t in SioType}
+
+
+@dataclass(frozen=True, slots=True)
+class SioPacket:
+    """One Socket.IO packet.
+
+    Decoders always give EVENT and ACK (never BINARY_EVENT / BINARY_ACK): whether
+    a packet travels as binary is decided by its data when it is encoded.
+
+    Attributes:
+        type: The packet type.
+        nsp: The namespace, ``/`` by default.
+        data: EVENT: ``[name, *args]``; ACK: ``[*args]``; CONNECT: the auth object
+            or ``None``; CONNECT_ERROR: ``{"message": ..., "data": ...}``;
+            DISCONNECT: ``None``.
+        id: The acknowledgement id, or ``None``.
+    """
+
+    type: SioType
+    nsp: str = "/"
+    data: Any = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a decoder accepts. The defaults follow the JavaScript reference.
+
+    Attributes:
+        max_attachments: Most binary attachments in one packet (10, as the reference).
+        max_attachment_bytes: Most bytes of attachments buffered for one packet.
+        max_depth: Deepest nesting of arrays/objects in packet data.
+        max_int_digits: Most digits in one JSON integer.
+        max_payload: Largest text packet, in characters.
+    """
+
+    max_attachments: int = 10
+    max_attachment_bytes: int = 10_000_000
+    max_depth: int = 32
+    max_int_digits: int = 100
+    max_payload: int = 1_000_000
+
+
+class Encoder(Protocol):
+    """Turns a packet into the Engine.IO messages that carry it."""
+
+    def encode(self, packet: SioPacket) -> list[str | bytes]:
+        """Encode ``packet``; the first item is the packet, the rest attachments."""
+        ...
+
+
+class Decoder(Protocol):
+    """Reassembles packets from Engine.IO messages; one per connection."""
+
+    def feed(self, message: str | bytes) -> SioPacket | None:
+        """Take one Engine.IO message; return a packet when one is complete."""
+        ...
+
+    def reset(self) -> None:
+        """Forget any partial packet."""
+        ...
+
+    @property
+    def pending(self) -> bool:
+        """Whether a binary packet is waiting for attachments."""
+        ...
+
+
+class Parser(Protocol):
+    """A Socket.IO parser: the JSON default, or msgpack (see ``triosio.Server(parser=)``)."""
+
+    name: str
+
+    def encoder(self) -> Encoder:
+        """A new encoder."""
+        ...
+
+    def decoder(self, limits: Limits) -> Decoder:
+        """A new decoder, one per connection."""
+        ...
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_data(ptype: SioType, data: Any, packet_id: int | None) -> None:
+    """Check that ``data`` fits a packet of type ``ptype`` (shared by all parsers)."""
+    if ptype is SioType.EVENT or ptype is SioType.BINARY_EVENT:
+        if not isinstance(data, list) or not data:
+            raise InvalidEventPayload("EVENT payload must be a non-empty array")
+        name = data[0]
+        if not isinstance(name, str):
+            raise InvalidEventName(f"event name must be a string, not {type(name).__name__}")
+        if name in RESERVED_EVENTS:
+            raise ReservedEventName(f"event name {name!r} is reserved")
+    elif ptype is SioType.ACK or ptype is SioType.BINARY_ACK:
+        if not isinstance(data, list):
+            raise InvalidAckPayload("ACK payload must be an array")
+        if packet_id is None:
+            raise InvalidAckId("ACK packet without an ack id")
+    elif ptype is SioType.CONNECT:
+        if data is not None and not isinstance(data, dict):
+            raise InvalidConnectPayload("CONNECT payload must be an object")
+    elif ptype is SioType.DISCONNECT:
+        if data is not None:
+            raise InvalidDisconnectPayload("DISCONNECT packet must not carry a payload")
+    elif ptype is SioType.CONNECT_ERROR and not isinstance(data, (dict, str)):
+        raise InvalidConnectErrorPayload("CONNECT_ERROR payload must be an object or string")
+
+
+def check_namespace(nsp: object) -> str:
+    """Return ``nsp`` if it is a valid namespace name, else raise InvalidNamespace."""
+    if not isinstance(nsp, str) or not nsp.startswith("/"):
+        raise InvalidNamespace(f"namespace must start with '/': {str(nsp)[:50]!r}")
+    return nsp
+
+
+def check_ack_id(value: object) -> int:
+    """Return ``value`` if it is a valid ack id (an int in 0..2**53)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidAckId(f"ack id must be an integer, not {type(value).__name__}")
+    if not 0 <= value <= MAX_ACK_ID:
+        raise InvalidAckId(f"ack id out of range: {value}")
+    return value
+
+
+# ---------------------------------------------------------------- JSON parser
+
+
+def _header(packet: SioPacket, attachments: int) -> str:
+    parts = [str(int(packet.type))]
+    if attachments:
+        parts.append(f"{attachments}-")
+    if packet.nsp != "/":
+        parts.append(packet.nsp + ",")
+    if packet.id is not None:
+        parts.append(str(packet.id))
+    return "".join(parts)
+
+
+class JSONEncoder:
+    """The default encoder: text packets, bytes as placeholders plus attachments."""
+
+    __slots__ = ()
+
+    def encode(self, packet: SioPacket) -> list[str | bytes]:
+        """Encode ``packet`` as the reference parser would, byte for byte."""
+        ptype = packet.type
+        if not packet.nsp.startswith("/"):
+            raise LocalProtocolError(f"namespace must start with '/': {packet.nsp!r}")
+        if packet.id is not None and not 0 <= packet.id <= MAX_ACK_ID:
+            raise LocalProtocolError(f"ack id out of range: {packet.id}")
+        data = packet.data
+        if data is None:
+            return [_header(packet, 0)]
+        if ptype in (SioType.EVENT, SioType.ACK, SioType.BINARY_EVENT, SioType.BINARY_ACK):
+            text, attachments = dumps_binary(data)
+            if attachments:
+                is_event = ptype in (SioType.EVENT, SioType.BINARY_EVENT)
+                ptype = SioType.BINARY_EVENT if is_event else SioType.BINARY_ACK
+                head = _header(SioPacket(ptype, packet.nsp, None, packet.id), len(attachments))
+                return [head + text, *attachments]
+            if ptype is SioType.BINARY_EVENT:
+                ptype = SioType.EVENT
+            elif ptype is SioType.BINARY_ACK:
+                ptype = SioType.ACK
+            return [_header(SioPacket(ptype, packet.nsp, None, packet.id), 0) + text]
+        return [_header(packet, 0) + dumps(data)]
+
+
+_ACK_DIGITS = re.compile(r"[0-9]*")
+_JSON_START = frozenset('[{"-0123456789tfn')
+_BRACKET = re.compile(r'[\[{"]')
+
+
+class JSONDecoder:
+    """The default decoder. Incremental: one per connection.
+
+    Args:
+        limits: What to accept.
+    """
+
+    __slots__ = ("_attachments", "_bytes", "_expected", "_head", "_reader", "limits")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._reader = JSONReader(
+            max_depth=self.limits.max_depth, max_int_digits=self.limits.max_int_digits
+        )
+        self._head: SioPacket | None = None
+        self._expected = 0
+        self._attachments: list[bytes] = []
+        self._bytes = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether a binary packet is waiting for attachments."""
+        return self._head is not None
+
+    def reset(self) -> None:
+        """Drop any partially received binary packet."""
+        self._head = None
+        self._expected = 0
+        self._attachments = []
+        self._bytes = 0
+
+    def feed(self, message: str | bytes) -> SioPacket | None:
+        """Take one Engine.IO message; return a packet when one is complete.
+
+        Raises:
+            RemoteProtocolError: a specific subclass for each kind of bad input.
+                The decoder is reset before it raises.
+        """
+        try:
+            if isinstance(message, str):
+                if self._head is not None:
+                    raise AttachmentMismatch(
+                        f"text packet while {self._expected - len(self._attachments)} "
+                        "binary attachment(s) are still expected"
+                    )
+                return self._decode_text(message)
+            return self._take_attachment(message)
+        except BaseException:
+            self.reset()
+            raise
+
+    def _take_attachment(self, data: bytes) -> SioPacket | None:
+        head = self._head
+        if head is None:
+            raise AttachmentMismatch("binary attachment with no binary packet waiting for it")
+        self._bytes += len(data)
+        if self._bytes > self.limits.max_attachment_bytes:
+            raise PayloadTooLarge(
+                f"attachments above {self.limits.max_attachment_bytes} bytes in one packet"
+            )
+        self._attachments.append(bytes(data))
+        if len(self._attachments) < self._expected:
+            return None
+        attachments = self._attachments
+        used: set[int] = set()
+        data_out = _reconstruct(head.data, attachments, used)
+        if len(used) != len(attachments):
+            raise AttachmentMismatch(
+                f"{len(attachments)} attachments but placeholders for {len(used)}"
+            )
+        self.reset()
+        return SioPacket(head.type, head.nsp, data_out, head.id)
+
+    def _decode_text(self, text: str) -> SioPacket | None:
+        if not text:
+            raise EmptyPacket("empty Socket.IO packet")
+        if len(text) > self.limits.max_payload:
+            raise PayloadTooLarge(f"packet of {len(text)} characters")
+        ptype = _TYPE_BY_CHAR.get(text[0])
+        if ptype is None:
+            raise UnknownPacketType(f"unknown Socket.IO packet type {text[0]!r}")
+        i = 1
+        count = 0
+        binary = ptype is SioType.BINARY_EVENT or ptype is SioType.BINARY_ACK
+        if binary:
+            dash = text.find("-", 1, 13)
+            count_text = text[1:dash] if dash > 0 else ""
+            if not count_text.isascii() or not count_text.isdigit():
+                raise InvalidAttachmentCount("attachment count must be digits followed by '-'")
+            count = int(count_text)
+            if count < 1:
+                raise InvalidAttachmentCount("a binary packet needs at least one attachment")
+            if count > self.limits.max_attachments:
+                raise InvalidAttachmentCount(
+                    f"{count} attachments (at most {self.limits.max_attachments})"
+                )
+            i = dash + 1
+        nsp = "/"
+        if text.startswith("/", i):
+            comma = text.find(",", i)
+            if comma < 0:
+                nsp, i = text[i:], len(text)
+            else:
+                nsp, i = text[i:comma], comma + 1
+        match = _ACK_DIGITS.match(text, i)
+        assert match is not None
+        packet_id: int | None = None
+        if match.end() > i:
+            digits = match.group()
+            if len(digits) > _MAX_ACK_ID_DIGITS or int(digits) > MAX_ACK_ID:
+                raise InvalidAckId(f"ack id too large: {digits[:20]}")
+            packet_id = int(digits)
+            i = match.end()
+        data: Any = None
+        if i < len(text):
+            first = text[i]
+            if first not in _JSON_START:
+                comma = text.find(",", i)
+                if packet_id is None and comma > 0 and not _BRACKET.search(text, i, comma):
+                    raise InvalidNamespace(f"namespace must start with '/': {text[i:comma][:50]!r}")
+                raise InvalidJSON(f"unexpected {first!r} after the packet header")
+            data = self._reader.loads(text[i:])
+        check_data(ptype, data, packet_id)
+        if not binary:
+            return SioPacket(ptype, nsp, data, packet_id)
+        plain = SioType.EVENT if ptype is SioType.BINARY_EVENT else SioType.ACK
+        self._head = SioPacket(plain, nsp, data, packet_id)
+        self._expected = count
+        self._attachments = []
+        self._bytes = 0
+        return None
+
+
+def _reconstruct(obj: Any, attachments: list[bytes], used: set[int]) -> Any:
+    # Depth is bounded by the JSON reader's max_depth, so recursion is bounded.
+    if isinstance(obj, list):
+        return [_reconstruct(v, attachments, used) for v in obj]
+    if isinstance(obj, dict):
+        if obj.get("_placeholder") is True:
+            num = obj.get("num")
+            if not isinstance(num, int) or isinstance(num, bool):
+                raise InvalidPlaceholder(f"placeholder num must be an integer: {num!r}"[:80])
+            if not 0 <= num < len(attachments):
+                raise InvalidPlaceholder(
+                    f"placeholder num {num} out of range (0..{len(attachments) - 1})"
+                )
+            used.add(num)
+            return attachments[num]
+        return {k: _reconstruct(v, attachments, used) for k, v in obj.items()}
+    return obj
+
+
+@dataclass(frozen=True)
+class JSONParser:
+    """The default Socket.IO parser (``socket.io-parser``)."""
+
+    name: str = field(default="json")
+
+    def encoder(self) -> JSONEncoder:
+        """A new encoder."""
+        return _JSON_ENCODER
+
+    def decoder(self, limits: Limits) -> JSONDecoder:
+        """A new decoder, one per connection."""
+        return JSONDecoder(limits)
+
+
+_JSON_ENCODER = JSONEncoder()
