@@ -7,13 +7,19 @@ numbers formatted the JavaScript way (``1`` not ``1.0``, ``1e-7`` not ``1e-07``,
 ``100000000000000000000`` not ``1e+20``). ``NaN`` and the infinities are refused.
 ``bytes`` become binary placeholders when a collector is given.
 
+One difference is left on purpose: JavaScript objects list integer-like keys
+(``"0"``, ``"42"``) first, in ascending order, whatever the insertion order; a
+Python ``dict`` keeps its insertion order. Peers decode the same object either
+way, and reordering would cost every encode a key scan.
+
 The fast path is CPython's C encoder; its float formatting differs from
 JavaScript's only in shapes a regex can spot in the output (``1.0``, ``1e-05``,
 ``1e+16``), and only then do we re-encode exactly, in Python.
 
 Decoding: ``json`` from the standard library, with a cap on nesting depth (so no
 input can recurse without bound), on integer digits, and refusing ``NaN``,
-``Infinity`` and numbers that overflow to infinity.
+``Infinity`` and numbers that overflow to infinity. Every check is linear in the
+input size, so no input of bounded size can make it loop for long.
 """
 
 from __future__ import annotations
@@ -163,7 +169,9 @@ def dumps(obj: Any, *, max_depth: int = 1000) -> str:
         raise LocalProtocolError("binary data cannot be encoded here") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise LocalProtocolError(f"cannot encode as JSON: {exc}") from None
-    if _FLOAT_SUSPECT.search(out):
+    # Substring tests first: they are far cheaper than the regex, which runs only
+    # when one of them hits (words like "e-mail" make them hit now and then).
+    if (".0" in out or "e-" in out or "e+" in out) and _FLOAT_SUSPECT.search(out):
         return _exact(obj, None, 0, max_depth)
     if not out.isascii() and _SURROGATE.search(out):
         return _escape_surrogates(out)
@@ -177,12 +185,35 @@ def dumps_binary(obj: Any, *, max_depth: int = 1000) -> tuple[str, list[bytes]]:
     are numbered depth first, in key order, as the JavaScript parser does.
     """
     try:
-        return dumps(obj, max_depth=max_depth), []
-    except LocalProtocolError:
-        pass
-    attachments: list[bytes] = []
-    out = _exact(obj, attachments, 0, max_depth)
-    return out, attachments
+        out = "".join(_fast_encoder(obj, 0))
+    except _FoundBinary:
+        # Swap bytes for placeholders in a copy, then let the C encoder do the rest.
+        attachments: list[bytes] = []
+        try:
+            replaced = _replace_binary(obj, attachments, 0, max_depth)
+        except RecursionError:
+            raise LocalProtocolError("data nested too deeply to encode") from None
+        return dumps(replaced, max_depth=max_depth), attachments
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise LocalProtocolError(f"cannot encode as JSON: {exc}") from None
+    if (".0" in out or "e-" in out or "e+" in out) and _FLOAT_SUSPECT.search(out):
+        return _exact(obj, None, 0, max_depth), []
+    if not out.isascii() and _SURROGATE.search(out):
+        return _escape_surrogates(out), []
+    return out, []
+
+
+def _replace_binary(obj: Any, attachments: list[bytes], depth: int, max_depth: int) -> Any:
+    if depth > max_depth:
+        raise LocalProtocolError(f"data nested deeper than {max_depth} levels")
+    if isinstance(obj, BINARY_TYPES):
+        attachments.append(bytes(obj))
+        return {"_placeholder": True, "num": len(attachments) - 1}
+    if isinstance(obj, (list, tuple)):
+        return [_replace_binary(v, attachments, depth + 1, max_depth) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _replace_binary(v, attachments, depth + 1, max_depth) for k, v in obj.items()}
+    return obj
 
 
 def contains_binary(obj: Any, _depth: int = 0) -> bool:
@@ -200,10 +231,13 @@ def contains_binary(obj: Any, _depth: int = 0) -> bool:
 
 # ---------------------------------------------------------------- decoding
 
-_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, or an unterminated one running to the end of the text. Matching
+# never fails at a quote, so the scan is linear: requiring the closing quote made
+# an unterminated string of escaped quotes cost O(n**2) (33 ``[`` then ``"\\"``
+# repeated took seconds for 64 KB).
+_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _INNERMOST = re.compile(r"\[\]|\{\}")
-_BIG_NUMBER = re.compile(r"[0-9]{101,}|[eE][-+]?0*[0-9]{3,}")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -225,23 +259,29 @@ class JSONReader:
         max_int_digits: Most digits allowed in one integer.
     """
 
-    __slots__ = ("_checked", "_fast", "max_depth", "max_int_digits")
+    __slots__ = ("_decoder", "_int_chars", "_scan", "max_depth", "max_int_digits")
 
     def __init__(self, *, max_depth: int = 32, max_int_digits: int = 100) -> None:
         self.max_depth = max_depth
         self.max_int_digits = max_int_digits
-        self._fast = json.JSONDecoder(parse_constant=_refuse_constant)
-        self._checked = json.JSONDecoder(
+        # Longest integer text that needs no closer look (a sign and the digits).
+        self._int_chars = max_int_digits
+        # The hooks run only for numbers (never for strings, arrays or objects), so
+        # they cost nothing on number-free data and keep every check in one place.
+        self._decoder = json.JSONDecoder(
             parse_constant=_refuse_constant,
             parse_int=self._parse_int,
             parse_float=_reject_infinite,
         )
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
 
     def _parse_int(self, text: str) -> int:
-        if len(text.lstrip("-")) > self.max_int_digits:
-            raise IntegerTooLong(
-                f"integer with {len(text.lstrip('-'))} digits (at most {self.max_int_digits})"
-            )
+        if len(text) > self._int_chars:
+            digits = len(text) - (text[0] == "-")
+            if digits > self.max_int_digits:
+                raise IntegerTooLong(
+                    f"integer with {digits} digits (at most {self.max_int_digits})"
+                )
         return int(text)
 
     def _check_depth(self, text: str) -> None:
@@ -256,15 +296,27 @@ class JSONReader:
                 raise NestingTooDeep(f"JSON nested deeper than {self.max_depth} levels")
             brackets = inner
 
-    def loads(self, text: str) -> Any:
-        """Parse ``text``; raise a :class:`RemoteProtocolError` subclass if invalid."""
-        if text.count("[") + text.count("{") > self.max_depth:
-            self._check_depth(text)
-        decoder = self._fast
-        if self.max_int_digits < 100 or _BIG_NUMBER.search(text):
-            decoder = self._checked
+    def loads(self, text: str, start: int = 0) -> Any:
+        """Parse ``text[start:]``; raise a :class:`RemoteProtocolError` subclass if invalid.
+
+        ``start`` saves the caller a copy when the JSON follows a header.
+        """
+        # Nesting d needs d opening brackets, so short texts need no depth check.
+        if len(text) - start > self.max_depth and (
+            text.count("[", start) + text.count("{", start) > self.max_depth
+        ):
+            self._check_depth(text[start:])
         try:
-            return decoder.decode(text)
+            try:
+                # Fast path: one scan from the first character. Leading or trailing
+                # whitespace, trailing data and syntax errors take the full decode,
+                # which accepts exactly what JSON.parse accepts.
+                value, end = self._scan(text, start)
+                if end == len(text):
+                    return value
+            except StopIteration:
+                pass
+            return self._decoder.decode(text[start:] if start else text)
         except (IntegerTooLong, InvalidJSON):
             raise
         except RecursionError:
