@@ -50,9 +50,14 @@ class Backoff:
 
     def duration(self) -> float:
         """The next delay in seconds; counts one more attempt."""
-        ms = self.min_ms * self.factor**self.attempts
+        try:
+            ms = self.min_ms * self.factor**self.attempts
+        except OverflowError:
+            # socket.io-client retries forever by default; after ~1000 attempts
+            # 2**n leaves the float range (JavaScript gets Infinity, Python raises).
+            ms = math.inf if self.min_ms else 0.0
         self.attempts += 1
-        if self.jitter:
+        if self.jitter and not math.isinf(ms):
             rand = self._random()
             deviation = math.floor(rand * self.jitter * ms)
             ms = ms - deviation if math.floor(rand * 10) % 2 == 0 else ms + deviation
