@@ -20,8 +20,8 @@ import base64
 import binascii
 import codecs
 import enum
-import json
 from dataclasses import dataclass
+from typing import Any
 
 from .._errors import (
     EmptyPacket,
@@ -29,10 +29,14 @@ from .._errors import (
     InvalidHandshake,
     LocalProtocolError,
     PayloadTooLarge,
+    RemoteProtocolError,
     TooManyPackets,
     UnknownPacketType,
 )
-from ._json import dumps
+from ._json import JSONReader, dumps
+
+# The handshake is one flat object: refuse deep nesting and giant numbers early.
+_HANDSHAKE_READER = JSONReader(max_depth=4, max_int_digits=20)
 
 PROTOCOL = 4
 RECORD_SEPARATOR = "\x1e"
@@ -53,7 +57,7 @@ class EioType(enum.IntEnum):
 _TYPE_BY_CHAR = {str(int(t)): t for t in EioType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class EioPacket:
     """One Engine.IO packet.
 
@@ -63,11 +67,19 @@ class EioPacket:
     """
 
     type: EioType
-    data: str | bytes = ""
+    data: str | bytes
 
-    def __post_init__(self) -> None:
-        if isinstance(self.data, bytes) and self.type is not EioType.MESSAGE:
+    def __init__(self, type: EioType, data: str | bytes = "") -> None:
+        # Written out (rather than generated) because the frozen dataclass
+        # __init__ is slow, and every received frame builds one.
+        if isinstance(data, bytes) and type is not EioType.MESSAGE:
             raise LocalProtocolError("only MESSAGE packets may carry binary data")
+        _set_type(self, type)
+        _set_data(self, data)
+
+
+_set_type: Any = vars(EioPacket)["type"].__set__
+_set_data: Any = vars(EioPacket)["data"].__set__
 
 
 # Pre-built packets that carry no data, to avoid allocations on hot paths.
@@ -147,17 +159,17 @@ def decode_payload(
         raise PayloadTooLarge(f"payload of {len(body)} bytes (at most {max_payload})")
     if max_packets is not None and body.count(RECORD_SEPARATOR) >= max_packets:
         raise TooManyPackets(f"more than {max_packets} packets in one payload")
-    packets = []
-    for record in body.split(RECORD_SEPARATOR):
-        if record[:1] == "b":
-            try:
-                data = base64.b64decode(record[1:], validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidEncoding("invalid base64 in a binary packet") from None
-            packets.append(EioPacket(EioType.MESSAGE, data))
-        else:
-            packets.append(_decode_text(record))
-    return packets
+    return [_decode_record(record) for record in body.split(RECORD_SEPARATOR)]
+
+
+def _decode_record(record: str) -> EioPacket:
+    if record[:1] == "b":
+        try:
+            data = base64.b64decode(record[1:], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidEncoding("invalid base64 in a binary packet") from None
+        return EioPacket(EioType.MESSAGE, data)
+    return _decode_text(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +211,8 @@ def decode_open(data: str) -> Handshake:
         InvalidHandshake: if it is not a JSON object with the expected fields.
     """
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
+        obj = _HANDSHAKE_READER.loads(data)
+    except RemoteProtocolError:
         raise InvalidHandshake("handshake is not valid JSON") from None
     if not isinstance(obj, dict):
         raise InvalidHandshake("handshake is not a JSON object")
@@ -243,7 +255,10 @@ class PayloadReader:
         self.max_packets = max_packets
         self.max_payload = max_payload
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
-        self._partial = ""
+        # The text of the unfinished record, in pieces: joining only when a record
+        # ends keeps a body sent in tiny chunks linear (``+=`` on an attribute
+        # copies the whole string every time).
+        self._partial: list[str] = []
         self._size = 0
         self._count = 0
 
@@ -256,11 +271,17 @@ class PayloadReader:
             text = self._decoder.decode(chunk)
         except UnicodeDecodeError:
             raise InvalidEncoding("request body is not valid UTF-8") from None
-        if RECORD_SEPARATOR not in text:
-            self._partial += text
+        separators = text.count(RECORD_SEPARATOR)
+        if not separators:
+            if text:
+                self._partial.append(text)
             return []
-        records = (self._partial + text).split(RECORD_SEPARATOR)
-        self._partial = records.pop()
+        # Count before splitting, so a body of separators is refused unsplit.
+        if self._count + separators >= self.max_packets:
+            raise TooManyPackets(f"more than {self.max_packets} packets in one payload")
+        self._partial.append(text)
+        records = "".join(self._partial).split(RECORD_SEPARATOR)
+        self._partial = [records.pop()]
         return self._records(records)
 
     def close(self) -> list[EioPacket]:
@@ -269,11 +290,13 @@ class PayloadReader:
             tail = self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise InvalidEncoding("request body is not valid UTF-8") from None
-        record, self._partial = self._partial + tail, ""
+        self._partial.append(tail)
+        record = "".join(self._partial)
+        self._partial = []
         return self._records([record])
 
     def _records(self, records: list[str]) -> list[EioPacket]:
         self._count += len(records)
         if self._count > self.max_packets:
             raise TooManyPackets(f"more than {self.max_packets} packets in one payload")
-        return decode_payload(RECORD_SEPARATOR.join(records))
+        return [_decode_record(record) for record in records]
