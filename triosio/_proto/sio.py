@@ -70,7 +70,7 @@ class SioType(enum.IntEnum):
 _TYPE_BY_CHAR = {str(int(t)): t for t in SioType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SioPacket:
     """One Socket.IO packet.
 
@@ -87,9 +87,25 @@ class SioPacket:
     """
 
     type: SioType
-    nsp: str = "/"
-    data: Any = None
-    id: int | None = None
+    nsp: str
+    data: Any
+    id: int | None
+
+    def __init__(
+        self, type: SioType, nsp: str = "/", data: Any = None, id: int | None = None
+    ) -> None:
+        # Written out because the generated frozen __init__ goes through
+        # object.__setattr__ four times: this halves the cost of every decode.
+        _set_type(self, type)
+        _set_nsp(self, nsp)
+        _set_data(self, data)
+        _set_id(self, id)
+
+
+_set_type: Any = vars(SioPacket)["type"].__set__
+_set_nsp: Any = vars(SioPacket)["nsp"].__set__
+_set_data: Any = vars(SioPacket)["data"].__set__
+_set_id: Any = vars(SioPacket)["id"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +169,17 @@ class Parser(Protocol):
 # ---------------------------------------------------------------- validation
 
 
-def check_data(ptype: SioType, data: Any, packet_id: int | None) -> None:
-    """Check that ``data`` fits a packet of type ``ptype`` (shared by all parsers)."""
+def check_data(ptype: SioType, data: Any, packet_id: int | None, *, present: bool = False) -> None:
+    """Check that ``data`` fits a packet of type ``ptype`` (shared by all parsers).
+
+    Args:
+        ptype: The packet type.
+        data: The decoded payload (``None`` when absent).
+        packet_id: The ack id, or ``None``.
+        present: Whether the packet carried a payload at all, so that an explicit
+            ``null`` (``0null``, ``1null``) is refused as the reference parser
+            refuses it.
+    """
     if ptype is SioType.EVENT or ptype is SioType.BINARY_EVENT:
         if not isinstance(data, list) or not data:
             raise InvalidEventPayload("EVENT payload must be a non-empty array")
@@ -169,10 +194,10 @@ def check_data(ptype: SioType, data: Any, packet_id: int | None) -> None:
         if packet_id is None:
             raise InvalidAckId("ACK packet without an ack id")
     elif ptype is SioType.CONNECT:
-        if data is not None and not isinstance(data, dict):
+        if (data is not None or present) and not isinstance(data, dict):
             raise InvalidConnectPayload("CONNECT payload must be an object")
     elif ptype is SioType.DISCONNECT:
-        if data is not None:
+        if data is not None or present:
             raise InvalidDisconnectPayload("DISCONNECT packet must not carry a payload")
     elif ptype is SioType.CONNECT_ERROR and not isinstance(data, (dict, str)):
         raise InvalidConnectErrorPayload("CONNECT_ERROR payload must be an object or string")
@@ -197,15 +222,7 @@ def check_ack_id(value: object) -> int:
 # ---------------------------------------------------------------- JSON parser
 
 
-def _header(packet: SioPacket, attachments: int) -> str:
-    parts = [str(int(packet.type))]
-    if attachments:
-        parts.append(f"{attachments}-")
-    if packet.nsp != "/":
-        parts.append(packet.nsp + ",")
-    if packet.id is not None:
-        parts.append(str(packet.id))
-    return "".join(parts)
+_TYPE_CHAR = ("0", "1", "2", "3", "4", "5", "6")
 
 
 class JSONEncoder:
@@ -214,28 +231,41 @@ class JSONEncoder:
     __slots__ = ()
 
     def encode(self, packet: SioPacket) -> list[str | bytes]:
-        """Encode ``packet`` as the reference parser would, byte for byte."""
+        """Encode ``packet`` as the reference parser would, byte for byte.
+
+        Raises:
+            LocalProtocolError: for a namespace that does not start with ``/`` or
+                holds a comma, an ack id outside 0..2**53, or data that JSON
+                cannot carry (NaN, Infinity, objects of unknown types).
+        """
         ptype = packet.type
-        if not packet.nsp.startswith("/"):
-            raise LocalProtocolError(f"namespace must start with '/': {packet.nsp!r}")
-        if packet.id is not None and not 0 <= packet.id <= MAX_ACK_ID:
-            raise LocalProtocolError(f"ack id out of range: {packet.id}")
+        nsp = packet.nsp
+        packet_id = packet.id
         data = packet.data
+        if nsp == "/":
+            head = ""
+        elif nsp[:1] == "/" and "," not in nsp:
+            # The text format ends the namespace at the first comma, unescaped.
+            head = nsp + ","
+        else:
+            raise LocalProtocolError(f"namespace must start with '/' and hold no ',': {nsp!r}")
+        if packet_id is not None:
+            if (
+                not isinstance(packet_id, int)
+                or isinstance(packet_id, bool)
+                or not 0 <= packet_id <= MAX_ACK_ID
+            ):
+                raise LocalProtocolError(f"ack id must be an int in 0..2**53: {packet_id!r}")
+            head += int.__repr__(packet_id)
         if data is None:
-            return [_header(packet, 0)]
-        if ptype in (SioType.EVENT, SioType.ACK, SioType.BINARY_EVENT, SioType.BINARY_ACK):
+            return [_TYPE_CHAR[ptype] + head]
+        if ptype is SioType.EVENT or ptype is SioType.ACK or ptype >= SioType.BINARY_EVENT:
             text, attachments = dumps_binary(data)
+            is_event = ptype is SioType.EVENT or ptype is SioType.BINARY_EVENT
             if attachments:
-                is_event = ptype in (SioType.EVENT, SioType.BINARY_EVENT)
-                ptype = SioType.BINARY_EVENT if is_event else SioType.BINARY_ACK
-                head = _header(SioPacket(ptype, packet.nsp, None, packet.id), len(attachments))
-                return [head + text, *attachments]
-            if ptype is SioType.BINARY_EVENT:
-                ptype = SioType.EVENT
-            elif ptype is SioType.BINARY_ACK:
-                ptype = SioType.ACK
-            return [_header(SioPacket(ptype, packet.nsp, None, packet.id), 0) + text]
-        return [_header(packet, 0) + dumps(data)]
+                return [f"{5 if is_event else 6}{len(attachments)}-{head}{text}", *attachments]
+            return [("2" if is_event else "3") + head + text]
+        return [_TYPE_CHAR[ptype] + head + dumps(data)]
 
 
 _ACK_DIGITS = re.compile(r"[0-9]*")
@@ -306,28 +336,38 @@ class JSONDecoder:
         self._attachments.append(bytes(data))
         if len(self._attachments) < self._expected:
             return None
-        attachments = self._attachments
-        used: set[int] = set()
-        data_out = _reconstruct(head.data, attachments, used)
-        if len(used) != len(attachments):
-            raise AttachmentMismatch(
-                f"{len(attachments)} attachments but placeholders for {len(used)}"
-            )
+        # The placeholders were checked against the count when the text arrived.
+        data_out = _reconstruct(head.data, self._attachments)
         self.reset()
         return SioPacket(head.type, head.nsp, data_out, head.id)
 
     def _decode_text(self, text: str) -> SioPacket | None:
-        if not text:
+        size = len(text)
+        if not size:
             raise EmptyPacket("empty Socket.IO packet")
-        if len(text) > self.limits.max_payload:
-            raise PayloadTooLarge(f"packet of {len(text)} characters")
+        if size > self.limits.max_payload:
+            raise PayloadTooLarge(f"packet of {size} characters")
         ptype = _TYPE_BY_CHAR.get(text[0])
         if ptype is None:
             raise UnknownPacketType(f"unknown Socket.IO packet type {text[0]!r}")
+        if ptype is SioType.EVENT and text[1:2] == "[":
+            # The common case, an event on "/" with no ack id: skip the header walk
+            # and the general payload check (this is the same check, inlined).
+            args = self._reader.loads(text, 1)
+            if (
+                type(args) is not list
+                or not args
+                or type(args[0]) is not str
+                or args[0] in RESERVED_EVENTS
+            ):
+                check_data(ptype, args, None, present=True)  # raises the right error
+            return SioPacket(ptype, "/", args, None)
         i = 1
         count = 0
         binary = ptype is SioType.BINARY_EVENT or ptype is SioType.BINARY_ACK
         if binary:
+            # The count is at most 11 digits here (an int, whatever the limit), so
+            # no input can make us read or convert a long run of digits.
             dash = text.find("-", 1, 13)
             count_text = text[1:dash] if dash > 0 else ""
             if not count_text.isascii() or not count_text.isdigit():
@@ -344,7 +384,7 @@ class JSONDecoder:
         if text.startswith("/", i):
             comma = text.find(",", i)
             if comma < 0:
-                nsp, i = text[i:], len(text)
+                nsp, i = text[i:], size
             else:
                 nsp, i = text[i:comma], comma + 1
         match = _ACK_DIGITS.match(text, i)
@@ -357,17 +397,23 @@ class JSONDecoder:
             packet_id = int(digits)
             i = match.end()
         data: Any = None
-        if i < len(text):
+        present = i < size
+        if present:
             first = text[i]
             if first not in _JSON_START:
+                if packet_id is not None:
+                    # "21x[...]", "21.5[...]": digits then junk, not a number.
+                    raise InvalidAckId(f"ack id must be digits: {text[i - 1 : i + 10]!r}")
                 comma = text.find(",", i)
-                if packet_id is None and comma > 0 and not _BRACKET.search(text, i, comma):
+                if comma > 0 and not _BRACKET.search(text, i, comma):
                     raise InvalidNamespace(f"namespace must start with '/': {text[i:comma][:50]!r}")
                 raise InvalidJSON(f"unexpected {first!r} after the packet header")
-            data = self._reader.loads(text[i:])
-        check_data(ptype, data, packet_id)
+            data = self._reader.loads(text, i)
+        check_data(ptype, data, packet_id, present=present)
         if not binary:
             return SioPacket(ptype, nsp, data, packet_id)
+        # Check the placeholders now, before any attachment is buffered.
+        _check_placeholders(data, count)
         plain = SioType.EVENT if ptype is SioType.BINARY_EVENT else SioType.ACK
         self._head = SioPacket(plain, nsp, data, packet_id)
         self._expected = count
@@ -376,22 +422,47 @@ class JSONDecoder:
         return None
 
 
-def _reconstruct(obj: Any, attachments: list[bytes], used: set[int]) -> Any:
-    # Depth is bounded by the JSON reader's max_depth, so recursion is bounded.
-    if isinstance(obj, list):
-        return [_reconstruct(v, attachments, used) for v in obj]
-    if isinstance(obj, dict):
-        if obj.get("_placeholder") is True:
+def _is_placeholder(obj: dict[Any, Any]) -> bool:
+    # As the reference: an object whose "_placeholder" is exactly true.
+    return obj.get("_placeholder") is True
+
+
+def _check_placeholders(data: Any, count: int) -> None:
+    """Check that the placeholders of a binary packet number 0..count-1, each once."""
+    seen: set[int] = set()
+    found = 0
+    stack = [data]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, list):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            if not _is_placeholder(obj):
+                stack.extend(obj.values())
+                continue
             num = obj.get("num")
+            # bool is an int subclass: true must not pass for 1 (nor "splice" for
+            # anything at all, CVE-2022-2421).
             if not isinstance(num, int) or isinstance(num, bool):
                 raise InvalidPlaceholder(f"placeholder num must be an integer: {num!r}"[:80])
-            if not 0 <= num < len(attachments):
-                raise InvalidPlaceholder(
-                    f"placeholder num {num} out of range (0..{len(attachments) - 1})"
-                )
-            used.add(num)
-            return attachments[num]
-        return {k: _reconstruct(v, attachments, used) for k, v in obj.items()}
+            if not 0 <= num < count:
+                raise InvalidPlaceholder(f"placeholder num {num} out of range (0..{count - 1})")
+            seen.add(num)
+            found += 1
+    if found != count or len(seen) != count:
+        raise AttachmentMismatch(
+            f"{count} attachment(s) declared, {found} placeholder(s) for {sorted(seen)}"
+        )
+
+
+def _reconstruct(obj: Any, attachments: list[bytes]) -> Any:
+    # Depth is bounded by the JSON reader's max_depth, so recursion is bounded.
+    if isinstance(obj, list):
+        return [_reconstruct(v, attachments) for v in obj]
+    if isinstance(obj, dict):
+        if _is_placeholder(obj):
+            return attachments[obj["num"]]
+        return {k: _reconstruct(v, attachments) for k, v in obj.items()}
     return obj
 
 
