@@ -130,14 +130,14 @@ class MsgpackDecoder:
             )
         except InvalidEncoding:
             raise
-        except RecursionError:
+        except (RecursionError, self._mp.StackError):
+            # The unpacker has a fixed stack; deeper input is a nesting fault.
             raise NestingTooDeep("msgpack data nested too deeply") from None
         except (
             ValueError,
             TypeError,
             self._mp.ExtraData,
             self._mp.FormatError,
-            self._mp.StackError,
             UnicodeDecodeError,
         ) as exc:
             raise InvalidEncoding(f"invalid msgpack: {exc}") from None
