@@ -6,6 +6,15 @@ except the :mod:`triosio.testing` and :mod:`triosio.asgi` modules.
 
 from __future__ import annotations
 
+# client
+from ._client.connect import connect as connect
+from ._client.manager import Manager as Manager
+from ._client.socket import BufferFull as BufferFull
+from ._client.socket import ClientSocket as ClientSocket
+from ._client.socket import EmitFlags as EmitFlags
+from ._client.stream import Event as Event
+from ._client.stream import EventStream as EventStream
+from ._client.stream import EventStreamOverflow as EventStreamOverflow
 from ._errors import AckTimeout as AckTimeout
 from ._errors import AttachmentMismatch as AttachmentMismatch
 from ._errors import BroadcastAckTimeout as BroadcastAckTimeout
@@ -43,11 +52,17 @@ __all__ = [
     "AckTimeout",
     "AttachmentMismatch",
     "BroadcastAckTimeout",
+    "BufferFull",
+    "ClientSocket",
     "ConnectError",
     "ConnectionRefused",
     "DisconnectReason",
     "Disconnected",
+    "EmitFlags",
     "EmptyPacket",
+    "Event",
+    "EventStream",
+    "EventStreamOverflow",
     "IntegerTooLong",
     "InvalidAckId",
     "InvalidAckPayload",
@@ -63,6 +78,7 @@ __all__ = [
     "InvalidNamespace",
     "InvalidPlaceholder",
     "LocalProtocolError",
+    "Manager",
     "NestingTooDeep",
     "PayloadTooLarge",
     "ProtocolError",
@@ -72,6 +88,7 @@ __all__ = [
     "TriosioError",
     "UnknownPacketType",
     "__version__",
+    "connect",
 ]
 
 
