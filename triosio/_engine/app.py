@@ -1,0 +1,301 @@
+"""The HTTP application of the built-in server: mounted servers, static files, 404.
+
+:class:`App` routes each request by URL path: to the Engine.IO / Socket.IO
+servers mounted at their paths (longest prefix first), then to static folders
+(longest prefix first), and answers 404 elsewhere. :func:`serve` runs it on TCP
+(or on listeners you pass, such as in-memory ones in tests).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mimetypes
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote
+
+import trio
+
+from .exchange import Exchange
+from .h11server import HTTPLimits, serve_stream
+
+log = logging.getLogger("triosio.http")
+
+_MAX_STATIC_FILE = 64 * 1024 * 1024
+
+
+@runtime_checkable
+class Mountable(Protocol):
+    """Something :class:`App` can mount: an Engine.IO or Socket.IO server."""
+
+    @property
+    def path(self) -> str:
+        """The URL path prefix it answers, e.g. ``/socket.io/``."""
+        ...
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer one request under :attr:`path`."""
+        ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None:
+        """Run background tasks until cancelled."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Close every session (the server is shutting down) and wait for them."""
+        ...
+
+
+class StaticFiles:
+    """Serves the files of one folder under a URL prefix.
+
+    ``GET``/``HEAD`` only; ``index.html`` for folders; content types from the
+    file name. Paths that climb out of the folder (``..``, encoded or not, or a
+    symlink pointing outside) are answered 404.
+
+    Args:
+        prefix: URL prefix, e.g. ``/`` or ``/static/``.
+        directory: The folder to serve.
+    """
+
+    def __init__(self, prefix: str, directory: str | os.PathLike[str]) -> None:
+        if not prefix.startswith("/"):
+            raise ValueError("a static prefix must start with '/'")
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.root = Path(directory).resolve()
+        if not self.root.is_dir():
+            raise ValueError(f"not a folder: {directory}")
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` is under this prefix."""
+        return path.startswith(self.prefix) or path + "/" == self.prefix
+
+    def _resolve(self, path: str) -> Path | None:
+        rel = unquote(path[len(self.prefix) :]) if path.startswith(self.prefix) else ""
+        if "\x00" in rel or "\\" in rel:
+            return None
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if any(p == ".." for p in parts):
+            return None
+        target = self.root.joinpath(*parts)
+        try:
+            resolved = target.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if resolved != self.root and self.root not in resolved.parents:
+            return None  # a symlink escaping the folder
+        if resolved.is_dir():
+            resolved = resolved / "index.html"
+            if not resolved.is_file():
+                return None
+        return resolved if resolved.is_file() else None
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer a request under :attr:`prefix`."""
+        request = exchange.request
+        if request.method not in ("GET", "HEAD"):
+            await exchange.respond(
+                405, [("allow", "GET, HEAD"), ("content-type", "text/plain")], b"method not allowed"
+            )
+            return
+        target = await trio.to_thread.run_sync(self._resolve, request.path)
+        if target is None:
+            await _not_found(exchange)
+            return
+        size = target.stat().st_size
+        if size > _MAX_STATIC_FILE:
+            await _not_found(exchange)
+            return
+        body = await trio.Path(target).read_bytes()
+        ctype = content_type(target.name)
+        headers = [("content-type", ctype), ("cache-control", "no-cache")]
+        if request.method == "HEAD":
+            headers.append(("content-length", str(len(body))))
+            body = b""
+        await exchange.respond(200, headers, body)
+
+
+def content_type(name: str) -> str:
+    """The Content-Type for a file name (UTF-8 for text types)."""
+    ctype, _ = mimetypes.guess_type(name)
+    if name.endswith((".js", ".mjs")):
+        ctype = "text/javascript"
+    ctype = ctype or "application/octet-stream"
+    if ctype.startswith("text/") or ctype in ("application/json", "image/svg+xml"):
+        ctype += "; charset=utf-8"
+    return ctype
+
+
+async def _not_found(exchange: Exchange) -> None:
+    await exchange.respond(404, [("content-type", "text/plain")], b"not found")
+
+
+class App:
+    """An HTTP application: servers mounted at their paths, static folders, 404 elsewhere.
+
+    Args:
+        *servers: Socket.IO / Engine.IO servers; each answers under its ``path``.
+        static: URL prefix → folder, e.g. ``{"/": "public"}``.
+    """
+
+    def __init__(
+        self,
+        *servers: Mountable,
+        static: Mapping[str, str | os.PathLike[str]] | None = None,
+    ) -> None:
+        paths = [s.path for s in servers]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"two servers mounted at the same path: {paths}")
+        self.servers: Sequence[Mountable] = sorted(servers, key=lambda s: -len(s.path))
+        self.static = sorted(
+            (StaticFiles(prefix, folder) for prefix, folder in (static or {}).items()),
+            key=lambda s: -len(s.prefix),
+        )
+
+    @property
+    def path(self) -> str:
+        """Everything: an App answers at ``/``."""
+        return "/"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every mounted server's background tasks."""
+        async with trio.open_nursery() as nursery:
+            for server in self.servers:
+                await nursery.start(server.run)
+            task_status.started()
+
+    async def shutdown(self) -> None:
+        """Close every session of every mounted server, and wait for them."""
+        async with trio.open_nursery() as nursery:
+            for server in self.servers:
+                nursery.start_soon(server.shutdown)
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Route one request."""
+        path = exchange.request.path
+        for server in self.servers:
+            if path.startswith(server.path) or path + "/" == server.path:
+                await server.handle(exchange)
+                return
+        for static in self.static:
+            if static.matches(path):
+                await static.handle(exchange)
+                return
+        await _not_found(exchange)
+
+
+def as_app(app: App | Mountable) -> App:
+    """Wrap a bare server in an :class:`App`."""
+    return app if isinstance(app, App) else App(app)
+
+
+async def serve(
+    app: App | Mountable,
+    host: str | None = "127.0.0.1",
+    port: int = 5000,
+    *,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
+    ssl_context: object | None = None,
+    limits: HTTPLimits | None = None,
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
+) -> None:
+    """Serve ``app`` over HTTP/1.1 (polling and WebSocket) until cancelled.
+
+    Start it with ``await nursery.start(triosio.serve, app, host, port)`` to get the
+    listeners once they listen (``port=0`` picks a free port). Cancelling it
+    closes every session (each client gets a close packet), within a bounded time.
+
+    Args:
+        app: A :class:`triosio.Server`, an :class:`EngineServer`, or an :class:`App`.
+        host: Address to listen on (``None``: every interface).
+        port: TCP port.
+        listeners: Serve these instead of opening TCP listeners (e.g. in-memory).
+        ssl_context: An ``ssl.SSLContext`` to serve HTTPS/WSS.
+        limits: Request size and timeout limits (:class:`HTTPLimits`).
+    """
+    the_app = as_app(app)
+    http_limits = limits or HTTPLimits()
+    if listeners is None:
+        tcp = await trio.open_tcp_listeners(port, host=host)
+        listeners = list(tcp)
+    if ssl_context is not None:
+        import ssl
+
+        assert isinstance(ssl_context, ssl.SSLContext)
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners
+        ]
+
+    async def handler(stream: trio.abc.Stream) -> None:
+        await _serve_connection(the_app, http_limits, stream)
+
+    # The servers run in a scope shielded from our caller's cancellation, so that
+    # on cancellation the sessions can still say goodbye (over the very HTTP
+    # connections that are serving their polls); then that scope is cancelled too.
+    inner = trio.CancelScope(shield=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_run_shielded, inner, the_app, handler, list(listeners))
+        task_status.started(list(listeners))
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(_SHUTDOWN_GRACE):
+                    await the_app.shutdown()
+                inner.cancel()
+
+
+_SHUTDOWN_GRACE = 5.0
+
+
+async def _run_shielded(
+    scope: trio.CancelScope,
+    app: App,
+    handler: Callable[[trio.abc.Stream], Awaitable[None]],
+    listeners: list[trio.abc.Listener[trio.abc.Stream]],
+    *,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    with scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.run)
+            for listener in listeners:
+                nursery.start_soon(_accept_loop, listener, handler, nursery)
+            task_status.started()
+
+
+_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+async def _accept_loop(
+    listener: trio.abc.Listener[trio.abc.Stream],
+    handler: Callable[[trio.abc.Stream], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    # Not trio.serve_listeners: it closes each stream when its handler returns, and
+    # a WebSocket handshake hands the stream over to a session that outlives it.
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RETRY:
+                    log.error("accept failed (%s); retrying in 100 ms", exc)
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            nursery.start_soon(handler, stream)
+
+
+async def _serve_connection(app: App, limits: HTTPLimits, stream: trio.abc.Stream) -> None:
+    try:
+        await serve_stream(stream, app.handle, limits)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:
+        log.exception("unexpected error on an HTTP connection")

@@ -1,0 +1,145 @@
+"""What the Engine.IO server needs from an HTTP front end, as two small interfaces.
+
+The built-in server (h11 + wsproto on Trio streams, :mod:`._h11server`) and the
+ASGI adapter (:mod:`triosio.asgi`) both implement :class:`Exchange` (one HTTP
+request and its response) and :class:`WebSocket` (an accepted WebSocket), so
+the Engine.IO server and its sessions run unchanged over either.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from .packet import OutPacket
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request head, as the front end received it.
+
+    Attributes:
+        method: ``GET``, ``POST``...
+        path: The URL path, percent-decoding not applied.
+        query_string: The raw query string (without ``?``).
+        headers: ``(name, value)`` pairs, names lower-cased, in arrival order.
+        client: The peer's ``(host, port)``, when known.
+        secure: Whether the connection is TLS.
+        time: Wall-clock time (``time.time()``) when the request arrived.
+    """
+
+    method: str
+    path: str
+    query_string: str = ""
+    headers: Headers = field(default_factory=list)
+    client: tuple[str, int] | None = None
+    secure: bool = False
+    time: float = field(default_factory=time.time)
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower case), or ``None``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (the first value of each name)."""
+        out: dict[str, str] = {}
+        for key, value in parse_qsl(self.query_string, keep_blank_values=True):
+            out.setdefault(key, value)
+        return out
+
+    @property
+    def url(self) -> str:
+        """The request target: path and query string."""
+        return self.path + ("?" + self.query_string if self.query_string else "")
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        """Whether this is a WebSocket opening handshake."""
+        upgrade = self.header("upgrade") or ""
+        return self.method == "GET" and upgrade.lower() == "websocket"
+
+
+class Exchange(abc.ABC):
+    """One HTTP request and the response to it.
+
+    Exactly one of :meth:`respond` and :meth:`accept_websocket` is called once.
+    """
+
+    request: Request
+
+    @abc.abstractmethod
+    def body(self) -> AsyncIterator[bytes]:
+        """The request body, chunk by chunk."""
+
+    @abc.abstractmethod
+    async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:
+        """Send the whole response."""
+
+    @abc.abstractmethod
+    async def wait_client_gone(self) -> None:
+        """Return when the client closes its connection (used by long-polls)."""
+
+    @abc.abstractmethod
+    async def accept_websocket(self, headers: Headers) -> WebSocket:
+        """Complete the WebSocket handshake; the connection now belongs to the caller."""
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket ended; ``code`` is its close code (1006 when the TCP link broke)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"websocket closed ({code}) {reason}".strip())
+        self.code = code
+        self.reason = reason
+
+
+class WebSocket(abc.ABC):
+    """An accepted WebSocket, as an Engine.IO session uses it.
+
+    Writes never wait: :meth:`write_nowait` writes through when it can and queues
+    otherwise; :meth:`run_writer` (a task in the session's nursery) drains the
+    queue. :attr:`backlog` is what is queued, for the session's limits.
+    """
+
+    #: Bytes (or messages) queued and not yet handed to the transport.
+    backlog: int = 0
+    #: Set when a write failed: the connection is unusable.
+    broken: bool = False
+
+    @abc.abstractmethod
+    async def receive(self, max_size: int) -> str | bytes:
+        """The next whole message.
+
+        Raises:
+            WebSocketClosed: the peer closed, the link broke, or a message was
+                larger than ``max_size`` (code 1009) or malformed (1002/1007).
+        """
+
+    @abc.abstractmethod
+    def write_nowait(self, packets: Sequence[OutPacket]) -> None:
+        """Write (or queue) the packets, in order, without waiting."""
+
+    @abc.abstractmethod
+    async def run_writer(self) -> None:
+        """Drain queued writes forever; run as a task."""
+
+    @abc.abstractmethod
+    async def wait_drained(self) -> None:
+        """Return once the queue is empty (or the socket is broken)."""
+
+    @abc.abstractmethod
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Flush what is queued (briefly), send a close frame, close the connection."""
+
+    @abc.abstractmethod
+    async def abort(self) -> None:
+        """Close the connection at once."""

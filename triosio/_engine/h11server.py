@@ -1,0 +1,337 @@
+"""The built-in HTTP/1.1 server: h11 on Trio streams, WebSocket handshakes by wsproto.
+
+One task per TCP connection reads requests in turn (keep-alive), hands each to
+the application as an :class:`Exchange`, and after a WebSocket handshake gives
+the stream away (the Engine.IO session owns it from then on).
+
+Limits against slow or abusive clients: a request head must arrive within
+``head_timeout`` of its first byte (slowloris), an idle keep-alive connection is
+closed after ``idle_timeout``, a head is at most ``max_head_size`` bytes and
+``max_headers`` header lines, and a body must keep arriving (``body_timeout``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import h11
+import trio
+import wsproto
+import wsproto.events as wse
+from wsproto.utilities import RemoteProtocolError as WSRemoteError
+
+from .exchange import Exchange, Headers, Request, WebSocket
+from .native_ws import NativeWebSocket
+
+log = logging.getLogger("triosio.http")
+
+_RECV_SIZE = 65536
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPLimits:
+    """Limits of the built-in HTTP server.
+
+    Attributes:
+        max_head_size: Largest request head (request line and headers), bytes.
+        max_headers: Most header lines in one request.
+        head_timeout: Seconds a request head may take once its first byte arrived.
+        idle_timeout: Seconds an idle keep-alive connection is kept open.
+        body_timeout: Seconds the server waits for the next chunk of a body.
+    """
+
+    max_head_size: int = 16384
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    body_timeout: float = 30.0
+
+
+class _Abort(Exception):
+    """Stop serving this connection (after answering, when possible)."""
+
+
+class H11Exchange(Exchange):
+    """One request on a connection served by :class:`H11Connection`."""
+
+    def __init__(self, connection: H11Connection, request: Request) -> None:
+        self.request = request
+        self._conn = connection
+        self.responded = False
+        self.upgraded = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body, chunk by chunk."""
+        conn = self._conn
+        while True:
+            event = conn.h11.next_event()
+            if event is h11.NEED_DATA:
+                with trio.move_on_after(conn.limits.body_timeout) as scope:
+                    await conn.receive()
+                if scope.cancelled_caught:
+                    raise _Abort("request body timed out")
+                continue
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise _Abort(f"unexpected {type(event).__name__} in a request body")
+
+    async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:
+        """Send the whole response, with Content-Length."""
+        if self.responded:
+            raise RuntimeError("this request was already answered")
+        self.responded = True
+        await self._conn.send_response(status, headers, body)
+
+    async def wait_client_gone(self) -> None:
+        """Return when the client closes its end (a pending long-poll aborted)."""
+        await self._conn.wait_eof()
+
+    async def accept_websocket(self, headers: Headers) -> WebSocket:
+        """Answer 101 and return the WebSocket; the stream is given away."""
+        conn = self._conn
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.request.headers]
+        target = self.request.url.encode("latin-1")
+        try:
+            ws.initiate_upgrade_connection(raw_headers, target)
+            events = list(ws.events())
+        except WSRemoteError as exc:
+            await self.respond(400, [("content-type", "text/plain")], f"{exc}".encode())
+            raise _Abort("invalid websocket handshake") from None
+        if not events or not isinstance(events[0], wse.Request):
+            await self.respond(400, [("content-type", "text/plain")], b"bad websocket handshake")
+            raise _Abort("invalid websocket handshake")
+        accept = wse.AcceptConnection(
+            extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        )
+        self.responded = True
+        await conn.send_bytes(ws.send(accept))
+        self.upgraded = True
+        trailing, _closed = conn.h11.trailing_data
+        if trailing:
+            ws.receive_data(bytes(trailing))
+        return NativeWebSocket(conn.stream, ws)
+
+
+class H11Connection:
+    """Serves the requests of one HTTP/1.1 connection."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Callable[[H11Exchange], Awaitable[None]],
+        limits: HTTPLimits,
+        *,
+        client: tuple[str, int] | None = None,
+        secure: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.handler = handler
+        self.limits = limits
+        self.client = client
+        self.secure = secure
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
+        self._eof = False
+
+    async def receive(self) -> None:
+        """Read more bytes into h11 (raises _Abort when the peer is gone)."""
+        if self._eof:
+            raise _Abort("connection closed")
+        try:
+            data = await self.stream.receive_some(_RECV_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._eof = True
+        self.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
+
+    async def wait_eof(self) -> None:
+        """Return when the peer closes; bytes it sends meanwhile are kept for h11."""
+        while not self._eof:
+            await self.receive()
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Write raw bytes (raises _Abort if the peer is gone)."""
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Abort("connection lost while sending") from None
+
+    async def send_response(self, status: int, headers: Headers, body: bytes) -> None:
+        """Send a complete response through h11."""
+        names = {k.lower() for k, _ in headers}
+        all_headers = list(headers)
+        if "content-length" not in names:
+            all_headers.append(("content-length", str(len(body))))
+        try:
+            data = self.h11.send(
+                h11.Response(
+                    status_code=status,
+                    headers=all_headers,
+                    reason=_REASONS.get(status, "").encode(),
+                )
+            )
+            assert data is not None
+            if body and self.h11.our_state is h11.SEND_BODY:
+                data += self.h11.send(h11.Data(data=body)) or b""
+            data += self.h11.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError as exc:
+            raise _Abort(f"cannot send response: {exc}") from None
+        await self.send_bytes(data)
+
+    async def _next_request(self) -> Request | None:
+        deadline = trio.current_time() + self.limits.idle_timeout
+        started = False
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                if "too long" in str(exc).lower() or "too big" in str(exc).lower():
+                    status = 431
+                await self._error_and_close(status, str(exc))
+                return None
+            if event is h11.NEED_DATA:
+                if self._eof:
+                    return None
+                with trio.move_on_at(deadline) as scope:
+                    await self.receive()
+                if scope.cancelled_caught:
+                    if started:
+                        await self._error_and_close(408, "request head timed out")
+                    return None
+                if not started and self.h11.their_state is h11.IDLE:
+                    # The first byte of a head arrived: the whole head gets head_timeout.
+                    started = True
+                    deadline = trio.current_time() + self.limits.head_timeout
+                continue
+            if isinstance(event, h11.Request):
+                if len(event.headers) > self.limits.max_headers:
+                    await self._error_and_close(431, "too many header lines")
+                    return None
+                target = event.target.decode("latin-1")
+                path, _, query = target.partition("?")
+                headers = [
+                    (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
+                ]
+                return Request(
+                    method=event.method.decode("ascii"),
+                    path=path,
+                    query_string=query,
+                    headers=headers,
+                    client=self.client,
+                    secure=self.secure,
+                )
+            return None  # ConnectionClosed, or PAUSED after a refused upgrade
+
+    async def _error_and_close(self, status: int, message: str) -> None:
+        log.debug("closing connection from %s: %s", self.client, message)
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                body = message.encode("utf-8", "replace")
+                await self.send_response(
+                    status, [("content-type", "text/plain"), ("connection", "close")], body
+                )
+            except _Abort:
+                pass
+
+    async def serve(self) -> bool:
+        """Serve requests until the connection closes or is given away.
+
+        Returns:
+            True if a WebSocket took the stream over (the caller must not close it).
+        """
+        exchange: H11Exchange | None = None
+        try:
+            while True:
+                request = await self._next_request()
+                if request is None:
+                    return False
+                exchange = H11Exchange(self, request)
+                try:
+                    await self.handler(exchange)
+                except _Abort:
+                    raise
+                except Exception:
+                    # A bug in an application must cost one request, not the server.
+                    log.exception("error while handling %s %s", request.method, request.path)
+                    if not exchange.responded:
+                        await exchange.respond(
+                            500,
+                            [("content-type", "text/plain"), ("connection", "close")],
+                            b"internal server error",
+                        )
+                    return exchange.upgraded
+                if exchange.upgraded:
+                    return True
+                if not exchange.responded:
+                    await exchange.respond(500, [("content-type", "text/plain")], b"no response")
+                if not await self._finish_cycle():
+                    return False
+        except _Abort as exc:
+            log.debug("connection from %s ended: %s", self.client, exc)
+            return exchange is not None and exchange.upgraded
+
+    async def _finish_cycle(self) -> bool:
+        # Skip whatever the handler left unread of the request body (bounded).
+        skipped = 0
+        while self.h11.their_state is h11.SEND_BODY:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                with trio.move_on_after(self.limits.body_timeout) as scope:
+                    await self.receive()
+                if scope.cancelled_caught:
+                    return False
+            elif isinstance(event, h11.Data):
+                skipped += len(event.data)
+                if skipped > 1 << 20:
+                    return False
+            else:
+                break
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+
+async def serve_stream(
+    stream: trio.abc.Stream,
+    handler: Callable[[H11Exchange], Awaitable[None]],
+    limits: HTTPLimits,
+) -> None:
+    """Serve one connection; close it unless a WebSocket took it over."""
+    client: tuple[str, int] | None = None
+    secure = isinstance(stream, trio.SSLStream)
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if isinstance(inner, trio.SocketStream):
+        try:
+            peer = inner.socket.getpeername()
+            client = (str(peer[0]), int(peer[1]))
+        except (OSError, IndexError, TypeError):
+            client = None
+    conn = H11Connection(stream, handler, limits, client=client, secure=secure)
+    given_away = False
+    try:
+        given_away = await conn.serve()
+    finally:
+        if not given_away:
+            await trio.aclose_forcefully(stream)

@@ -1,0 +1,200 @@
+"""A server-side WebSocket on a Trio stream: wsproto reads, we write.
+
+Reading goes through wsproto (it validates masking, UTF-8, fragmentation and
+control frames). Writing does not: the frames of a broadcast are built once per
+packet (:attr:`OutPacket.ws_frame`) and the same bytes go to every recipient.
+
+On a plain TCP stream the bytes are written with a direct non-blocking
+``os.write`` on the socket when nothing is queued, which costs no task switch;
+only when the kernel buffer is full, or bytes are already queued, do they wait
+in a queue that the writer task drains when the socket becomes writable. That
+keeps order (nothing is written around the queue) and never blocks the caller.
+On other streams (TLS, in-memory) every write goes through the writer task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Sequence
+
+import trio
+import wsproto
+import wsproto.events as wse
+from wsproto.connection import ConnectionState
+from wsproto.utilities import LocalProtocolError as WSLocalError
+
+from .exchange import WebSocket, WebSocketClosed
+from .packet import OutPacket
+
+_RECV_SIZE = 65536
+# Close codes the peer's fault maps to (RFC 6455 section 7.4.1).
+_TOO_BIG = 1009
+
+
+class NativeWebSocket(WebSocket):
+    """A WebSocket over a Trio stream, after the HTTP handshake.
+
+    Args:
+        stream: The connection. This object owns it from now on.
+        connection: The wsproto connection, past the handshake.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, connection: wsproto.WSConnection) -> None:
+        self._stream = stream
+        self._ws = connection
+        self._fd = _fileno(stream)
+        self._queue: deque[bytes] = deque()
+        self.backlog = 0
+        self.broken = False
+        self._wake = trio.Event()
+        self._drained = trio.Event()
+        self._drained.set()
+        self._closed = False
+        self._writer_running = False
+        self._parts: list[str | bytes] = []
+        self._size = 0
+
+    # ------------------------------------------------------------- reading
+
+    async def receive(self, max_size: int) -> str | bytes:
+        """The next whole message (see :meth:`WebSocket.receive`)."""
+        ws = self._ws
+        while True:
+            for event in ws.events():
+                if isinstance(event, wse.Message):
+                    self._size += len(event.data)
+                    if self._size > max_size:
+                        raise WebSocketClosed(_TOO_BIG, "message too big")
+                    if event.message_finished and not self._parts:
+                        self._size = 0
+                        message: str | bytes = event.data
+                        return message
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        if isinstance(event, wse.TextMessage):
+                            return "".join(parts)  # type: ignore[arg-type]
+                        return b"".join(parts)  # type: ignore[arg-type]
+                elif isinstance(event, wse.Ping):
+                    self._write_raw(ws.send(event.response()))
+                elif isinstance(event, wse.CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._write_raw(ws.send(event.response()))
+                    raise WebSocketClosed(event.code, event.reason or "")
+            try:
+                received = await self._stream.receive_some(_RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise WebSocketClosed(1006, "connection lost") from None
+            if not received:
+                raise WebSocketClosed(1006, "connection closed without a close frame")
+            ws.receive_data(received if isinstance(received, bytes) else bytes(received))
+
+    # ------------------------------------------------------------- writing
+
+    def write_nowait(self, packets: Sequence[OutPacket]) -> None:
+        """Write the packets' frames in order, without waiting."""
+        if len(packets) == 1:
+            self._write_raw(packets[0].ws_frame)
+        else:
+            self._write_raw(b"".join([p.ws_frame for p in packets]))
+
+    def _write_raw(self, data: bytes) -> None:
+        if self.broken or self._closed or not data:
+            return
+        if not self._queue and self._fd is not None:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self.broken = True
+                self._wake.set()
+                return
+            if written == len(data):
+                return
+            data = data[written:]
+        self._queue.append(data)
+        self.backlog += len(data)
+        if self._drained.is_set():
+            self._drained = trio.Event()
+        self._wake.set()
+
+    async def run_writer(self) -> None:
+        """Drain the queue whenever it holds data, until the socket closes or breaks."""
+        self._writer_running = True
+        try:
+            while not self._closed and not self.broken:
+                if not self._queue:
+                    self._drained.set()
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    continue
+                await self._flush_some()
+            self._drained.set()
+        finally:
+            self._writer_running = False
+
+    async def _flush_some(self) -> None:
+        data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
+        self._queue.clear()
+        if self._fd is None:
+            self.backlog = 0
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.broken = True
+            return
+        await trio.lowlevel.wait_writable(self._fd)
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.broken = True
+            return
+        if written < len(data):
+            self._queue.appendleft(data[written:])
+        self.backlog -= written
+
+    async def wait_drained(self) -> None:
+        """Return once nothing is queued."""
+        await self._drained.wait()
+
+    # ------------------------------------------------------------- closing
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Flush (for at most a second), say goodbye, close the stream."""
+        if self._closed:
+            return
+        with trio.move_on_after(1):
+            if not self.broken:
+                try:
+                    frame = self._ws.send(wse.CloseConnection(code=code, reason=reason))
+                except WSLocalError:
+                    frame = b""
+                self._write_raw(frame)
+                if self._writer_running:
+                    await self.wait_drained()
+                else:
+                    while self._queue and not self.broken:
+                        await self._flush_some()
+        await self.abort()
+
+    async def abort(self) -> None:
+        """Close the stream now."""
+        self._closed = True
+        self._queue.clear()
+        self._drained.set()
+        self._wake.set()
+        await trio.aclose_forcefully(self._stream)
+
+
+def _fileno(stream: trio.abc.Stream) -> int | None:
+    # Direct writes only on a plain socket (not TLS, not in-memory streams).
+    if isinstance(stream, trio.SocketStream):
+        try:
+            return stream.socket.fileno()
+        except OSError:
+            return None
+    return None

@@ -1,0 +1,471 @@
+"""One Engine.IO session: its nursery, transports, heartbeat and upgrade.
+
+Spec: https://socket.io/docs/v4/engine-io-protocol/ ("Heartbeat", "Upgrade",
+"HTTP long-polling", "WebSocket").
+
+Each session runs in a nursery of its own (``EngineSession.run``), started in
+the engine server's sessions nursery. It holds the heartbeat task and, once the
+session is on WebSocket, the reader and writer tasks of that WebSocket; the
+application starts its per-client tasks there too (:attr:`EngineSession.nursery`).
+Polling requests are served by the HTTP connection tasks, which call into the
+session (:meth:`poll`, :meth:`receive_packets`).
+
+Closing, from any side, goes through :meth:`close_nowait`: it records the first
+reason, cancels the nursery, and :meth:`run` then says goodbye to the client,
+closes the transport and reports the reason to the application, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from .._errors import DisconnectReason, RemoteProtocolError
+from .._proto.eio import EioPacket, EioType, decode_ws
+from . import packet as P
+from .exchange import Request, WebSocket, WebSocketClosed
+from .packet import OutPacket
+
+if TYPE_CHECKING:
+    from .server import EngineOptions
+
+log = logging.getLogger("triosio.engine")
+
+
+class EngineApp(Protocol):
+    """What the Engine.IO server reports to the layer above it (e.g. Socket.IO).
+
+    All three run in the session's own task: ``on_open`` once the session is
+    open (start per-client tasks in ``session.nursery``), ``on_message`` for each
+    message in arrival order (awaiting in it slows this client's reads down, and
+    only this client's), ``on_close`` once, after the session's nursery is done.
+    """
+
+    async def on_open(self, session: EngineSession) -> None:
+        """A session opened."""
+        ...
+
+    async def on_message(self, session: EngineSession, data: str | bytes) -> None:
+        """A MESSAGE packet arrived."""
+        ...
+
+    async def on_close(self, session: EngineSession, reason: DisconnectReason) -> None:
+        """The session ended (its nursery is done), for ``reason``."""
+        ...
+
+
+class PollOverlap(Exception):
+    """A second GET (or POST) while one is still pending: the session is closed."""
+
+
+class EngineSession:
+    """One client's Engine.IO session.
+
+    Created by the engine server at the handshake; applications get it in
+    :meth:`EngineApp.on_open`.
+
+    Attributes:
+        sid: The session id (random, from a CSPRNG).
+        request: The handshake request (headers, query, client address...).
+        transport: ``"polling"`` or ``"websocket"``; changes once on upgrade.
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        request: Request,
+        transport: str,
+        options: EngineOptions,
+        app: EngineApp,
+    ) -> None:
+        self.sid = sid
+        self.request = request
+        self.transport = transport
+        self._options = options
+        self._app = app
+        self._queue: deque[OutPacket] = deque()
+        self._queued_bytes = 0
+        self._poll_wake = trio.Event()
+        self._room = trio.Event()
+        self._room.set()
+        self._ws: WebSocket | None = None
+        self._probing = False
+        self._upgrading = False
+        self._upgrade_done = trio.Event()
+        self._upgrade_done.set()
+        self._getting = False
+        self._posting = False
+        self._pong: trio.Event | None = None
+        self._reason: DisconnectReason | None = None
+        self._close_event = trio.Event()
+        self._finished = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        #: Whatever the application layer keeps for this session.
+        self.app_state: Any = None
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The session's nursery: tasks started here end with the session."""
+        if self._nursery is None:
+            raise RuntimeError("the session is not running yet")
+        return self._nursery
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is closing or closed."""
+        return self._reason is not None
+
+    @property
+    def close_reason(self) -> DisconnectReason | None:
+        """Why the session closed (``None`` while open)."""
+        return self._reason
+
+    @property
+    def upgrading(self) -> bool:
+        """Whether a WebSocket probe has succeeded and the switch is pending."""
+        return self._upgrading
+
+    @property
+    def writable(self) -> bool:
+        """Whether a packet sent now would go out at once (for volatile packets)."""
+        ws = self._ws
+        if ws is not None:
+            return ws.backlog == 0 and not ws.broken
+        return self._getting and not self._queue
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes waiting to be sent to this client."""
+        ws = self._ws
+        return ws.backlog if ws is not None else self._queued_bytes
+
+    # ------------------------------------------------------------ sending
+
+    def send_nowait(
+        self, packets: Sequence[OutPacket], *, volatile: bool = False, force: bool = False
+    ) -> bool:
+        """Send packets to this client without waiting; they arrive in order.
+
+        When the client's bounded outbound queue is full, a ``volatile`` send is
+        dropped and any other send closes the session with reason
+        :attr:`DisconnectReason.SLOW_CLIENT` — one slow client never holds up the
+        caller. ``force`` skips the limits (for sends that already waited for room).
+
+        Returns:
+            Whether the packets were accepted.
+        """
+        if self._reason is not None:
+            return False
+        if volatile and not self.writable:
+            return False
+        ws = self._ws
+        if ws is not None:
+            if not force and ws.backlog > self._options.max_buffered_bytes:
+                self.close_nowait(DisconnectReason.SLOW_CLIENT)
+                return False
+            ws.write_nowait(packets)
+            return True
+        queue = self._queue
+        if not force and (
+            len(queue) >= self._options.max_buffered_packets
+            or self._queued_bytes > self._options.max_buffered_bytes
+        ):
+            self.close_nowait(DisconnectReason.SLOW_CLIENT)
+            return False
+        for p in packets:
+            queue.append(p)
+            self._queued_bytes += p.size
+        if self._room.is_set() and self._over_limit():
+            self._room = trio.Event()
+        self._poll_wake.set()
+        return True
+
+    def _over_limit(self) -> bool:
+        return (
+            len(self._queue) >= self._options.max_buffered_packets
+            or self._queued_bytes > self._options.max_buffered_bytes
+        )
+
+    async def wait_for_room(self) -> None:
+        """Wait until this client's outbound queue is below its limits."""
+        while self._reason is None:
+            ws = self._ws
+            if ws is not None:
+                if ws.backlog <= self._options.max_buffered_bytes:
+                    return
+                await ws.wait_drained()
+            elif not self._over_limit():
+                return
+            else:
+                await self._room.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one MESSAGE, waiting for room in the client's queue if it is full.
+
+        Raises:
+            trio.ClosedResourceError: the session is closed.
+        """
+        await self.wait_for_room()
+        if not self.send_nowait([P.message(data)], force=True):
+            raise trio.ClosedResourceError("the Engine.IO session is closed")
+
+    # ------------------------------------------------------------ closing
+
+    def close_nowait(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
+        """Close the session (the first reason given wins). Never waits."""
+        if self._reason is not None:
+            return
+        self._reason = reason
+        self._close_event.set()
+        self._poll_wake.set()
+        self._room.set()
+        self._upgrade_done.set()
+
+    async def close(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
+        """Close the session and wait until it is fully closed."""
+        self.close_nowait(reason)
+        await self._finished.wait()
+
+    async def wait_closed(self) -> None:
+        """Wait until the session is fully closed."""
+        await self._finished.wait()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(
+        self, *, websocket: WebSocket | None = None, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Run the session until it closes. Started by the engine server."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if websocket is not None:
+                    nursery.start_soon(self._write_websocket, websocket)
+                    self._switch_to(websocket)
+                    nursery.start_soon(self._read_websocket, websocket)
+                nursery.start_soon(self._heartbeat)
+                task_status.started()
+                await self._app.on_open(self)
+                await self._close_event.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self._options.shutdown_timeout
+                await self._finish()
+
+    async def _finish(self) -> None:
+        if self._reason is None:
+            # Cancelled from outside: the server is shutting down.
+            self._reason = DisconnectReason.SERVER_SHUTTING_DOWN
+            self._poll_wake.set()
+            self._room.set()
+        reason = self._reason
+        ws = self._ws
+        if ws is not None:
+            if reason in _SAY_CLOSE and not ws.broken:
+                ws.write_nowait([P.CLOSE])
+            await ws.close(1000 if reason is not DisconnectReason.PAYLOAD_TOO_LARGE else 1009)
+        self._finished.set()
+        try:
+            await self._app.on_close(self, reason)
+        except Exception:
+            log.exception("error in on_close of session %s", self.sid)
+
+    # ------------------------------------------------------------ heartbeat
+
+    async def _heartbeat(self) -> None:
+        interval = self._options.ping_interval
+        timeout = self._options.ping_timeout
+        while True:
+            await trio.sleep(interval)
+            await self._upgrade_done.wait()  # paused while a probe is switching
+            pong = self._pong = trio.Event()
+            self.send_nowait([P.PING], force=True)
+            deadline = trio.current_time() + timeout
+            while True:
+                with trio.move_on_at(deadline):
+                    await pong.wait()
+                if pong.is_set():
+                    break
+                if self._upgrading:
+                    await self._upgrade_done.wait()
+                    deadline = trio.current_time() + timeout
+                    continue
+                self.close_nowait(DisconnectReason.PING_TIMEOUT)
+                return
+            self._pong = None
+
+    # ------------------------------------------------------------ incoming
+
+    async def _on_packet(self, packet: EioPacket) -> None:
+        ptype = packet.type
+        if ptype is EioType.MESSAGE:
+            await self._app.on_message(self, packet.data)
+        elif ptype is EioType.PONG:
+            pong = self._pong
+            if pong is not None:  # a stray pong starts nothing
+                pong.set()
+        elif ptype is EioType.CLOSE:
+            self.close_nowait(DisconnectReason.TRANSPORT_CLOSE)
+        elif ptype is EioType.NOOP:
+            pass
+        elif ptype is EioType.PING:
+            # Engine.IO v4 servers ping; clients only ping to probe a new transport.
+            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+        else:
+            self.close_nowait(DisconnectReason.PARSE_ERROR)
+
+    async def receive_packets(self, packets: Sequence[EioPacket]) -> None:
+        """Handle packets that came in a polling POST body."""
+        for packet in packets:
+            if self._reason is not None:
+                return
+            await self._on_packet(packet)
+
+    def begin_post(self) -> None:
+        """A POST starts. Raises PollOverlap (and closes) if one is pending."""
+        if self._posting:
+            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+            raise PollOverlap("overlapping POST requests")
+        self._posting = True
+
+    def end_post(self) -> None:
+        """The POST is done."""
+        self._posting = False
+
+    # ------------------------------------------------------------ polling
+
+    async def poll(self) -> list[OutPacket]:
+        """Wait for packets for a long-polling GET and take them all.
+
+        Returns ``[NOOP]`` while an upgrade is in progress (to release the client
+        so it can pause polling) and ``[CLOSE]`` once the session is closed.
+
+        Raises:
+            PollOverlap: a GET was already pending; the session is now closed.
+        """
+        if self._getting:
+            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+            raise PollOverlap("overlapping GET requests")
+        self._getting = True
+        try:
+            while True:
+                if self._queue:
+                    return self._take_queue()
+                if self._reason is not None:
+                    return [P.CLOSE]
+                if self._upgrading or self._ws is not None:
+                    return [P.NOOP]
+                if self._poll_wake.is_set():
+                    self._poll_wake = trio.Event()
+                await self._poll_wake.wait()
+        finally:
+            self._getting = False
+
+    def _take_queue(self) -> list[OutPacket]:
+        packets = list(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._room.set()
+        return packets
+
+    def take_queued(self) -> list[OutPacket]:
+        """Take what is queued now, without waiting (for the handshake response)."""
+        return self._take_queue()
+
+    # ------------------------------------------------------------ websocket
+
+    def _switch_to(self, ws: WebSocket) -> None:
+        # The caller has started ws's writer task in the session nursery.
+        self._ws = ws
+        self.transport = "websocket"
+        if self._queue:
+            ws.write_nowait(self._take_queue())
+        self._poll_wake.set()
+
+    async def _write_websocket(self, ws: WebSocket) -> None:
+        await ws.run_writer()
+        if ws.broken and ws is self._ws:
+            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+
+    async def _read_websocket(self, ws: WebSocket) -> None:
+        limit = self._options.max_http_buffer_size
+        try:
+            while self._reason is None:
+                message = await ws.receive(limit)
+                await self._on_packet(decode_ws(message))
+        except WebSocketClosed as exc:
+            self.close_nowait(_reason_for_close_code(exc.code))
+        except RemoteProtocolError as exc:
+            log.info("session %s: invalid packet: %s", self.sid, exc)
+            self.close_nowait(DisconnectReason.PARSE_ERROR)
+
+    def can_upgrade(self) -> bool:
+        """Whether a WebSocket may start probing this session now."""
+        return (
+            self._reason is None
+            and self._ws is None
+            and not self._probing
+            and self._nursery is not None
+        )
+
+    def start_upgrade(self, ws: WebSocket) -> None:
+        """Probe ``ws`` and, if the client completes the upgrade, switch to it."""
+        self._probing = True
+        self.nursery.start_soon(self._probe, ws)
+
+    async def _probe(self, ws: WebSocket) -> None:
+        limit = self._options.max_http_buffer_size
+        ok = False
+        self.nursery.start_soon(self._write_websocket, ws)
+        try:
+            with trio.move_on_after(self._options.upgrade_timeout):
+                first = decode_ws(await ws.receive(limit))
+                if first.type is EioType.PING and first.data == "probe":
+                    ws.write_nowait([P.PROBE_PONG])
+                    self._upgrading = True
+                    self._upgrade_done = trio.Event()
+                    self._poll_wake.set()  # release a pending GET with NOOP
+                    second = decode_ws(await ws.receive(limit))
+                    ok = second.type is EioType.UPGRADE
+        except (WebSocketClosed, RemoteProtocolError) as exc:
+            log.debug("session %s: upgrade failed: %s", self.sid, exc)
+        finally:
+            self._upgrading = False
+            self._probing = False
+            self._upgrade_done.set()
+        if not ok or self._reason is not None:
+            await ws.close(1000 if ok else 1002)
+            return
+        self._switch_to(ws)
+        await self._read_websocket(ws)
+
+
+_SAY_CLOSE = frozenset(
+    {
+        DisconnectReason.FORCED_CLOSE,
+        DisconnectReason.SERVER_SHUTTING_DOWN,
+        DisconnectReason.FORCED_SERVER_CLOSE,
+        DisconnectReason.PING_TIMEOUT,
+        DisconnectReason.SLOW_CLIENT,
+        DisconnectReason.PAYLOAD_TOO_LARGE,
+        DisconnectReason.PARSE_ERROR,
+    }
+)
+
+
+def _reason_for_close_code(code: int) -> DisconnectReason:
+    if code == 1009:
+        return DisconnectReason.PAYLOAD_TOO_LARGE
+    if code in (1002, 1003, 1007):
+        return DisconnectReason.PARSE_ERROR
+    if code == 1006:
+        return DisconnectReason.TRANSPORT_CLOSE
+    return DisconnectReason.TRANSPORT_CLOSE
