@@ -15,6 +15,17 @@ from ._client.socket import EmitFlags as EmitFlags
 from ._client.stream import Event as Event
 from ._client.stream import EventStream as EventStream
 from ._client.stream import EventStreamOverflow as EventStreamOverflow
+
+# engine and HTTP server
+from ._engine.app import App as App
+from ._engine.app import StaticFiles as StaticFiles
+from ._engine.app import serve as serve
+from ._engine.exchange import Request as Request
+from ._engine.h11server import HTTPLimits as HTTPLimits
+from ._engine.server import CookieOptions as CookieOptions
+from ._engine.server import EngineServer as EngineServer
+from ._engine.session import EngineApp as EngineApp
+from ._engine.session import EngineSession as EngineSession
 from ._errors import AckTimeout as AckTimeout
 from ._errors import AttachmentMismatch as AttachmentMismatch
 from ._errors import BroadcastAckTimeout as BroadcastAckTimeout
@@ -46,23 +57,39 @@ from ._errors import ReservedEventName as ReservedEventName
 from ._errors import TooManyPackets as TooManyPackets
 from ._errors import TriosioError as TriosioError
 from ._errors import UnknownPacketType as UnknownPacketType
+
+# server
+from ._server.broadcast import BroadcastOperator as BroadcastOperator
+from ._server.namespace import Namespace as Namespace
+from ._server.namespace import ParentNamespace as ParentNamespace
+from ._server.server import Server as Server
+from ._server.socket import Handshake as Handshake
+from ._server.socket import Socket as Socket
 from ._version import __version__ as __version__
 
 __all__ = [
     "AckTimeout",
+    "App",
     "AttachmentMismatch",
     "BroadcastAckTimeout",
+    "BroadcastOperator",
     "BufferFull",
     "ClientSocket",
     "ConnectError",
     "ConnectionRefused",
+    "CookieOptions",
     "DisconnectReason",
     "Disconnected",
     "EmitFlags",
     "EmptyPacket",
+    "EngineApp",
+    "EngineServer",
+    "EngineSession",
     "Event",
     "EventStream",
     "EventStreamOverflow",
+    "HTTPLimits",
+    "Handshake",
     "IntegerTooLong",
     "InvalidAckId",
     "InvalidAckPayload",
@@ -79,16 +106,23 @@ __all__ = [
     "InvalidPlaceholder",
     "LocalProtocolError",
     "Manager",
+    "Namespace",
     "NestingTooDeep",
+    "ParentNamespace",
     "PayloadTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
+    "Request",
     "ReservedEventName",
+    "Server",
+    "Socket",
+    "StaticFiles",
     "TooManyPackets",
     "TriosioError",
     "UnknownPacketType",
     "__version__",
     "connect",
+    "serve",
 ]
 
 

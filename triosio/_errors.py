@@ -221,12 +221,12 @@ class BroadcastAckTimeout(AckTimeout):
     """Some recipients of a broadcast did not acknowledge within the timeout.
 
     Attributes:
-        responses: The acknowledgements that did arrive, as a dict from socket
-            id to the list of ack arguments.
-        missing: The socket ids that did not answer.
+        responses: The acknowledgements that did arrive, one item per client
+            (as ``emit_with_ack`` returns them).
+        missing: The ids of the sockets that did not answer.
     """
 
-    def __init__(self, responses: dict[str, list[Any]], missing: list[str]) -> None:
+    def __init__(self, responses: list[Any], missing: list[str]) -> None:
         super().__init__(
             f"{len(missing)} of {len(responses) + len(missing)} clients did not acknowledge"
         )

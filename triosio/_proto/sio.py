@@ -155,7 +155,10 @@ class Decoder(Protocol):
 class Parser(Protocol):
     """A Socket.IO parser: the JSON default, or msgpack (see ``triosio.Server(parser=)``)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """``"json"``, ``"msgpack"``..."""
+        ...
 
     def encoder(self) -> Encoder:
         """A new encoder."""

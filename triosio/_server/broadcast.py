@@ -1,0 +1,237 @@
+"""Broadcasting: ``sio.to(room).except_(other).emit(...)`` and friends.
+
+A :class:`BroadcastOperator` is an immutable description of a set of sockets
+(rooms to include, rooms to exclude, flags). Every method encodes its packet
+once and sends one command to the router, which fans it out without waiting
+for any client.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, final
+
+import trio
+
+from .._errors import BroadcastAckTimeout, LocalProtocolError
+from .._proto.sio import RESERVED_EVENTS, SioType
+from .router import Broadcast, BroadcastAck, Router
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .socket import Socket
+
+
+def _rooms(rooms: tuple[str | Iterable[str], ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for room in rooms:
+        if isinstance(room, str):
+            out.add(room)
+        else:
+            out.update(room)
+    return frozenset(out)
+
+
+@final
+class BroadcastOperator:
+    """A set of sockets to emit to, built with ``to``/``in_``/``except_`` and flags.
+
+    Get one from ``sio.to(...)``, ``nsp.to(...)``, ``socket.to(...)``,
+    ``socket.broadcast`` and the like; each method returns a new operator.
+    """
+
+    __slots__ = ("_exclude", "_local", "_namespaces", "_rooms", "_timeout", "_volatile")
+
+    def __init__(
+        self,
+        namespaces: Sequence[Namespace],
+        rooms: frozenset[str] = frozenset(),
+        exclude: frozenset[str] = frozenset(),
+        *,
+        volatile: bool = False,
+        local: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self._namespaces = namespaces
+        self._rooms = rooms
+        self._exclude = exclude
+        self._volatile = volatile
+        self._local = local
+        self._timeout = timeout
+
+    def _with(
+        self,
+        *,
+        rooms: frozenset[str] | None = None,
+        exclude: frozenset[str] | None = None,
+        volatile: bool | None = None,
+        local: bool | None = None,
+        timeout: float | None = None,
+    ) -> BroadcastOperator:
+        return BroadcastOperator(
+            self._namespaces,
+            self._rooms if rooms is None else rooms,
+            self._exclude if exclude is None else exclude,
+            volatile=self._volatile if volatile is None else volatile,
+            local=self._local if local is None else local,
+            timeout=self._timeout if timeout is None else timeout,
+        )
+
+    # ------------------------------------------------------------ targeting
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Also target the sockets in ``rooms`` (a socket in several gets one copy)."""
+        return self._with(rooms=self._rooms | _rooms(rooms))
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Leave out the sockets in ``rooms`` (a socket id is a room too)."""
+        return self._with(exclude=self._exclude | _rooms(rooms))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Drop the packet for clients that cannot take it right now."""
+        return self._with(volatile=True)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this server's clients (when an adapter spans several servers)."""
+        return self._with(local=True)
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Accepted for compatibility; triosio does not compress messages."""
+        return self
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """The acknowledgement timeout for :meth:`emit_with_ack`."""
+        return self._with(timeout=seconds)
+
+    # ------------------------------------------------------------ emitting
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every targeted socket. Never waits for a client.
+
+        Raises:
+            LocalProtocolError: ``event`` is reserved or ``args`` cannot be encoded.
+        """
+        if event in RESERVED_EVENTS:
+            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        for nsp in self._namespaces:
+            packets = nsp.encode(SioType.EVENT, [event, *args], None)
+            router = nsp.server.router
+            await router.inbox.put(
+                Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile)
+            )
+            if not self._local:
+                nsp.server.adapter_publish(nsp, event, args, self._rooms, self._exclude)
+
+    async def emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Send ``event`` and collect every targeted client's acknowledgement.
+
+        Returns:
+            One item per client that answered: its ack (``None``, the argument,
+            or a tuple of them), in arrival order.
+
+        Raises:
+            BroadcastAckTimeout: not every client answered within the timeout;
+                its ``responses`` hold the answers that did arrive.
+            ValueError: no timeout was given (``timeout(s)``, ``timeout=`` or the
+                server's ``ack_timeout``).
+        """
+        if event in RESERVED_EVENTS:
+            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        limit = timeout if timeout is not None else self._timeout
+        collectors: list[tuple[Router, BroadcastAck]] = []
+        for nsp in self._namespaces:
+            if limit is None:
+                limit = nsp.server.ack_timeout
+            if limit is None:
+                raise ValueError("a broadcast with acknowledgements needs a timeout")
+            ack = BroadcastAck(nsp.next_ack_id())
+            packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
+            await nsp.server.router.inbox.put(
+                Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile, ack)
+            )
+            collectors.append((nsp.server.router, ack))
+        if limit is None:
+            return []
+        with trio.move_on_after(limit):
+            for _, ack in collectors:
+                await ack.done.wait()
+        responses = [r for _, ack in collectors for r in ack.responses]
+        if all(ack.done.is_set() for _, ack in collectors):
+            return responses
+        missing: list[str] = []
+        for router, ack in collectors:
+            missing.extend(await router.call(functools.partial(_forget, ack=ack)))
+        raise BroadcastAckTimeout(responses, missing)
+
+    # ------------------------------------------------------------ sockets
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """The targeted sockets (a snapshot)."""
+        found: list[Socket] = []
+        for nsp in self._namespaces:
+            found.extend(
+                await nsp.server.router.call(functools.partial(self._select, name=nsp.name))
+            )
+        return found
+
+    def _select(self, router: Router, name: str) -> list[Socket]:
+        state = router.namespaces.get(name)
+        if state is None:
+            return []
+        return [
+            state.sockets[sid]
+            for sid in state.rooms.recipients(self._rooms, self._exclude)
+            if sid in state.sockets
+        ]
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every targeted socket join ``rooms``."""
+        await self._each(_rooms(rooms), join=True)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every targeted socket leave ``rooms``."""
+        await self._each(_rooms(rooms), join=False)
+
+    async def _each(self, rooms: frozenset[str], *, join: bool) -> None:
+        for nsp in self._namespaces:
+
+            def apply(router: Router, name: str = nsp.name) -> None:
+                state = router.namespaces.get(name)
+                if state is None:
+                    return
+                for sid in list(state.rooms.recipients(self._rooms, self._exclude)):
+                    if join:
+                        state.rooms.add_all(sid, rooms)
+                    else:
+                        for room in rooms:
+                            state.rooms.delete(sid, room)
+
+            await nsp.server.router.call(apply)
+            if not self._local:
+                nsp.server.adapter_rooms(nsp, self._rooms, self._exclude, rooms, join)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every targeted socket (``close=True``: their whole connection)."""
+        for socket in await self.fetch_sockets():
+            await socket.disconnect(close)
+        if not self._local:
+            for nsp in self._namespaces:
+                nsp.server.adapter_disconnect(nsp, self._rooms, self._exclude, close)
+
+
+def _forget(router: Router, ack: BroadcastAck) -> list[str]:
+    # After a timeout: unregister the ack from the sockets that never answered.
+    missing: list[str] = []
+    for state in router.namespaces.values():
+        for sid, socket in state.sockets.items():
+            if socket.acks.get(ack.id) is ack:
+                del socket.acks[ack.id]
+                missing.append(sid)
+    return missing

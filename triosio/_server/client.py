@@ -1,0 +1,351 @@
+"""One client connection (an Engine.IO session) as the Socket.IO layer sees it.
+
+A :class:`Client` decodes the session's messages (its own incremental decoder,
+so binary attachments are reassembled per connection), connects namespaces
+(middlewares, then the router registers the socket and writes the CONNECT
+reply, then ``connection`` handlers run), and dispatches events to handlers.
+
+Handlers run in the session's nursery. By default one worker task per client
+runs them in arrival order (an event's handlers finish before the next event's
+start); with ``Server(async_handlers=True)`` each event gets a task of its own.
+Acknowledgements from the client are handled at once, by the reader, so a
+handler waiting for one can never block its own answer.
+
+When a socket disconnects (either side, or the session closes), its in-flight
+handlers are cancelled, ``disconnecting`` handlers run, the router takes the
+socket out of every room (told with ``put_nowait``, so even a cancelled task
+tells it), then ``disconnect`` handlers run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
+from .._proto.sio import SioPacket, SioType
+from .handlers import ack_args, call_handler, positional_count
+from .router import AddSocket, Emit, RemoveSocket
+from .socket import Handshake, Socket, SocketState
+
+if TYPE_CHECKING:
+    from .._engine.session import EngineSession
+    from .namespace import Namespace
+    from .server import Server
+
+log = logging.getLogger("triosio.server")
+
+# How long the router may take to confirm a socket's removal before the
+# disconnect handlers run anyway (it can only be slow while shutting down).
+_REMOVE_WAIT = 5.0
+
+
+class Client:
+    """The Socket.IO side of one Engine.IO session."""
+
+    def __init__(self, server: Server, session: EngineSession) -> None:
+        self.server = server
+        self.session = session
+        self.decoder = server.parser.decoder(server.limits)
+        self.sockets: dict[str, Socket] = {}
+        self._seen: set[str] = set()
+        self._connecting: set[str] = set()
+        self._queue: deque[tuple[Socket | None, SioPacket]] = deque()
+        self._working = False
+        self._room = trio.Event()
+        self._room.set()
+        self._timer = trio.CancelScope()
+
+    # ------------------------------------------------------------ engine events
+
+    def start(self) -> None:
+        """The session opened: start the connect timeout."""
+        self.session.nursery.start_soon(self._connect_timeout)
+
+    async def _connect_timeout(self) -> None:
+        with self._timer:
+            await trio.sleep(self.server.connect_timeout)
+            if not self.sockets:
+                log.info("session %s connected no namespace in time; closing", self.session.sid)
+                self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
+
+    async def on_message(self, data: str | bytes) -> None:
+        """Decode one Engine.IO message and act on the packet it completes."""
+        try:
+            packet = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            log.info(
+                "session %s: invalid packet (%s): %s", self.session.sid, type(exc).__name__, exc
+            )
+            self.session.close_nowait(DisconnectReason.PARSE_ERROR)
+            return
+        if packet is None:
+            return
+        ptype = packet.type
+        nsp = packet.nsp
+        socket = self.sockets.get(nsp)
+        if ptype is SioType.EVENT:
+            if socket is None:
+                if nsp not in self._seen:
+                    # An event for a namespace this client never connected.
+                    log.info("session %s: event before CONNECT on %s", self.session.sid, nsp)
+                    self.session.close_nowait(DisconnectReason.PARSE_ERROR)
+                return  # a namespace the server just left: ignore stragglers
+            if self.server.async_handlers:
+                self.session.nursery.start_soon(self._dispatch, socket, packet)
+            else:
+                await self._enqueue(socket, packet)
+        elif ptype is SioType.ACK:
+            if socket is not None:
+                socket._on_ack(packet.id, packet.data)
+        elif ptype is SioType.CONNECT:
+            if socket is not None or nsp in self._connecting:
+                return  # already connected (or connecting) to this namespace
+            self._seen.add(nsp)
+            self._connecting.add(nsp)
+            await self._enqueue(None, packet)
+        elif ptype is SioType.DISCONNECT:
+            if socket is not None:
+                self.session.nursery.start_soon(
+                    self.close_socket, socket, DisconnectReason.CLIENT_NAMESPACE_DISCONNECT
+                )
+        else:  # CONNECT_ERROR is for servers to send
+            log.info("session %s: unexpected %s packet", self.session.sid, ptype.name)
+            self.session.close_nowait(DisconnectReason.PARSE_ERROR)
+
+    async def on_close(self, reason: DisconnectReason) -> None:
+        """The session ended: every socket disconnects for ``reason``."""
+        self.decoder.reset()
+        for socket in list(self.sockets.values()):
+            await self.close_socket(socket, reason)
+
+    # ------------------------------------------------------------ dispatch
+
+    async def _enqueue(self, socket: Socket | None, packet: SioPacket) -> None:
+        limit = self.server.max_pending_events
+        while len(self._queue) >= limit:
+            # This client sends faster than its handlers run: stop reading it.
+            if self._room.is_set():
+                self._room = trio.Event()
+            await self._room.wait()
+        self._queue.append((socket, packet))
+        if not self._working:
+            self._working = True
+            self.session.nursery.start_soon(self._work)
+
+    async def _work(self) -> None:
+        try:
+            queue = self._queue
+            while queue:
+                socket, packet = queue.popleft()
+                self._room.set()
+                if socket is None:
+                    await self._connect(packet)
+                else:
+                    await self._dispatch(socket, packet)
+        finally:
+            self._working = False
+
+    async def _dispatch(self, socket: Socket, packet: SioPacket) -> None:
+        await socket._ready.wait()
+        if socket.state is not SocketState.CONNECTED:
+            return
+        data: list[Any] = packet.data
+        event: str = data[0]
+        args = data[1:]
+        with trio.CancelScope() as scope:
+            socket._scopes[scope] = trio.lowlevel.current_task()
+            try:
+                for middleware in socket._middlewares:
+                    try:
+                        await call_handler(middleware, event, args)
+                    except Exception as exc:
+                        await self._report_error(socket, exc)
+                        return
+                for listener in list(socket._any):
+                    await call_handler(listener, event, *args)
+                ran = False
+                result: Any = None
+                for handler in socket._take(event):
+                    value = await call_handler(handler, *args)
+                    ran = True
+                    if result is None:
+                        result = value
+                for handler in socket.nsp.event_handlers(event):
+                    value = await call_handler(handler, socket, *args)
+                    ran = True
+                    if result is None:
+                        result = value
+                if packet.id is not None and ran and socket.state is SocketState.CONNECTED:
+                    packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+                    await self.server.router.inbox.put(Emit(socket, packets))
+            except Exception:
+                log.exception("error in handler of event %r on socket %s", event, socket.id)
+            finally:
+                del socket._scopes[scope]
+
+    async def _report_error(self, socket: Socket, exc: Exception) -> None:
+        handlers = socket._take("error")
+        if not handlers:
+            log.warning("socket %s: middleware refused an event: %r", socket.id, exc)
+        for handler in handlers:
+            try:
+                await call_handler(handler, exc)
+            except Exception:
+                log.exception("error in 'error' handler of socket %s", socket.id)
+
+    # ------------------------------------------------------------ connecting
+
+    def _handshake(self, auth: dict[str, Any]) -> Handshake:
+        request = self.session.request
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            headers[name] = headers[name] + ", " + value if name in headers else value
+        issued = int(request.time * 1000)
+        return Handshake(
+            headers=headers,
+            query=request.query,
+            auth=auth,
+            address=request.client[0] if request.client else "",
+            time=time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(request.time)),
+            issued=issued,
+            url=request.url,
+            secure=request.secure,
+            xdomain="origin" in headers,
+        )
+
+    async def _connect(self, packet: SioPacket) -> None:
+        try:
+            await self._connect_namespace(packet)
+        finally:
+            self._connecting.discard(packet.nsp)
+
+    async def _connect_namespace(self, packet: SioPacket) -> None:
+        name = packet.nsp
+        auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
+        namespace = await self.server._namespace_for(name, auth)
+        if namespace is None:
+            await self._connect_error(name, "Invalid namespace", None)
+            self._seen.discard(name)
+            return
+        socket = Socket(namespace, self, self._handshake(auth))
+        for middleware in namespace.middlewares():
+            try:
+                await call_handler(middleware, socket)
+            except ConnectionRefused as exc:
+                await self._connect_error(name, exc.message, exc.data)
+                self._seen.discard(name)
+                return
+            except Exception:
+                log.exception("error in a middleware of namespace %s", name)
+                await self._connect_error(name, "Internal server error", None)
+                self._seen.discard(name)
+                return
+        if self.session.closed:
+            return
+        self.sockets[name] = socket
+        command = AddSocket(socket, namespace.encode(SioType.CONNECT, {"sid": socket.id}, None))
+        await self.server.router.inbox.put(command)
+        await command.done.wait()
+        if socket.state is not SocketState.CONNECTED:
+            self.sockets.pop(name, None)
+            return
+        self._timer.cancel()
+        await self._run_connection_handlers(namespace, socket, auth)
+
+    async def _run_connection_handlers(
+        self, namespace: Namespace, socket: Socket, auth: dict[str, Any]
+    ) -> None:
+        with trio.CancelScope() as scope:
+            socket._scopes[scope] = trio.lowlevel.current_task()
+            try:
+                for handler in namespace.connection_handlers():
+                    count = positional_count(handler)
+                    try:
+                        if count is None or count >= 2:
+                            await call_handler(handler, socket, auth)
+                        else:
+                            await call_handler(handler, socket)
+                    except ConnectionRefused as exc:
+                        log.info("socket %s refused after connecting: %s", socket.id, exc.message)
+                        self.session.nursery.start_soon(socket.disconnect)
+                        return
+                    except Exception:
+                        log.exception(
+                            "error in a connection handler of namespace %s", namespace.name
+                        )
+            finally:
+                del socket._scopes[scope]
+                socket._ready.set()
+
+    async def _connect_error(self, name: str, message: str, data: Any) -> None:
+        payload: dict[str, Any] = {"message": message}
+        if data is not None:
+            payload["data"] = data
+        packets = self.server.encode_for(name, SioType.CONNECT_ERROR, payload)
+        self.session.send_nowait(packets, force=True)
+        await trio.lowlevel.checkpoint()
+
+    # ------------------------------------------------------------ disconnecting
+
+    async def close_socket(self, socket: Socket, reason: DisconnectReason) -> None:
+        """Disconnect ``socket`` for ``reason`` (see the module docstring)."""
+        if socket.state not in (SocketState.CONNECTED, SocketState.CONNECTING):
+            return
+        socket.state = SocketState.DISCONNECTING
+        socket.reason = reason
+        if self.sockets.get(socket.nsp.name) is socket:
+            del self.sockets[socket.nsp.name]
+        socket._cancel_tasks()
+        socket._ready.set()
+        remove = RemoveSocket(socket)
+        try:
+            await self._socket_event(socket, "disconnecting", reason)
+        finally:
+            self.server.router.inbox.put_nowait(remove)
+        with trio.move_on_after(_REMOVE_WAIT):
+            await remove.done.wait()
+        socket.state = SocketState.DISCONNECTED
+        socket._disconnected.set()
+        socket._fail_acks()
+        await self._socket_event(socket, "disconnect", reason)
+
+    async def _socket_event(self, socket: Socket, event: str, reason: DisconnectReason) -> None:
+        for handler in socket._take(event):
+            try:
+                await call_handler(handler, reason)
+            except Exception:
+                log.exception("error in %r handler of socket %s", event, socket.id)
+        for handler in socket.nsp.disconnect_handlers(event):
+            try:
+                await call_handler(handler, socket, reason)
+            except Exception:
+                log.exception("error in %r handler of namespace %s", event, socket.nsp.name)
+
+
+class EngineBridge:
+    """Connects the Engine.IO server to the Socket.IO layer (an ``EngineApp``)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def on_open(self, session: EngineSession) -> None:
+        """A new connection: give it a :class:`Client`."""
+        client = Client(self.server, session)
+        session.app_state = client
+        client.start()
+        await trio.lowlevel.checkpoint()
+
+    async def on_message(self, session: EngineSession, data: str | bytes) -> None:
+        """A message for the connection's client."""
+        await session.app_state.on_message(data)
+
+    async def on_close(self, session: EngineSession, reason: DisconnectReason) -> None:
+        """The connection closed."""
+        client = session.app_state
+        if client is not None:
+            await client.on_close(reason)

@@ -1,0 +1,320 @@
+"""Namespaces: where handlers and middlewares are registered.
+
+A :class:`Namespace` holds configuration only (handlers, middlewares, adapter
+listeners); its sockets and rooms live in the router. Broadcast methods return
+or use a :class:`BroadcastOperator`.
+
+Dynamic namespaces (``sio.of(re.compile(...))`` or ``sio.of(predicate)``) are
+:class:`ParentNamespace` objects: when a client connects to a name they accept,
+a child :class:`Namespace` is created; it runs the parent's middlewares and
+handlers as well as its own, and a broadcast on the parent reaches every child.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+from .._engine.packet import OutPacket
+from .._proto.eio import EioType
+from .._proto.sio import SioPacket, SioType
+from .adapter import ADAPTER_EVENTS, AdapterListener
+from .broadcast import BroadcastOperator
+from .handlers import Handler, call_handler
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .socket import Socket
+
+H = TypeVar("H", bound=Handler)
+
+_CONNECTION_EVENTS = frozenset({"connection", "connect"})
+_DISCONNECT_EVENTS = frozenset({"disconnect", "disconnecting"})
+
+
+class _NamespaceBase:
+    """What plain and dynamic (parent) namespaces share: handlers and middlewares."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._connection_handlers: list[Handler] = []
+        self._disconnect_handlers: dict[str, list[Handler]] = {}
+        self._event_handlers: dict[str, list[Handler]] = {}
+        self._middlewares: list[Handler] = []
+
+    def on(self, event: str, handler: H | None = None) -> Any:
+        """Register a handler; usable as a decorator.
+
+        - ``"connection"`` (or ``"connect"``): ``handler(socket, auth)`` (or
+          ``handler(socket)``) for each socket that connects.
+        - ``"disconnecting"`` / ``"disconnect"``: ``handler(socket, reason)``.
+        - any other event: ``handler(socket, *args)`` for that event from any
+          socket of the namespace (python-socketio style); its return value is
+          the acknowledgement. Per-socket handlers (``socket.on``) run first.
+        """
+
+        def register(fn: H) -> H:
+            if event in _CONNECTION_EVENTS:
+                self._connection_handlers.append(fn)
+            elif event in _DISCONNECT_EVENTS:
+                self._disconnect_handlers.setdefault(event, []).append(fn)
+            else:
+                self._event_handlers.setdefault(event, []).append(fn)
+            return fn
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    def use(self, middleware: H) -> H:
+        """Run ``middleware(socket)`` before a socket joins this namespace.
+
+        Raise :class:`triosio.ConnectionRefused` in it to refuse the client,
+        who gets a CONNECT_ERROR with the message and data. Usable as a decorator.
+        """
+        self._middlewares.append(middleware)
+        return middleware
+
+
+@final
+class Namespace(_NamespaceBase):
+    """A Socket.IO namespace (``sio.of("/chat")``; ``sio`` itself is ``"/"``).
+
+    Attributes:
+        name: The namespace name, e.g. ``"/chat"``.
+        server: The :class:`triosio.Server`.
+        parent: The dynamic namespace that created it, if any.
+    """
+
+    def __init__(self, server: Server, name: str, parent: ParentNamespace | None = None) -> None:
+        super().__init__(server)
+        self.name = name
+        self.parent = parent
+        self._ack_ids = itertools.count()
+        self._adapter_listeners: dict[str, list[AdapterListener]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    # ------------------------------------------------------------ internals
+
+    def next_ack_id(self) -> int:
+        """A fresh acknowledgement id, unique within this namespace."""
+        return next(self._ack_ids)
+
+    def encode(self, ptype: SioType, data: Any, ack_id: int | None) -> list[OutPacket]:
+        """Encode a packet of this namespace as Engine.IO MESSAGE packets, once."""
+        frames = self.server.encoder.encode(SioPacket(ptype, self.name, data, ack_id))
+        return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
+
+    def _chain(self) -> list[_NamespaceBase]:
+        return [self.parent, self] if self.parent is not None else [self]
+
+    def middlewares(self) -> list[Handler]:
+        """Connection middlewares: the parent's first, then this namespace's."""
+        return [m for ns in self._chain() for m in ns._middlewares]
+
+    def connection_handlers(self) -> list[Handler]:
+        """``connection`` handlers: this namespace's, then the parent's."""
+        return [h for ns in reversed(self._chain()) for h in ns._connection_handlers]
+
+    def event_handlers(self, event: str) -> list[Handler]:
+        """Namespace-level handlers of ``event``."""
+        return [h for ns in reversed(self._chain()) for h in ns._event_handlers.get(event, ())]
+
+    def disconnect_handlers(self, event: str) -> list[Handler]:
+        """Namespace-level ``disconnecting`` / ``disconnect`` handlers."""
+        return [h for ns in reversed(self._chain()) for h in ns._disconnect_handlers.get(event, ())]
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator((self,))
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def sockets(self) -> Mapping[str, Socket]:
+        """The connected sockets, by id (a read-only view of the router's table)."""
+        state = self.server.router.namespaces.get(self.name)
+        if state is None:
+            return types.MappingProxyType({})
+        return types.MappingProxyType(state.sockets)
+
+    @property
+    def adapter(self) -> AdapterView:
+        """Rooms and adapter events (``nsp.adapter.on("join-room", fn)``)."""
+        return AdapterView(self)
+
+    # ------------------------------------------------------------ broadcasting
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target the sockets in ``rooms``."""
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target every socket but those in ``rooms``."""
+        return self._operator().except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Emit without guarantee: dropped for clients that cannot take it now."""
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this server's clients."""
+        return self._operator().local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Accepted for compatibility; triosio does not compress messages."""
+        return self._operator()
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Acknowledgement timeout for ``emit_with_ack``."""
+        return self._operator().timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket of the namespace."""
+        await self._operator().emit(event, *args)
+
+    async def emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Send ``event`` to every socket and collect their acknowledgements."""
+        return await self._operator().emit_with_ack(event, *args, timeout=timeout)
+
+    async def send(self, *args: Any) -> None:
+        """Emit a ``message`` event."""
+        await self.emit("message", *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of the namespace (a snapshot)."""
+        return await self._operator().fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket join ``rooms``."""
+        await self._operator().sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket leave ``rooms``."""
+        await self._operator().sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the namespace."""
+        await self._operator().disconnect_sockets(close)
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit to the other servers of the cluster (a no-op with one process)."""
+        await self.server.server_side_emit_from(self, event, args)
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Emit to the other servers and collect their acknowledgements."""
+        return await self.server.server_side_emit_with_ack_from(self, event, args, timeout)
+
+    async def _run_disconnect_handlers(self, event: str, socket: Socket, reason: Any) -> None:
+        for handler in self.disconnect_handlers(event):
+            await call_handler(handler, socket, reason)
+
+
+@final
+class ParentNamespace(_NamespaceBase):
+    """A dynamic namespace: a pattern or predicate that creates child namespaces.
+
+    Attributes:
+        matcher: The compiled regex or the predicate ``fn(name, auth) -> bool``.
+        children: The child namespaces created so far, by name.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        matcher: re.Pattern[str] | Callable[[str, Mapping[str, Any]], Any],
+    ) -> None:
+        super().__init__(server)
+        self.matcher = matcher
+        self.children: dict[str, Namespace] = {}
+        self.name = f"<dynamic {getattr(matcher, 'pattern', matcher)!r}>"
+
+    async def matches(self, name: str, auth: Mapping[str, Any]) -> bool:
+        """Whether a client may create namespace ``name``."""
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.fullmatch(name) is not None
+        return bool(await call_handler(self.matcher, name, auth))
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(tuple(self.children.values()))
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target the sockets in ``rooms`` of every child namespace."""
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket of every child but those in ``rooms``."""
+        return self._operator().except_(*rooms)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket of every child namespace."""
+        await self._operator().emit(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of every child namespace."""
+        return await self._operator().fetch_sockets()
+
+
+class AdapterView:
+    """A namespace's rooms (read-only) and its adapter events."""
+
+    __slots__ = ("_nsp",)
+
+    def __init__(self, nsp: Namespace) -> None:
+        self._nsp = nsp
+
+    def on(self, event: str, listener: AdapterListener | None = None) -> Any:
+        """Listen to ``create-room``, ``delete-room``, ``join-room``, ``leave-room``.
+
+        ``listener(room)`` for create/delete, ``listener(room, sid)`` for
+        join/leave. Listeners run in the router task: keep plain functions quick;
+        ``async def`` listeners are started as background tasks.
+        """
+
+        def register(fn: AdapterListener) -> AdapterListener:
+            if event not in ADAPTER_EVENTS:
+                raise ValueError(f"unknown adapter event {event!r}")
+            self._nsp._adapter_listeners.setdefault(event, []).append(fn)
+            return fn
+
+        if listener is None:
+            return register
+        return register(listener)
+
+    def off(self, event: str, listener: AdapterListener | None = None) -> None:
+        """Remove a listener (or all listeners of ``event``)."""
+        listeners = self._nsp._adapter_listeners
+        if listener is None:
+            listeners.pop(event, None)
+        elif listener in listeners.get(event, []):
+            listeners[event].remove(listener)
+
+    @property
+    def rooms(self) -> Mapping[str, frozenset[str]]:
+        """room → socket ids (a snapshot)."""
+        state = self._nsp.server.router.namespaces.get(self._nsp.name)
+        if state is None:
+            return {}
+        return {room: frozenset(sids) for room, sids in state.rooms.rooms.items()}
+
+    @property
+    def sids(self) -> Mapping[str, frozenset[str]]:
+        """socket id → rooms (a snapshot)."""
+        state = self._nsp.server.router.namespaces.get(self._nsp.name)
+        if state is None:
+            return {}
+        return {sid: frozenset(rooms) for sid, rooms in state.rooms.sids.items()}

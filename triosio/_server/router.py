@@ -1,0 +1,312 @@
+"""The router: the one task that owns namespace, room and socket tables.
+
+Everything that changes those tables, and every packet sent to a client, goes
+through the router's inbox (:class:`Mailbox`) as a command. The router applies
+commands one at a time, in arrival order, and never awaits while doing so:
+
+- a broadcast is encoded once (by whoever sends the command) and handed to each
+  recipient's session with a non-blocking ``send_nowait``; a client whose
+  bounded queue is full is dropped (volatile) or disconnected, never waited for;
+- since direct emits, acks and broadcasts share the one FIFO inbox, packets
+  that one task emits reach every client in the order it emitted them;
+- a session that closes tells the router with ``put_nowait`` (no await), so
+  even a cancelled task leaves the tables exact.
+
+Commands are small objects with an ``apply(router)`` method; a command that
+raises is logged and skipped, so no input can stop the router.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+
+from .._engine.packet import OutPacket
+from .adapter import RoomTable
+from .handlers import GONE
+from .mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from .socket import Socket
+
+log = logging.getLogger("triosio.server")
+
+T = TypeVar("T")
+
+
+class NamespaceState:
+    """The router's tables for one namespace."""
+
+    __slots__ = ("name", "rooms", "sockets")
+
+    def __init__(self, name: str, rooms: RoomTable) -> None:
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self.rooms = rooms
+
+
+class Command:
+    """Base of router commands."""
+
+    __slots__ = ()
+
+    def apply(self, router: Router) -> None:
+        """Carry the command out, in the router task, without awaiting."""
+        raise NotImplementedError
+
+
+class Emit(Command):
+    """Send packets to one socket (a direct emit, an ack, a DISCONNECT)."""
+
+    __slots__ = ("packets", "socket", "volatile")
+
+    def __init__(
+        self, socket: Socket, packets: Sequence[OutPacket], volatile: bool = False
+    ) -> None:
+        self.socket = socket
+        self.packets = packets
+        self.volatile = volatile
+
+    def apply(self, router: Router) -> None:
+        socket = self.socket
+        state = router.namespaces.get(socket.nsp.name)
+        if state is None or state.sockets.get(socket.id) is not socket:
+            return  # disconnected meanwhile
+        socket.session.send_nowait(self.packets, volatile=self.volatile, force=True)
+
+
+class Broadcast(Command):
+    """Send packets to every socket of a namespace in ``rooms`` (all if empty).
+
+    With ``ack``, each recipient's answer to the packet's ack id goes to it.
+    """
+
+    __slots__ = ("ack", "exclude", "nsp", "packets", "rooms", "volatile")
+
+    def __init__(
+        self,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str] = frozenset(),
+        exclude: frozenset[str] = frozenset(),
+        volatile: bool = False,
+        ack: BroadcastAck | None = None,
+    ) -> None:
+        self.nsp = nsp
+        self.packets = packets
+        self.rooms = rooms
+        self.exclude = exclude
+        self.volatile = volatile
+        self.ack = ack
+
+    def apply(self, router: Router) -> None:
+        state = router.namespaces.get(self.nsp)
+        ack = self.ack
+        if state is None:
+            if ack is not None:
+                ack.expect(0)
+            return
+        sockets = state.sockets
+        packets = self.packets
+        volatile = self.volatile
+        if ack is None:
+            # The hot path: one dict lookup and one non-blocking write per recipient.
+            for sid in state.rooms.recipients(self.rooms, self.exclude):
+                socket = sockets.get(sid)
+                if socket is not None:
+                    socket.session.send_nowait(packets, volatile=volatile)
+            return
+        count = 0
+        for sid in state.rooms.recipients(self.rooms, self.exclude):
+            socket = sockets.get(sid)
+            if socket is None:
+                continue
+            # Register the ack before the packet can possibly be answered.
+            socket.acks[ack.id] = ack
+            if socket.session.send_nowait(packets, volatile=volatile):
+                count += 1
+            else:
+                socket.acks.pop(ack.id, None)
+        ack.expect(count)
+
+
+class BroadcastAck:
+    """Collects the acknowledgements of one broadcast.
+
+    Attributes:
+        id: The ack id in the broadcast packet (unique in its namespace).
+        responses: Each answer so far: the ack argument (a tuple if several).
+    """
+
+    __slots__ = ("_expected", "done", "id", "responded", "responses")
+
+    def __init__(self, ack_id: int) -> None:
+        self.id = ack_id
+        self.responses: list[Any] = []
+        self.responded: set[str] = set()
+        self._expected: int | None = None
+        self.done = trio.Event()
+
+    def expect(self, count: int) -> None:
+        """The router sent the packet to ``count`` clients."""
+        self._expected = count
+        self._check()
+
+    def __call__(self, sid: str, value: Any) -> None:
+        if sid in self.responded or value is GONE:
+            return
+        self.responded.add(sid)
+        self.responses.append(value)
+        self._check()
+
+    def _check(self) -> None:
+        if self._expected is not None and len(self.responses) >= self._expected:
+            self.done.set()
+
+
+class AddSocket(Command):
+    """Register a socket that passed the middlewares; write its CONNECT reply."""
+
+    __slots__ = ("done", "packets", "socket")
+
+    def __init__(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
+        self.socket = socket
+        self.packets = packets
+        self.done = trio.Event()
+
+    def apply(self, router: Router) -> None:
+        socket = self.socket
+        try:
+            if socket.session.closed:
+                return
+            state = router.namespace(socket.nsp.name, socket.nsp._adapter_listeners)
+            state.sockets[socket.id] = socket
+            state.rooms.add_all(socket.id, (socket.id,))
+            socket.session.send_nowait(self.packets, force=True)
+            socket._set_connected()
+        finally:
+            self.done.set()
+
+
+class RemoveSocket(Command):
+    """A socket is gone: take it out of its namespace and every room.
+
+    Sent with ``put_nowait``, so that a cancelled task can still send it.
+    """
+
+    __slots__ = ("done", "socket")
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.done = trio.Event()
+
+    def apply(self, router: Router) -> None:
+        try:
+            socket = self.socket
+            state = router.namespaces.get(socket.nsp.name)
+            if state is not None and state.sockets.get(socket.id) is socket:
+                del state.sockets[socket.id]
+                state.rooms.delete_all(socket.id)
+        finally:
+            self.done.set()
+
+
+class Rooms(Command):
+    """Join or leave rooms (``join=False``) for one socket."""
+
+    __slots__ = ("done", "join", "rooms", "socket")
+
+    def __init__(self, socket: Socket, rooms: Iterable[str], join: bool) -> None:
+        self.socket = socket
+        self.rooms = tuple(rooms)
+        self.join = join
+        self.done = trio.Event()
+
+    def apply(self, router: Router) -> None:
+        try:
+            socket = self.socket
+            state = router.namespaces.get(socket.nsp.name)
+            if state is None or state.sockets.get(socket.id) is not socket:
+                return
+            if self.join:
+                state.rooms.add_all(socket.id, self.rooms)
+            else:
+                for room in self.rooms:
+                    state.rooms.delete(socket.id, room)
+        finally:
+            self.done.set()
+
+
+class Call(Command, Generic[T]):
+    """Run ``fn(router)`` in the router task and hand the result back."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Router], T]) -> None:
+        self.fn = fn
+        self.done = trio.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def apply(self, router: Router) -> None:
+        try:
+            self.result = self.fn(router)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class Router:
+    """Owns every namespace's sockets and rooms; see the module docstring.
+
+    Args:
+        capacity: Inbox capacity before producers wait (backpressure).
+        spawn: Starts a background task (for ``async`` adapter listeners).
+    """
+
+    def __init__(
+        self,
+        capacity: int = 4096,
+        spawn: Callable[[Callable[..., Any], tuple[Any, ...]], None] | None = None,
+    ) -> None:
+        self.inbox: Mailbox[Command] = Mailbox(capacity)
+        self.namespaces: dict[str, NamespaceState] = {}
+        self._spawn = spawn or (lambda fn, args: None)
+
+    def namespace(
+        self, name: str, listeners: dict[str, list[Callable[..., Any]]] | None = None
+    ) -> NamespaceState:
+        """The state of namespace ``name``, created on first use."""
+        state = self.namespaces.get(name)
+        if state is None:
+            rooms = RoomTable(self._spawn, listeners)
+            state = self.namespaces[name] = NamespaceState(name, rooms)
+        return state
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply commands until cancelled."""
+        inbox = self.inbox
+        task_status.started()
+        try:
+            while True:
+                batch = await inbox.get_batch()
+                for command in batch:
+                    try:
+                        command.apply(self)
+                    except Exception:
+                        log.exception("router: %s failed", type(command).__name__)
+        finally:
+            inbox.close()
+
+    async def call(self, fn: Callable[[Router], T]) -> T:
+        """Run ``fn`` in the router task and return its result (or raise its error)."""
+        command: Call[T] = Call(fn)
+        await self.inbox.put(command)
+        await command.done.wait()
+        if command.error is not None:
+            raise command.error
+        return command.result  # type: ignore[return-value]

@@ -1,0 +1,364 @@
+"""The Socket.IO server: namespaces, the router, and the Engine.IO server under them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, final, overload
+
+import trio
+
+from .._engine.exchange import Exchange
+from .._engine.packet import OutPacket
+from .._engine.server import EngineServer
+from .._proto.eio import EioType
+from .._proto.sio import JSONParser, Limits, Parser, SioPacket, SioType
+from .broadcast import BroadcastOperator
+from .client import EngineBridge
+from .handlers import Handler
+from .namespace import Namespace, ParentNamespace
+from .router import Router
+
+if TYPE_CHECKING:
+    from .socket import Socket
+
+log = logging.getLogger("triosio.server")
+
+H = TypeVar("H", bound=Handler)
+T = TypeVar("T")
+
+NamespaceMatcher = re.Pattern[str] | Callable[[str, Mapping[str, Any]], Any]
+
+
+def _parser(parser: str | Parser) -> Parser:
+    if not isinstance(parser, str):
+        return parser
+    if parser == "json":
+        return JSONParser()
+    if parser == "msgpack":
+        from .._proto.msgpack_parser import MsgpackParser
+
+        return MsgpackParser()
+    raise ValueError(f"unknown parser {parser!r}: use 'json', 'msgpack' or a Parser")
+
+
+@final
+class Server:
+    """A Socket.IO server (protocol v5 over Engine.IO v4).
+
+    Run it with ``await triosio.serve(sio, host, port)`` (or mount it in an
+    :class:`triosio.App` / the ASGI adapter). The server object is itself the
+    main namespace ``"/"`` for handlers and broadcasts (``sio.on``, ``sio.emit``,
+    ``sio.to(room)``...); other namespaces come from :meth:`of`.
+
+    Args:
+        path: URL path of the Socket.IO endpoint.
+        parser: ``"json"`` (default), ``"msgpack"`` (needs ``triosio[msgpack]``)
+            or a parser object.
+        connect_timeout: Seconds a client has to connect a namespace after the
+            Engine.IO handshake before it is closed.
+        async_handlers: Run each event's handlers in a task of its own instead of
+            one client's events in order (see the server guide).
+        max_pending_events: Events of one client waiting for its handlers before
+            triosio stops reading from that client.
+        ack_timeout: Default timeout of broadcast ``emit_with_ack``.
+        max_attachments: Most binary attachments in one packet.
+        max_depth: Deepest JSON nesting accepted from clients.
+        max_int_digits: Most digits of a JSON integer accepted from clients.
+        router_capacity: Router inbox size before emitting tasks wait.
+        adapter: A cluster adapter (e.g. ``triosio.redis.RedisAdapter``), or None.
+        **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
+            ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
+            (see :class:`triosio.EngineServer`).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io/",
+        parser: str | Parser = "json",
+        connect_timeout: float = 45.0,
+        async_handlers: bool = False,
+        max_pending_events: int = 64,
+        ack_timeout: float | None = None,
+        max_attachments: int = 10,
+        max_depth: int = 32,
+        max_int_digits: int = 100,
+        router_capacity: int = 4096,
+        adapter: Any = None,
+        **engine_options: Any,
+    ) -> None:
+        self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
+        self.parser = _parser(parser)
+        self.encoder = self.parser.encoder()
+        self.limits = Limits(
+            max_attachments=max_attachments,
+            max_attachment_bytes=self.engine.options.max_http_buffer_size * max_attachments,
+            max_depth=max_depth,
+            max_int_digits=max_int_digits,
+            max_payload=self.engine.options.max_http_buffer_size,
+        )
+        self.connect_timeout = connect_timeout
+        self.async_handlers = async_handlers
+        self.max_pending_events = max_pending_events
+        self.ack_timeout = ack_timeout
+        self.router = Router(router_capacity, spawn=self._spawn)
+        self.adapter = adapter
+        self._namespaces: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._main = self.of("/")
+
+    def __repr__(self) -> str:
+        return f"<triosio.Server {self.path}>"
+
+    # ------------------------------------------------------------ running
+
+    @property
+    def path(self) -> str:
+        """The URL path of the endpoint (``/socket.io/`` by default)."""
+        return self.engine.path
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the router and the sessions until cancelled (``serve`` does this)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._token = trio.lowlevel.current_trio_token()
+            await nursery.start(self.router.run)
+            if self.adapter is not None:
+                await nursery.start(self.adapter.run, self)
+            await nursery.start(self.engine.run)
+            task_status.started()
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer one HTTP request under :attr:`path`."""
+        await self.engine.handle(exchange)
+
+    async def shutdown(self) -> None:
+        """Disconnect every client (reason "server shutting down") and wait for them."""
+        await self.engine.shutdown()
+
+    def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(_logged, fn, args)
+
+    @property
+    def trio_token(self) -> trio.lowlevel.TrioToken:
+        """The Trio token of the thread the server runs in (for other threads)."""
+        if self._token is None:
+            raise RuntimeError("the server is not running")
+        return self._token
+
+    def run_from_thread(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """From another thread: run ``await fn(*args)`` in the server's Trio thread.
+
+        For example ``sio.run_from_thread(sio.emit, "news", item)`` or
+        ``sio.run_from_thread(sio.to("room").emit, "news", item)``. Blocks the
+        calling thread until it is done and returns its result.
+        """
+        return trio.from_thread.run(functools.partial(fn, *args), trio_token=self.trio_token)
+
+    # ------------------------------------------------------------ namespaces
+
+    @overload
+    def of(self, name: str) -> Namespace: ...
+
+    @overload
+    def of(self, name: NamespaceMatcher) -> ParentNamespace: ...
+
+    def of(self, name: str | NamespaceMatcher) -> Namespace | ParentNamespace:
+        """The namespace ``name``, created if needed; or a dynamic namespace.
+
+        ``name`` may be a string (``"/chat"``), a compiled regex, or a predicate
+        ``fn(name, auth) -> bool`` (plain or async): clients may then connect to
+        any namespace it accepts (see :class:`ParentNamespace`).
+        """
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._namespaces.get(name)
+            if nsp is None:
+                nsp = self._namespaces[name] = Namespace(self, name)
+            return nsp
+        if isinstance(name, re.Pattern) or callable(name):
+            parent = ParentNamespace(self, name)
+            self._parents.append(parent)
+            return parent
+        raise TypeError("of() takes a name, a compiled regex or a predicate")
+
+    @property
+    def namespaces(self) -> Mapping[str, Namespace]:
+        """Every namespace created so far, by name (dynamic children included)."""
+        return dict(self._namespaces)
+
+    async def _namespace_for(self, name: str, auth: Mapping[str, Any]) -> Namespace | None:
+        nsp = self._namespaces.get(name)
+        if nsp is not None:
+            return nsp
+        for parent in self._parents:
+            try:
+                accepted = await parent.matches(name, auth)
+            except Exception:
+                log.exception("error in the predicate of a dynamic namespace")
+                accepted = False
+            if accepted:
+                nsp = self._namespaces.get(name)  # another client may have created it
+                if nsp is None:
+                    nsp = self._namespaces[name] = Namespace(self, name, parent)
+                    parent.children[name] = nsp
+                return nsp
+        return None
+
+    def encode_for(self, name: str, ptype: SioType, data: Any) -> list[OutPacket]:
+        """Encode a packet for namespace ``name`` (which may not exist)."""
+        frames = self.encoder.encode(SioPacket(ptype, name, data, None))
+        return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
+
+    # ------------------------------------------------------------ main namespace
+
+    @property
+    def sockets(self) -> Namespace:
+        """The main namespace (``io.sockets`` in the reference API)."""
+        return self._main
+
+    def on(self, event: str, handler: H | None = None) -> Any:
+        """``on`` of the main namespace (``"connection"``, events...)."""
+        return self._main.on(event, handler)
+
+    def use(self, middleware: H) -> H:
+        """A connection middleware for the main namespace."""
+        self._main.use(middleware)
+        return middleware
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target the sockets of the main namespace in ``rooms``."""
+        return self._main.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket of the main namespace but those in ``rooms``."""
+        return self._main.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Volatile broadcast on the main namespace."""
+        return self._main.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Broadcast to this server's clients only."""
+        return self._main.local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Accepted for compatibility; triosio does not compress messages."""
+        return self._main.compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Acknowledgement timeout for a broadcast ``emit_with_ack``."""
+        return self._main.timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket of the main namespace."""
+        await self._main.emit(event, *args)
+
+    async def emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Broadcast ``event`` on the main namespace and collect acknowledgements."""
+        return await self._main.emit_with_ack(event, *args, timeout=timeout)
+
+    async def send(self, *args: Any) -> None:
+        """Emit a ``message`` event on the main namespace."""
+        await self._main.send(*args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket of the main namespace."""
+        return await self._main.fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket of the main namespace join ``rooms``."""
+        await self._main.sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket of the main namespace leave ``rooms``."""
+        await self._main.sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the main namespace."""
+        await self._main.disconnect_sockets(close)
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the other servers of the cluster (no-op alone)."""
+        await self.server_side_emit_from(self._main, event, args)
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Emit to the other servers and collect their acknowledgements."""
+        return await self.server_side_emit_with_ack_from(self._main, event, args, timeout)
+
+    # ------------------------------------------------------------ cluster hooks
+
+    def adapter_publish(
+        self,
+        nsp: Namespace,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+    ) -> None:
+        """Pass a broadcast on to the other servers (through the adapter, if any)."""
+        if self.adapter is not None:
+            self.adapter.publish_broadcast(nsp.name, [event, *args], rooms, exclude)
+
+    def adapter_rooms(
+        self,
+        nsp: Namespace,
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        change: frozenset[str],
+        join: bool,
+    ) -> None:
+        """Pass ``sockets_join`` / ``sockets_leave`` on to the other servers."""
+        if self.adapter is not None:
+            self.adapter.publish_rooms(nsp.name, rooms, exclude, change, join)
+
+    def adapter_disconnect(
+        self, nsp: Namespace, rooms: frozenset[str], exclude: frozenset[str], close: bool
+    ) -> None:
+        """Pass ``disconnect_sockets`` on to the other servers."""
+        if self.adapter is not None:
+            self.adapter.publish_disconnect(nsp.name, rooms, exclude, close)
+
+    async def server_side_emit_from(
+        self, nsp: Namespace, event: str, args: tuple[Any, ...]
+    ) -> None:
+        """Send a server-side event from namespace ``nsp`` to the other servers."""
+        if self.adapter is not None:
+            await self.adapter.server_side_emit(nsp.name, [event, *args])
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def server_side_emit_with_ack_from(
+        self, nsp: Namespace, event: str, args: tuple[Any, ...], timeout: float | None
+    ) -> list[Any]:
+        """Send a server-side event and collect the other servers' answers."""
+        if self.adapter is not None:
+            limit = timeout if timeout is not None else self.ack_timeout or 5.0
+            result: list[Any] = await self.adapter.server_side_emit_with_ack(
+                nsp.name, [event, *args], limit
+            )
+            return result
+        await trio.lowlevel.checkpoint()
+        return []
+
+
+async def _logged(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    try:
+        await fn(*args)
+    except Exception:
+        log.exception("error in background task %r", fn)

@@ -1,0 +1,458 @@
+"""The server-side socket: one client's connection to one namespace."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+import trio
+
+from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
+from .._proto.sio import RESERVED_EVENTS, SioType
+from .handlers import GONE, Handler, ack_value, call_handler
+from .router import Emit, Rooms
+
+if TYPE_CHECKING:
+    from .._engine.session import EngineSession
+    from .broadcast import BroadcastOperator
+    from .client import Client
+    from .namespace import Namespace
+
+log = logging.getLogger("triosio.server")
+
+H = TypeVar("H", bound=Handler)
+
+
+class SocketState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the client sent when it connected (``socket.handshake``).
+
+    Attributes:
+        headers: Request headers of the Engine.IO handshake (lower-case names).
+        query: Query parameters of the Engine.IO handshake.
+        auth: The CONNECT payload (``{}`` when the client sent none).
+        address: The client's IP address.
+        time: When the client connected, as text.
+        issued: When the client connected, in milliseconds since the epoch.
+        url: The request URL of the handshake.
+        secure: Whether the connection is TLS.
+        xdomain: Whether the request came from another origin.
+    """
+
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    auth: Mapping[str, Any]
+    address: str
+    time: str
+    issued: int
+    url: str
+    secure: bool
+    xdomain: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def new_socket_id() -> str:
+    """A random socket id (distinct from the Engine.IO session id, as in v5)."""
+    return secrets.token_urlsafe(15)
+
+
+class EventHandlers:
+    """``on``/``once``/``off`` and catch-all listeners, shared by sockets and namespaces."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+        self._once: set[int] = set()
+        self._any: list[Handler] = []
+        self._any_outgoing: list[Handler] = []
+
+    def on(self, event: str, handler: H | None = None) -> Any:
+        """Register ``handler`` for ``event``; usable as a decorator.
+
+        The handler gets the event's arguments; its return value is the
+        acknowledgement when the client asked for one (a tuple for several
+        arguments). Plain functions and ``async def`` both work.
+        """
+        if handler is None:
+
+            def decorator(fn: H) -> H:
+                self._handlers.setdefault(event, []).append(fn)
+                return fn
+
+            return decorator
+        self._handlers.setdefault(event, []).append(handler)
+        return handler
+
+    def once(self, event: str, handler: H | None = None) -> Any:
+        """Like :meth:`on`, for the next ``event`` only."""
+        if handler is None:
+
+            def decorator(fn: H) -> H:
+                self._handlers.setdefault(event, []).append(fn)
+                self._once.add(id(fn))
+                return fn
+
+            return decorator
+        self._handlers.setdefault(event, []).append(handler)
+        self._once.add(id(handler))
+        return handler
+
+    def off(self, event: str | None = None, handler: Handler | None = None) -> None:
+        """Remove ``handler`` from ``event``, all of ``event``'s handlers, or all."""
+        if event is None:
+            self._handlers.clear()
+        elif handler is None:
+            self._handlers.pop(event, None)
+        else:
+            handlers = self._handlers.get(event, [])
+            if handler in handlers:
+                handlers.remove(handler)
+
+    def listeners(self, event: str) -> list[Handler]:
+        """The handlers registered for ``event``."""
+        return list(self._handlers.get(event, ()))
+
+    def on_any(self, handler: H) -> H:
+        """Call ``handler(event, *args)`` for every incoming event."""
+        self._any.append(handler)
+        return handler
+
+    def prepend_any(self, handler: H) -> H:
+        """Like :meth:`on_any`, called before the others."""
+        self._any.insert(0, handler)
+        return handler
+
+    def off_any(self, handler: Handler | None = None) -> None:
+        """Remove one catch-all listener, or all of them."""
+        if handler is None:
+            self._any.clear()
+        elif handler in self._any:
+            self._any.remove(handler)
+
+    def on_any_outgoing(self, handler: H) -> H:
+        """Call ``handler(event, *args)`` for every event emitted to this client."""
+        self._any_outgoing.append(handler)
+        return handler
+
+    def off_any_outgoing(self, handler: Handler | None = None) -> None:
+        """Remove one outgoing catch-all listener, or all of them."""
+        if handler is None:
+            self._any_outgoing.clear()
+        elif handler in self._any_outgoing:
+            self._any_outgoing.remove(handler)
+
+    def _take(self, event: str) -> list[Handler]:
+        handlers = self._handlers.get(event)
+        if not handlers:
+            return []
+        found = list(handlers)
+        if self._once:
+            for fn in found:
+                if id(fn) in self._once:
+                    self._once.discard(id(fn))
+                    handlers.remove(fn)
+        return found
+
+
+@final
+class Socket(EventHandlers):
+    """One client's connection to one namespace (``socket`` in handlers).
+
+    Created by triosio when a client connects; you get it in ``connection``
+    handlers. Its methods talk to the router, which owns rooms and delivery.
+
+    Attributes:
+        id: The socket id (random; one per namespace connection).
+        nsp: The :class:`Namespace`.
+        handshake: What the client sent when it connected.
+        data: A dict for the application's own per-socket data.
+    """
+
+    def __init__(self, nsp: Namespace, client: Client, handshake: Handshake) -> None:
+        super().__init__()
+        self.id = new_socket_id()
+        self.nsp = nsp
+        self.client = client
+        self.session: EngineSession = client.session
+        self.handshake = handshake
+        self.data: dict[str, Any] = {}
+        self.acks: dict[int, Callable[[str, Any], None]] = {}
+        self.state = SocketState.CONNECTING
+        self.reason: DisconnectReason | None = None
+        self._middlewares: list[Handler] = []
+        # Cancel scopes of this socket's handlers and tasks, with the task of each.
+        self._scopes: dict[trio.CancelScope, trio.lowlevel.Task] = {}
+        self._disconnected = trio.Event()
+        # Set once the connection handlers have run: events wait for it.
+        self._ready = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is connected."""
+        return self.state is SocketState.CONNECTED
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the socket is disconnecting or disconnected."""
+        return self.state in (SocketState.DISCONNECTING, SocketState.DISCONNECTED)
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this socket is in, its own id included (a snapshot)."""
+        state = self.nsp.server.router.namespaces.get(self.nsp.name)
+        if state is None:
+            return frozenset()
+        return state.rooms.rooms_of(self.id)
+
+    @property
+    def conn(self) -> EngineSession:
+        """The underlying Engine.IO session (transport, close...)."""
+        return self.session
+
+    def _set_connected(self) -> None:
+        if self.state is SocketState.CONNECTING:
+            self.state = SocketState.CONNECTED
+
+    def _check_open(self) -> None:
+        if self.state is not SocketState.CONNECTED:
+            raise Disconnected(
+                self.reason or DisconnectReason.SERVER_NAMESPACE_DISCONNECT,
+                f"socket {self.id} is not connected",
+            )
+
+    # ------------------------------------------------------------ emitting
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` with ``args`` to this client.
+
+        ``bytes`` anywhere in ``args`` travel as binary. Waits only when this
+        client's outbound queue is full (backpressure), never for other clients.
+
+        Raises:
+            Disconnected: the socket is not connected.
+            LocalProtocolError: ``event`` is reserved or ``args`` cannot be encoded.
+        """
+        await self._emit(event, args, None, volatile=False)
+
+    async def _emit(
+        self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
+    ) -> None:
+        if event in RESERVED_EVENTS:
+            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        self._check_open()
+        packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
+        if self._any_outgoing:
+            for listener in list(self._any_outgoing):
+                try:
+                    await call_handler(listener, event, *args)
+                except Exception:
+                    log.exception("error in on_any_outgoing listener of socket %s", self.id)
+        if not volatile:
+            await self.session.wait_for_room()
+        await self.nsp.server.router.inbox.put(Emit(self, packets, volatile))
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send ``event`` and wait for the client's acknowledgement.
+
+        Returns:
+            The ack: ``None`` for no argument, the argument, or a tuple of them.
+
+        Raises:
+            AckTimeout: no ack within ``timeout`` seconds.
+            Disconnected: the socket disconnected first.
+        """
+        ack_id = self.nsp.next_ack_id()
+        result: list[Any] = []
+        done = trio.Event()
+
+        def receive(_sid: str, value: Any) -> None:
+            result.append(value)
+            done.set()
+
+        self.acks[ack_id] = receive
+        try:
+            await self._emit(event, args, ack_id, volatile=False)
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                await done.wait()
+            if not result:
+                raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s")
+            if result[0] is GONE:
+                raise Disconnected(self.reason or DisconnectReason.TRANSPORT_CLOSE)
+            return result[0]
+        finally:
+            self.acks.pop(ack_id, None)
+
+    def _on_ack(self, ack_id: int | None, args: list[Any]) -> None:
+        if ack_id is None:
+            return
+        callback = self.acks.pop(ack_id, None)
+        if callback is None:
+            return  # an ack nobody waits for (timed out, or bogus): ignored
+        try:
+            callback(self.id, ack_value(args))
+        except Exception:
+            log.exception("error handling an ack for socket %s", self.id)
+
+    def timeout(self, seconds: float) -> _SocketTimeout:
+        """``await socket.timeout(5).emit_with_ack(...)``, as in the reference API."""
+        return _SocketTimeout(self, seconds)
+
+    @property
+    def volatile(self) -> _SocketVolatile:
+        """``await socket.volatile.emit(...)``: dropped if the client cannot take it now."""
+        return _SocketVolatile(self)
+
+    def compress(self, compress: bool) -> Socket:
+        """Accepted for compatibility; triosio does not compress messages."""
+        return self
+
+    # ------------------------------------------------------------ broadcasting
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Every socket of the namespace but this one."""
+        return self.nsp._operator().except_(self.id)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Sockets in ``rooms``, but not this one (as ``socket.to`` in the reference)."""
+        return self.nsp._operator().to(*rooms).except_(self.id)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket but this one and those in ``rooms``."""
+        return self.nsp._operator().except_(self.id).except_(*rooms)
+
+    # ------------------------------------------------------------ rooms
+
+    async def join(self, *rooms: str | Iterable[str]) -> None:
+        """Join one or more rooms (``join("a")``, ``join("a", "b")``, ``join(["a"])``)."""
+        await self._rooms(_flatten(rooms), join=True)
+
+    async def leave(self, *rooms: str | Iterable[str]) -> None:
+        """Leave one or more rooms."""
+        await self._rooms(_flatten(rooms), join=False)
+
+    async def _rooms(self, rooms: list[str], *, join: bool) -> None:
+        command = Rooms(self, rooms, join)
+        await self.nsp.server.router.inbox.put(command)
+        await command.done.wait()
+
+    # ------------------------------------------------------------ middleware
+
+    def use(self, middleware: H) -> H:
+        """Run ``middleware(event, args)`` on every incoming event first.
+
+        ``args`` is a list the middleware may change. Raising drops the event and
+        reports the exception to this socket's ``error`` handlers (or the log).
+        """
+        self._middlewares.append(middleware)
+        return middleware
+
+    # ------------------------------------------------------------ tasks
+
+    def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Start a task that is cancelled when this socket disconnects."""
+        self.session.nursery.start_soon(self._run_task, fn, args)
+
+    async def _run_task(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        with trio.CancelScope() as scope:
+            self._scopes[scope] = trio.lowlevel.current_task()
+            try:
+                if self.state is SocketState.CONNECTED:
+                    await fn(*args)
+            except Exception:
+                log.exception("error in a task of socket %s", self.id)
+            finally:
+                del self._scopes[scope]
+
+    def _cancel_tasks(self) -> None:
+        current = trio.lowlevel.current_task()
+        for scope, task in list(self._scopes.items()):
+            if task is not current:
+                scope.cancel()
+
+    def _fail_acks(self) -> None:
+        acks, self.acks = self.acks, {}
+        for callback in acks.values():
+            try:
+                callback(self.id, GONE)
+            except Exception:
+                log.exception("error failing an ack of socket %s", self.id)
+
+    # ------------------------------------------------------------ disconnecting
+
+    async def disconnect(self, close: bool = False) -> None:
+        """Disconnect this socket from its namespace.
+
+        With ``close=True`` the whole underlying connection is closed (every
+        namespace of this client). In-flight handlers of this socket are
+        cancelled, except the one calling this method.
+        """
+        if self.state is not SocketState.CONNECTED:
+            return
+        if close:
+            self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+            await self._disconnected.wait()
+            return
+        packets = self.nsp.encode(SioType.DISCONNECT, None, None)
+        await self.nsp.server.router.inbox.put(Emit(self, packets))
+        await self.client.close_socket(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
+
+    async def wait_disconnected(self) -> DisconnectReason:
+        """Wait until this socket is disconnected; return why."""
+        await self._disconnected.wait()
+        assert self.reason is not None
+        return self.reason
+
+
+def _flatten(rooms: tuple[str | Iterable[str], ...]) -> list[str]:
+    out: list[str] = []
+    for room in rooms:
+        if isinstance(room, str):
+            out.append(room)
+        else:
+            out.extend(room)
+    return out
+
+
+class _SocketTimeout:
+    __slots__ = ("_seconds", "_socket")
+
+    def __init__(self, socket: Socket, seconds: float) -> None:
+        self._socket = socket
+        self._seconds = seconds
+
+    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+        return await self._socket.emit_with_ack(event, *args, timeout=self._seconds)
+
+
+class _SocketVolatile:
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: Socket) -> None:
+        self._socket = socket
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self._socket._emit(event, args, None, volatile=True)
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return int(time.time() * 1000)
