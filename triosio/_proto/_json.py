@@ -259,11 +259,13 @@ class JSONReader:
         max_int_digits: Most digits allowed in one integer.
     """
 
-    __slots__ = ("_decoder", "_int_chars", "_scan", "max_depth", "max_int_digits")
+    __slots__ = ("_decoder", "_deep_run", "_int_chars", "_scan", "max_depth", "max_int_digits")
 
     def __init__(self, *, max_depth: int = 32, max_int_digits: int = 100) -> None:
         self.max_depth = max_depth
         self.max_int_digits = max_int_digits
+        # More opening brackets in a row than the limit: too deep, found in one pass.
+        self._deep_run = re.compile(r"[\[{]{" + str(max_depth + 1) + "}")
         # Longest integer text that needs no closer look (a sign and the digits).
         self._int_chars = max_int_digits
         # The hooks run only for numbers (never for strings, arrays or objects), so
@@ -286,6 +288,8 @@ class JSONReader:
 
     def _check_depth(self, text: str) -> None:
         brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
+        if self._deep_run.search(brackets):
+            raise NestingTooDeep(f"JSON nested deeper than {self.max_depth} levels")
         depth = 0
         while brackets:
             inner = _INNERMOST.sub("", brackets)
