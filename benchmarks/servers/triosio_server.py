@@ -1,0 +1,62 @@
+"""triosio, the benchmark behaviour (written against DESIGN.md's API sketch).
+
+python benchmarks/servers/triosio_server.py --port 5000
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+import trio.lowlevel
+from _common import BroadcastPlan, now_ms, parse_args, result
+
+import triosio
+
+
+def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
+    sio = triosio.Server(ping_interval=ping_interval, ping_timeout=ping_timeout)
+
+    @sio.on("connection")
+    async def connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:
+        @socket.on("echo")
+        async def echo(*args: Any) -> tuple[Any, ...]:
+            return args  # a tuple: each element is one ack argument
+
+        @socket.on("join")
+        async def join(room: str) -> bool:
+            await socket.join(room)
+            return True
+
+    @sio.of("/control").on("connection")
+    async def control_connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:
+        @socket.on("bench_broadcast")
+        async def bench_broadcast(opts: Any) -> dict[str, Any]:
+            plan = BroadcastPlan.from_request(opts)
+            started = time.perf_counter()
+            start_trio = trio.current_time()
+            for seq in range(plan.n):
+                if plan.rate > 0:
+                    await trio.sleep_until(plan.due(start_trio, seq))
+                if plan.room is None:
+                    await sio.emit("tick", seq, now_ms(), plan.payload)
+                else:
+                    await sio.to(plan.room).emit("tick", seq, now_ms(), plan.payload)
+                if plan.rate <= 0:
+                    # Let the writers and readers run between broadcasts, the same as
+                    # the other servers do; emit() may never need to suspend.
+                    await trio.lowlevel.checkpoint()
+            return result(plan, started)
+
+    return sio
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    sio = build(args.ping_interval, args.ping_timeout)
+    trio.run(triosio.serve, sio, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
