@@ -6,6 +6,7 @@ https://socket.io/docs/v4/socket-io-protocol/, each citing its section).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -306,11 +307,48 @@ def test_msgpack_ignores_unknown_keys_and_nil_fields() -> None:
 
 
 def test_msgpack_datetime_round_trip() -> None:
-    import datetime
-
     when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)
     packet = SioPacket(SioType.EVENT, "/", ["e", when])
     assert _msgpack_round_trip(packet) == packet
+
+
+_HEAD = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data"  # {type: 2, nsp: "/", data: ...}
+_MS = (1714979289123).to_bytes(8, "big")  # 2024-05-06T07:08:09.123Z
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        # notepack.io 2.2.0: fixext 8 type 0 is a Date...
+        (b"\xd7\x00" + _MS, datetime.datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=datetime.UTC)),
+        (b"\xd7\x00" + b"\xff" * 8, _EPOCH - datetime.timedelta(milliseconds=1)),
+        # ...ext 8/16/32 type 0 an ArrayBuffer, even of 8 bytes...
+        (b"\xc7\x08\x00" + _MS, _MS),
+        (b"\xc8\x00\x01\x00" + b"z", b"z"),
+        (b"\xc9\x00\x00\x00\x00\x00", b""),
+        # ...and fixext 1 type 0 is undefined.
+        (b"\xd4\x00\x00", None),
+        # A standard timestamp (extension -1) is a datetime too.
+        (b"\xd6\xff\x00\x00\x00\x01", _EPOCH + datetime.timedelta(seconds=1)),
+    ],
+    ids=["date", "date<1970", "8-byte ArrayBuffer", "ext16", "ext32", "undefined", "timestamp"],
+)  # fmt: skip
+def test_msgpack_notepack_extensions(items: bytes, expected: Any) -> None:
+    # The same value after a timestamp, before an ArrayBuffer: formats stay in step.
+    message = _HEAD + b"\x94\xa1e\xd6\xff\x00\x00\x00\x02" + items + b"\xc7\x01\x00q"
+    packet = MsgpackDecoder().feed(message)
+    two = _EPOCH + datetime.timedelta(seconds=2)
+    assert packet == SioPacket(SioType.EVENT, "/", ["e", two, expected, b"q"])
+
+
+def test_msgpack_writes_a_datetime_as_notepack_date() -> None:
+    when = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.UTC)
+    (encoded,) = MsgpackEncoder().encode(SioPacket(SioType.EVENT, "/", ["e", when]))
+    assert isinstance(encoded, bytes)
+    assert b"\x92\xa1e\xd7\x00" + _MS in encoded  # milliseconds, floored
+    with pytest.raises(LocalProtocolError):
+        MsgpackEncoder().encode(SioPacket(SioType.EVENT, "/", ["e", when.replace(tzinfo=None)]))
 
 
 def test_msgpack_parser_objects() -> None:

@@ -1,17 +1,25 @@
 """The msgpack Socket.IO parser, wire-compatible with npm ``socket.io-msgpack-parser``.
 
-Reference behaviour (socket.io-msgpack-parser 3.x, on notepack.io): every packet
-is one binary Engine.IO message holding a msgpack map ``{type, data, nsp, id}``;
-binary values travel inline as msgpack ``bin``, so there are no BINARY_EVENT /
-BINARY_ACK packets and no attachments. Only types 0-4 are valid. Unknown keys
-(the JavaScript client adds ``options``) are ignored. JavaScript ``Date`` values
-are msgpack timestamps, which we map to and from :class:`datetime.datetime`.
+Reference behaviour (socket.io-msgpack-parser 3.0.2, which bundles notepack.io
+2.2.0): every packet is one binary Engine.IO message holding a msgpack map
+``{type, data, nsp, id}``; binary values travel inline, so there are no
+BINARY_EVENT / BINARY_ACK packets and no attachments. Only types 0-4 are valid.
+Unknown keys (the JavaScript client adds ``options``) are ignored.
+
+notepack.io 2.2.0 uses extension type 0 for three things, told apart only by the
+format byte: ``fixext 8`` is a ``Date`` (int64 milliseconds since the epoch),
+``fixext 1`` is ``undefined``, and ``ext 8/16/32`` is an ``ArrayBuffer`` (what a
+browser sends for binary; Node's ``Buffer`` is plain ``bin``). We map them to
+:class:`datetime.datetime` (UTC), ``None`` and ``bytes``, and write an aware
+``datetime`` as that ``fixext 8``. Standard msgpack timestamps (extension -1, as
+other peers write them) are read as ``datetime`` too.
 
 Needs the optional ``msgpack`` package (``pip install triosio[msgpack]``).
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +48,82 @@ def _require_msgpack() -> Any:
     return msgpack
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == 0:  # notepack.io's legacy ArrayBuffer encoding
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MS = datetime.timedelta(milliseconds=1)
+_FIXEXT1, _FIXEXT8 = 0xD4, 0xD7
+_TIMESTAMP = 0xFF  # extension -1: the unpacker decodes it without calling ext_hook
+
+# Bytes after the format byte, for formats of a fixed size (msgpack spec).
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED |= {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+# Length-prefixed formats: (bytes of length, is an extension).
+_SIZED = {0xC4: (1, False), 0xC5: (2, False), 0xC6: (4, False), 0xD9: (1, False)}
+_SIZED |= {0xDA: (2, False), 0xDB: (4, False), 0xC7: (1, True), 0xC8: (2, True), 0xC9: (4, True)}
+
+
+def _ext_formats(buf: bytes) -> list[int]:
+    """The format byte of every extension value in ``buf`` but timestamps, in order.
+
+    msgpack's ``ext_hook`` gets the type and the data but not the format byte,
+    which is all that tells notepack's ``Date`` from an 8-byte ``ArrayBuffer``.
+    Run only on input the unpacker accepted, and only if it may hold one; the
+    walk skips strings and binaries by their length, so it is linear.
+    """
+    formats: list[int] = []
+    i, todo, end = 0, 1, len(buf)
+    while todo and i < end:
+        todo -= 1
+        b = buf[i]
+        i += 1
+        if b <= 0x7F or b >= 0xE0:  # fixint
+            continue
+        if b <= 0x8F:  # fixmap
+            todo += 2 * (b & 0x0F)
+        elif b <= 0x9F:  # fixarray
+            todo += b & 0x0F
+        elif b <= 0xBF:  # fixstr
+            i += b & 0x1F
+        elif b in _FIXED:
+            i += _FIXED[b]
+        elif b in _SIZED:
+            width, is_ext = _SIZED[b]
+            size = int.from_bytes(buf[i : i + width], "big")
+            if is_ext and buf[i + width] != _TIMESTAMP:
+                formats.append(b)
+            i += width + is_ext + size  # an ext also has its type byte
+        elif _FIXEXT1 <= b <= 0xD8:  # fixext 1/2/4/8/16
+            if buf[i] != _TIMESTAMP:
+                formats.append(b)
+            i += 1 + (1 << (b - _FIXEXT1))
+        elif b in (0xDC, 0xDD):  # array 16/32
+            width = 2 if b == 0xDC else 4
+            todo += int.from_bytes(buf[i : i + width], "big")
+            i += width
+        elif b in (0xDE, 0xDF):  # map 16/32
+            width = 2 if b == 0xDE else 4
+            todo += 2 * int.from_bytes(buf[i : i + width], "big")
+            i += width
+    return formats
+
+
+def _ext_hook(formats: list[int] | None) -> Any:
+    """An ``ext_hook`` mapping notepack's extension type 0 (see the module doc)."""
+    order = iter(formats or ())
+
+    def hook(code: int, data: bytes) -> Any:
+        fmt = next(order, None)
+        if code != 0:
+            raise InvalidEncoding(f"unsupported msgpack extension type {code}")
+        if fmt == _FIXEXT8:
+            try:
+                return _EPOCH + int.from_bytes(data, "big", signed=True) * _MS
+            except OverflowError:
+                raise InvalidEncoding("date out of range") from None
+        if fmt == _FIXEXT1:
+            return None  # JavaScript's undefined
         return data
-    raise InvalidEncoding(f"unsupported msgpack extension type {code}")
+
+    return hook
 
 
 def _default(obj: Any) -> Any:
@@ -51,6 +131,11 @@ def _default(obj: Any) -> Any:
         return bytes(obj)
     if isinstance(obj, tuple):
         return list(obj)
+    if isinstance(obj, datetime.datetime):
+        if obj.tzinfo is None:
+            raise TypeError("a naive datetime is ambiguous: give it a time zone")
+        # notepack's Date: fixext 8, type 0, int64 milliseconds (floored, as JS does).
+        return msgpack.ExtType(0, ((obj - _EPOCH) // _MS).to_bytes(8, "big", signed=True))
     raise TypeError(f"cannot encode an object of type {type(obj).__name__} with msgpack")
 
 
@@ -61,7 +146,7 @@ class MsgpackEncoder:
 
     def __init__(self) -> None:
         mp = _require_msgpack()
-        self._packer = mp.Packer(use_bin_type=True, datetime=True, default=_default)
+        self._packer = mp.Packer(use_bin_type=True, default=_default)
 
     def encode(self, packet: SioPacket) -> list[str | bytes]:
         """Encode ``packet`` as ``[msgpack bytes]``."""
@@ -120,14 +205,12 @@ class MsgpackDecoder:
         limit = self.limits.max_payload + self.limits.max_attachment_bytes
         if len(message) > limit:
             raise PayloadTooLarge(f"packet of {len(message)} bytes")
+        # The format walk is needed only where a Date or undefined may be.
+        maybe = b"\xd7\x00" in message or b"\xd4\x00" in message
         try:
-            obj = self._mp.unpackb(
-                message,
-                raw=False,
-                strict_map_key=False,
-                ext_hook=_ext_hook,
-                timestamp=3,
-            )
+            obj = self._unpack(message, None)
+            if maybe:
+                obj = self._unpack(message, _ext_formats(bytes(message)))
         except InvalidEncoding:
             raise
         except (RecursionError, self._mp.StackError):
@@ -136,6 +219,7 @@ class MsgpackDecoder:
         except (
             ValueError,
             TypeError,
+            OverflowError,
             self._mp.ExtraData,
             self._mp.FormatError,
             UnicodeDecodeError,
@@ -159,6 +243,15 @@ class MsgpackDecoder:
             raise NestingTooDeep(f"data nested deeper than {self.limits.max_depth} levels")
         check_data(kind, data, packet_id)
         return SioPacket(kind, nsp, data, packet_id)
+
+    def _unpack(self, message: bytes, formats: list[int] | None) -> Any:
+        return self._mp.unpackb(
+            message,
+            raw=False,
+            strict_map_key=False,
+            ext_hook=_ext_hook(formats),
+            timestamp=3,
+        )
 
 
 @dataclass(frozen=True)
