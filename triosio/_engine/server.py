@@ -34,7 +34,7 @@ import trio
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
 from .exchange import Exchange, Headers, Request
-from .packet import OutPacket
+from .packet import OutPacket, WriteBatch
 from .session import EngineApp, EngineSession, PollOverlap
 
 log = logging.getLogger("triosio.engine")
@@ -139,6 +139,8 @@ class EngineServer:
         self.sessions: dict[str, EngineSession] = {}
         self._nursery: trio.Nursery | None = None
         self._shutting_down = False
+        #: Shared by the sessions; the layer above wraps bursts of sends in it.
+        self.write_batch = WriteBatch()
 
     @property
     def path(self) -> str:
@@ -277,7 +279,9 @@ class EngineServer:
         headers = list(cors)
         if self.options.cookie is not None:
             headers.append(("set-cookie", self.options.cookie.header(sid)))
-        session = EngineSession(sid, request, transport, self.options, self.app)
+        session = EngineSession(
+            sid, request, transport, self.options, self.app, self.write_batch
+        )
         if transport == "websocket":
             try:
                 ws = await exchange.accept_websocket(headers)

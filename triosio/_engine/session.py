@@ -28,7 +28,7 @@ from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
-from .packet import OutPacket
+from .packet import OutPacket, WriteBatch
 
 if TYPE_CHECKING:
     from .server import EngineOptions
@@ -81,8 +81,11 @@ class EngineSession:
         transport: str,
         options: EngineOptions,
         app: EngineApp,
+        batch: WriteBatch | None = None,
     ) -> None:
         self.sid = sid
+        self._batch = batch or WriteBatch()
+        self._held: list[OutPacket] = []
         self.request = request
         self.transport = transport
         self._options = options
@@ -169,7 +172,12 @@ class EngineSession:
             if not force and ws.backlog > self._options.max_buffered_bytes:
                 self.close_nowait(DisconnectReason.SLOW_CLIENT)
                 return False
-            ws.write_nowait(packets)
+            if self._batch.depth:
+                if not self._held:
+                    self._batch.pending.append(self)
+                self._held.extend(packets)
+            else:
+                ws.write_nowait(packets)
             return True
         queue = self._queue
         if not force and (
@@ -185,6 +193,13 @@ class EngineSession:
             self._room = trio.Event()
         self._poll_wake.set()
         return True
+
+    def flush_batch(self) -> None:
+        """Write what was held during a :class:`WriteBatch` (one write)."""
+        held, self._held = self._held, []
+        ws = self._ws
+        if ws is not None and held and self._reason is None:
+            ws.write_nowait(held)
 
     def _over_limit(self) -> bool:
         return (

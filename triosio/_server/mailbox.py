@@ -4,7 +4,9 @@ It is a memory channel shaped for one consumer that must never block on a
 producer, and producers of two kinds:
 
 - ``await put(command)`` waits while the inbox holds ``capacity`` commands or
-  more (backpressure for tasks that produce faster than the router routes);
+  more (backpressure for tasks that produce faster than the router routes); it
+  yields to the scheduler only once ``batch`` commands are queued, so that a
+  burst of emits becomes one batch (and one write per client);
 - ``put_nowait(command)`` never waits and ignores the capacity: for notices
   that must get through from code that cannot wait (a session that is being
   cancelled telling the router it is gone, an ack arriving).
@@ -30,10 +32,11 @@ class Mailbox(Generic[T]):
         capacity: How many queued commands make :meth:`put` wait.
     """
 
-    __slots__ = ("_closed", "_items", "_nonempty", "_space", "capacity")
+    __slots__ = ("_closed", "_items", "_nonempty", "_space", "batch", "capacity")
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, batch: int = 64) -> None:
         self.capacity = capacity
+        self.batch = batch
         self._items: deque[T] = deque()
         self._nonempty = trio.Event()
         self._space = trio.lowlevel.ParkingLot()
@@ -55,11 +58,17 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise trio.ClosedResourceError("the router is not running")
-        if len(self._items) >= self.capacity:
+        queued = len(self._items)
+        if queued >= self.capacity:
             while len(self._items) >= self.capacity and not self._closed:
                 await self._space.park()
             if self._closed:
                 raise trio.ClosedResourceError("the router is not running")
+        elif queued < self.batch:
+            # No schedule point while the batch is small: a producer's burst
+            # lands in one batch, which the router turns into one write per
+            # client. Still a cancellation point.
+            await trio.lowlevel.checkpoint_if_cancelled()
         else:
             await trio.lowlevel.checkpoint()
         self._items.append(item)

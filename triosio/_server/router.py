@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from .._engine.packet import OutPacket
+from .._engine.packet import OutPacket, WriteBatch
 from .adapter import RoomTable
 from .handlers import GONE
 from .mailbox import Mailbox
@@ -272,8 +272,10 @@ class Router:
         self,
         capacity: int = 4096,
         spawn: Callable[[Callable[..., Any], tuple[Any, ...]], None] | None = None,
+        write_batch: WriteBatch | None = None,
     ) -> None:
         self.inbox: Mailbox[Command] = Mailbox(capacity)
+        self.write_batch = write_batch or WriteBatch()
         self.namespaces: dict[str, NamespaceState] = {}
         self._spawn = spawn or (lambda fn, args: None)
 
@@ -290,17 +292,29 @@ class Router:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Apply commands until cancelled."""
         inbox = self.inbox
+        writes = self.write_batch
         task_status.started()
         try:
             while True:
                 batch = await inbox.get_batch()
-                for command in batch:
-                    try:
-                        command.apply(self)
-                    except Exception:
-                        log.exception("router: %s failed", type(command).__name__)
+                if len(batch) == 1:
+                    self._apply(batch[0])
+                    continue
+                # Hold every write of the batch, then one write per client.
+                writes.begin()
+                try:
+                    for command in batch:
+                        self._apply(command)
+                finally:
+                    writes.end()
         finally:
             inbox.close()
+
+    def _apply(self, command: Command) -> None:
+        try:
+            command.apply(self)
+        except Exception:
+            log.exception("router: %s failed", type(command).__name__)
 
     async def call(self, fn: Callable[[Router], T]) -> T:
         """Run ``fn`` in the router task and return its result (or raise its error)."""

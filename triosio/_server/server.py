@@ -104,7 +104,9 @@ class Server:
         self.async_handlers = async_handlers
         self.max_pending_events = max_pending_events
         self.ack_timeout = ack_timeout
-        self.router = Router(router_capacity, spawn=self._spawn)
+        self.router = Router(
+            router_capacity, spawn=self._spawn, write_batch=self.engine.write_batch
+        )
         self.adapter = adapter
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
