@@ -29,7 +29,7 @@ import trio
 from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType
 from .handlers import ack_args, call_handler, positional_count
-from .router import AddSocket, Emit, RemoveSocket
+from .router import AddSocket, Emit
 from .socket import Handshake, Socket, SocketState
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class Client:
         self.sockets: dict[str, Socket] = {}
         self._seen: set[str] = set()
         self._connecting: set[str] = set()
+        self._closing: set[Socket] = set()
         self._queue: deque[tuple[Socket | None, SioPacket]] = deque()
         self._working = False
         self._room = trio.Event()
@@ -120,6 +121,8 @@ class Client:
     async def on_close(self, reason: DisconnectReason) -> None:
         """The session ended: every socket disconnects for ``reason``."""
         self.decoder.reset()
+        for socket in list(self._closing):
+            await self._continue_close(socket)  # closes that were interrupted
         for socket in list(self.sockets.values()):
             await self.close_socket(socket, reason)
 
@@ -300,19 +303,33 @@ class Client:
         socket.reason = reason
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]
+        self._closing.add(socket)
         socket._cancel_tasks()
         socket._ready.set()
-        remove = RemoveSocket(socket)
-        try:
-            await self._socket_event(socket, "disconnecting", reason)
-        finally:
-            self.server.router.inbox.put_nowait(remove)
-        with trio.move_on_after(_REMOVE_WAIT):
-            await remove.done.wait()
-        socket.state = SocketState.DISCONNECTED
-        socket._disconnected.set()
-        socket._fail_acks()
-        await self._socket_event(socket, "disconnect", reason)
+        await self._continue_close(socket)
+
+    async def _continue_close(self, socket: Socket) -> None:
+        # Resumable: if the task running this is cancelled (its session closed
+        # meanwhile), on_close picks up at the step where it stopped. Each
+        # step is marked before it starts, so no handler runs twice.
+        reason = socket.reason
+        assert reason is not None
+        if socket._close_step == 0:
+            socket._close_step = 1
+            try:
+                await self._socket_event(socket, "disconnecting", reason)
+            finally:
+                socket._close_step = 2
+                self.server.router.inbox.put_nowait(socket._remove)
+        if socket._close_step == 2:
+            with trio.move_on_after(_REMOVE_WAIT):
+                await socket._remove.done.wait()
+            socket._close_step = 3
+            socket.state = SocketState.DISCONNECTED
+            socket._disconnected.set()
+            socket._fail_acks()
+            self._closing.discard(socket)
+            await self._socket_event(socket, "disconnect", reason)
 
     async def _socket_event(self, socket: Socket, event: str, reason: DisconnectReason) -> None:
         for handler in socket._take(event):

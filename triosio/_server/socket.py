@@ -15,7 +15,7 @@ import trio
 from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
 from .handlers import GONE, Handler, ack_value, call_handler
-from .router import Emit, Rooms
+from .router import Emit, RemoveSocket, Rooms
 
 if TYPE_CHECKING:
     from .._engine.session import EngineSession
@@ -196,6 +196,8 @@ class Socket(EventHandlers):
         self._disconnected = trio.Event()
         # Set once the connection handlers have run: events wait for it.
         self._ready = trio.Event()
+        self._close_step = 0
+        self._remove = RemoveSocket(self)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
