@@ -99,8 +99,12 @@ async def main(name: str, room: str, url: str) -> None:
             elif line.startswith("/to "):
                 _, _, rest = line.partition(" ")
                 target, _, text = rest.partition(" ")
-                reply = await client.emit_with_ack("private", {"to": target, "text": text}, timeout=10)
-                show(f"(private to {target}) {text}" if reply.get("ok") else f"! {reply.get('error')}")
+                request = {"to": target, "text": text}
+                reply = await client.emit_with_ack("private", request, timeout=10)
+                if reply.get("ok"):
+                    show(f"(private to {target}) {text}")
+                else:
+                    show(f"! {reply.get('error')}")
             else:
                 reply = await client.emit_with_ack("message", line, timeout=10)
                 if not reply.get("ok"):

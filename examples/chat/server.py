@@ -209,9 +209,7 @@ class ClientBundle:
             await exchange.respond(302, [("location", CDN_BUNDLE)], b"")
         else:
             body = await trio.Path(self.bundle).read_bytes()
-            await exchange.respond(
-                200, [("content-type", "text/javascript; charset=utf-8")], body
-            )
+            await exchange.respond(200, [("content-type", "text/javascript; charset=utf-8")], body)
 
 
 def make_app() -> tuple[triosio.App, Chat]:
