@@ -105,6 +105,32 @@ def ensure_node_modules() -> None:
     )
 
 
+def _busy_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def wait_until_quiet(limit: float, threshold: float = 0.25) -> float:
+    """Waits up to `limit` seconds for the machine to be quiet; returns the busy cores seen.
+
+    Quiet = other processes use less than `threshold` of a core over one second. The
+    cores are shared with whatever else runs on the machine; starting a measurement
+    while something else is busy makes it noisier. Returns the last load measured, so a
+    run that could not wait it out can say so.
+    """
+    clk = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + limit
+    while True:
+        busy0, _ = _busy_ticks()
+        time.sleep(1.0)
+        busy1, _ = _busy_ticks()
+        load = (busy1 - busy0) / clk
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
 def free_port() -> int:
     """A port that is free now; the server binds it a moment later (loopback only)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

@@ -41,6 +41,7 @@ from harness import (
     run_loadgen,
     running_server,
     server_specs,
+    wait_until_quiet,
 )
 
 README = BENCH_DIR / "README.md"
@@ -188,8 +189,14 @@ def check_server(spec: ServerSpec, out: Path) -> Result:
         return {"ok": False, "failed_to_start": True, "error": str(err)}
 
 
-def run_scenario(spec: ServerSpec, scenario: Scenario, s: Sizes, out: Path) -> Result:
+def run_scenario(
+    spec: ServerSpec, scenario: Scenario, s: Sizes, out: Path, quiet_wait: float
+) -> Result:
     stem = f"{spec.name}-{scenario.name}"
+    if quiet_wait > 0:
+        load = wait_until_quiet(quiet_wait)
+        if load >= 0.25:
+            log(f"   the machine is busy ({load:.2f} cores used by others); measuring anyway")
     try:
         with running_server(
             spec, out / f"{stem}.server.log", ping_interval=scenario.ping_interval(s)
@@ -231,6 +238,24 @@ def _npm_version(package: str) -> str:
     return str(data.get("version", "?"))
 
 
+def _revision() -> str:
+    """The commit measured, marked when triosio/ has uncommitted changes."""
+    root = BENCH_DIR.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "triosio"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return f"{head or '?'}{' (triosio/ modified)' if dirty else ''}"
+
+
 def machine() -> dict[str, str]:
     mem_kib = int(_first_match("/proc/meminfo", r"^MemTotal:\s+(\d+)") or 0)
     os_name = _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)')
@@ -253,6 +278,7 @@ def machine() -> dict[str, str]:
     ]
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "revision": _revision(),
         "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$"),
         "cores": str(len(os.sched_getaffinity(0))),
         "ram": f"{mem_kib / 2**20:.0f} GiB",
@@ -347,7 +373,8 @@ def render(
     w("")
     w("| machine | |")
     w("| --- | --- |")
-    for key in ("cpu", "cores", "ram", "os", "python", "node", "python packages", "npm packages"):
+    keys = ("revision", "cpu", "cores", "ram", "os", "python", "node")
+    for key in (*keys, "python packages", "npm packages"):
         w(f"| {key} | {info[key]} |")
     w("")
     w(
@@ -609,6 +636,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", action="store_true", help="also run the 10,000-client soak")
     parser.add_argument("--no-check", action="store_true", help="skip the behaviour check")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to this long for other processes to go idle",
+    )
     args = parser.parse_args(argv)
 
     scenarios = list(args.scenarios or DEFAULT_SCENARIOS)
@@ -623,7 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RUNS_DIR / stamp
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # The command that reproduces the table (whether it rewrote the README does not matter).
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-readme"]
+    command = " ".join(["python benchmarks/run.py", *shown])
     results: dict[str, dict[str, Result]] = {"_meta": {}}
     if not args.no_check:
         results["_meta"]["check"] = {}
@@ -652,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         for scenario in scenarios:
             log(f"== {name}: {scenario}")
-            result = run_scenario(spec, SCENARIOS[scenario], s, out)
+            result = run_scenario(spec, SCENARIOS[scenario], s, out, args.quiet_wait)
             results[name][scenario] = result
             brief = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
             log(f"   {json.dumps(brief)[:600]}")
