@@ -6,16 +6,15 @@
 //
 //   "/" and "/chat"       accept everyone; "/private" needs auth {token: "secret"},
 //                         otherwise CONNECT_ERROR {message: "unauthorized", data: {...}}
-//   "echo" (...args)      with an ack: acks the args; without: emits "echo" back
-//   "auth"                acks the auth the client sent on this connection
-//   "whoami"              acks {sid, nsp}
-//   "ask" (question)      emits "question" with an ack to the client, then emits
-//                         "answer" with what the client acknowledged
+//   "echo" (...args)      acknowledges with the args
+//   "echo-back" (...args) emits "echo" with the args
+//   "auth"                acknowledges with the auth the client sent on this connection
+//   "whoami"              acknowledges with {sid, nsp, eio} (eio: the Engine.IO session id)
+//   "ask" (question)      emits "question" with an ack request to the client, then
+//                         emits "answer" with what the client acknowledged
 //   "push" (n)            emits n events "pushed" (0..n-1)
 //   "kick"                disconnects this socket (the client sees "io server disconnect")
-//   "noack"               never acknowledges (for ack timeouts)
-//   "count" (...args)     acks how many "count" events this socket sent so far,
-//                         the first acks only on the second try (at-least-once tests)
+//   "noack"               no handler: never acknowledged
 "use strict";
 
 const http = require("http");
@@ -35,15 +34,14 @@ const io = new Server(httpServer, {
 
 function setup(nsp) {
   nsp.on("connection", (socket) => {
-    let counted = 0;
-    let ignoredFirst = false;
-    socket.on("echo", (...args) => {
-      const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
-      if (ack) ack(...args);
-      else socket.emit("echo", ...args);
-    });
-    socket.on("auth", (ack) => ack(socket.handshake.auth));
-    socket.on("whoami", (ack) => ack({ sid: socket.id, nsp: nsp.name }));
+    const withAck = (handler) => (...args) => {
+      const ack = typeof args[args.length - 1] === "function" ? args.pop() : () => {};
+      handler(ack, ...args);
+    };
+    socket.on("echo", withAck((ack, ...args) => ack(...args)));
+    socket.on("echo-back", withAck((ack, ...args) => socket.emit("echo", ...args)));
+    socket.on("auth", withAck((ack) => ack(socket.handshake.auth)));
+    socket.on("whoami", withAck((ack) => ack({ sid: socket.id, nsp: nsp.name, eio: socket.conn.id })));
     socket.on("ask", async (question) => {
       try {
         const answer = await socket.timeout(5000).emitWithAck("question", question);
@@ -56,16 +54,6 @@ function setup(nsp) {
       for (let i = 0; i < n; i++) socket.emit("pushed", i);
     });
     socket.on("kick", () => socket.disconnect());
-    socket.on("noack", () => {});
-    socket.on("count", (...args) => {
-      const ack = args.pop();
-      if (!ignoredFirst) {
-        ignoredFirst = true;
-        return;
-      }
-      counted += 1;
-      ack(counted, ...args);
-    });
   });
 }
 

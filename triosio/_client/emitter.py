@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import trio
@@ -29,6 +30,15 @@ async def call_handler(handler: Handler, *args: Any) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+async def run_handlers(handlers: list[Handler], args: tuple[Any, ...], describe: str) -> None:
+    """Call ``handlers`` in turn with ``args``; log (never raise) their errors."""
+    for handler in handlers:
+        try:
+            await call_handler(handler, *args)
+        except Exception:
+            log.exception("error in the %s handler", describe)
 
 
 class Listeners:
@@ -139,6 +149,13 @@ class Listeners:
     def listeners_any_outgoing(self) -> list[Handler]:
         """The outgoing catch-all handlers."""
         return list(self._any_outgoing)
+
+    def _submit(self, dispatcher: Dispatcher, event: str, args: tuple[Any, ...], what: str) -> None:
+        # The handlers are chosen now, when the event happens (as the reference
+        # does): one added later is not called for an event that happened before.
+        handlers = self._take(event)
+        if handlers:
+            dispatcher.submit(partial(run_handlers, handlers, args, f"{what} {event!r}"))
 
     def _take(self, event: str) -> list[Handler]:
         # The handlers to call now; once-handlers are removed as they are taken.

@@ -20,7 +20,7 @@ import ssl as _ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import trio
@@ -36,7 +36,7 @@ from .._engine.client import (
 from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
 from .._proto.backoff import Backoff
 from .._proto.sio import Decoder, JSONParser, Limits, Parser, SioPacket, check_namespace
-from .emitter import Dispatcher, Listeners, call_handler
+from .emitter import Dispatcher, Listeners
 from .socket import Auth, ClientSocket
 
 log = logging.getLogger("triosio.client")
@@ -162,8 +162,7 @@ class Manager(Listeners):
             connector=connector or default_connector,
             max_message_size=max_message_size,
         )
-        # cast: JSONParser's frozen ``name`` does not match the protocol's attribute.
-        self._parser = cast(Parser, parser or JSONParser())
+        self._parser: Parser = parser or JSONParser()
         self._limits = Limits(max_payload=max_message_size, max_attachment_bytes=max_message_size)
         self._encoder = self._parser.encoder()
         self._decoder: Decoder = self._parser.decoder(self._limits)
@@ -352,14 +351,7 @@ class Manager(Listeners):
         await trio.lowlevel.checkpoint()
 
     def _emit(self, name: str, *args: Any) -> None:
-        self._dispatcher.submit(partial(self._run_handlers, name, args))
-
-    async def _run_handlers(self, name: str, args: tuple[Any, ...]) -> None:
-        for handler in self._take(name):
-            try:
-                await call_handler(handler, *args)
-            except Exception:
-                log.exception("error in the manager's %r handler", name)
+        self._submit(self._dispatcher, name, args, "manager")
 
     def _emit_sockets(self, name: str, *args: Any) -> None:
         for sock in self._sockets.values():
@@ -465,16 +457,18 @@ class Manager(Listeners):
             nursery.cancel_scope.cancel()
         self._engine = None
         self._decoder.reset()
-        if engine.error is not None and reason in (
-            DisconnectReason.PARSE_ERROR,
-            DisconnectReason.TRANSPORT_ERROR,
-        ):
-            self._emit("error", engine.error)
-            self._emit_sockets("error", engine.error)
+        failure = engine.error
+        if reason not in (DisconnectReason.PARSE_ERROR, DisconnectReason.TRANSPORT_ERROR):
+            failure = None
+        if failure is not None:
+            self._emit("error", failure)
         if reason is DisconnectReason.FORCED_CLOSE:
             reason = DisconnectReason.IO_CLIENT_DISCONNECT
         for sock in list(self._sockets.values()):
+            was_connected = sock.connected
             sock._connection_lost(reason)
+            if failure is not None and (was_connected or sock.active):
+                sock._emit_reserved("error", failure)
         self._emit("close", reason)
         return reason
 

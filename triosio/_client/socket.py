@@ -38,7 +38,7 @@ from .._errors import (
     TriosioError,
 )
 from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType
-from .emitter import Handler, Listeners, call_handler
+from .emitter import Handler, Listeners, call_handler, run_handlers
 from .stream import Event, EventStream, Overflow
 
 if TYPE_CHECKING:
@@ -423,7 +423,12 @@ class ClientSocket(Listeners):
         event = Event(name, args, self.namespace, ack)
         for stream in list(self._streams):
             stream._push(event)
-        self.manager._dispatcher.submit(partial(self._run_event_handlers, event))
+        catch_all = list(self._any)
+        handlers = self._take(name)
+        if catch_all or handlers:
+            self.manager._dispatcher.submit(
+                partial(self._run_event_handlers, event, catch_all, handlers)
+            )
 
     async def _send_ack(
         self, ack_id: int, session: int, sent: list[bool], args: tuple[Any, ...]
@@ -436,8 +441,10 @@ class ClientSocket(Listeners):
                 )
         await trio.lowlevel.checkpoint()
 
-    async def _run_event_handlers(self, event: Event) -> None:
-        for handler in list(self._any):
+    async def _run_event_handlers(
+        self, event: Event, catch_all: list[Handler], handlers: list[Handler]
+    ) -> None:
+        for handler in catch_all:
             try:
                 await call_handler(handler, event.name, *event.args)
             except Exception:
@@ -446,7 +453,6 @@ class ClientSocket(Listeners):
                     event.name,
                     self.namespace,
                 )
-        handlers = self._take(event.name)
         result: Any = None
         acknowledge = bool(handlers) and event.ack_requested
         for i, handler in enumerate(handlers):
@@ -465,14 +471,7 @@ class ClientSocket(Listeners):
             await event.ack(*ack_args(result))
 
     def _emit_reserved(self, name: str, *args: Any) -> None:
-        self.manager._dispatcher.submit(partial(self._run_reserved, name, args))
-
-    async def _run_reserved(self, name: str, args: tuple[Any, ...]) -> None:
-        for handler in self._take(name):
-            try:
-                await call_handler(handler, *args)
-            except Exception:
-                log.exception("error in the %r handler (namespace %s)", name, self.namespace)
+        self._submit(self.manager._dispatcher, name, args, f"namespace {self.namespace}")
 
     def events(
         self, *names: str, max_buffer: int = 1024, overflow: Overflow = "error"
@@ -575,16 +574,14 @@ class ClientSocket(Listeners):
                 pending.sent = True
         if self._any_outgoing:
             self.manager._dispatcher.submit(
-                partial(self._run_outgoing_handlers, outgoing.name, outgoing.args)
+                partial(
+                    run_handlers,
+                    list(self._any_outgoing),
+                    (outgoing.name, *outgoing.args),
+                    f"outgoing catch-all (namespace {self.namespace})",
+                )
             )
         self.manager._send_messages(outgoing.messages)
-
-    async def _run_outgoing_handlers(self, name: str, args: tuple[Any, ...]) -> None:
-        for handler in list(self._any_outgoing):
-            try:
-                await call_handler(handler, name, *args)
-            except Exception:
-                log.exception("error in an outgoing catch-all handler (event %r)", name)
 
     async def _emit(
         self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None

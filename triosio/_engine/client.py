@@ -274,11 +274,15 @@ class EngineClient:
 
     async def aclose(self) -> None:
         """Close every stream this connection opened (idempotent)."""
-        await self._get.aclose()
-        await self._post.aclose()
         ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.aclose()
+        try:
+            await self._get.aclose()
+        finally:
+            try:
+                await self._post.aclose()
+            finally:
+                if ws is not None:
+                    await ws.aclose()
 
     # ------------------------------------------------------------ handshake
 

@@ -92,13 +92,12 @@ class ClientWebSocket:
                 )
                 started = True
                 task_status.started(ws)
-                try:
-                    await self._release.wait()
-                finally:
-                    with trio.move_on_after(CLOSE_TIMEOUT) as scope:
-                        scope.shield = True
-                        await ws.aclose()
-                    inner.cancel_scope.cancel()
+                await self._release.wait()
+                # A closing handshake, bounded in time. (When cancelled instead,
+                # there is no handshake: the stream is just closed below.)
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose()
+                inner.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             if group.subgroup(trio.Cancelled) is not None:
                 raise  # never swallow a cancellation
@@ -114,8 +113,10 @@ class ClientWebSocket:
             else:
                 log.debug("websocket holder ended with %r", exc)
         finally:
-            await trio.aclose_forcefully(stream)
-            self._done.set()
+            try:
+                await trio.aclose_forcefully(stream)
+            finally:
+                self._done.set()
 
     async def get_message(self) -> str | bytes:
         """The next message.
