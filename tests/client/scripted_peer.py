@@ -8,10 +8,11 @@ not a server: one process-wide state, no rooms, no limits.
 
 Knobs: ``refuse`` (the connector raises OSError, like a dead port), ``pinging``
 (stop pinging to trigger the client's ping timeout), ``authorize`` (refuse a
-namespace with a CONNECT_ERROR), ``no_ack`` (events never acknowledged),
+namespace with a CONNECT_ERROR),
 ``drop_all()`` (cut every connection), ``close_sessions()`` (send CLOSE),
 ``disconnect_namespace()`` (server-side DISCONNECT), ``emit()`` (server events,
-with an optional acknowledgement).
+with an optional acknowledgement), ``ignore_acks`` (leave the first n events of a
+name unacknowledged).
 """
 
 from __future__ import annotations
@@ -151,12 +152,13 @@ class ScriptedPeer:
         self.refuse = False
         self.pinging = True
         self.authorize: Callable[[str, Any], Refusal] = lambda nsp, auth: None
-        self.no_ack: set[str] = set()
+        self.ignore_acks: dict[str, float] = {}
         self.sessions: dict[str, _Session] = {}
         self.received: list[Received] = []
         self.connects: list[tuple[str, Any]] = []
         self.connections: list[tuple[str, int, ssl.SSLContext | None]] = []
         self.requests: list[tuple[str, str]] = []
+        self.request_headers: list[dict[str, str]] = []
         self.posts: list[str] = []
         self.pongs = 0
         self.changed = trio.lowlevel.ParkingLot()
@@ -294,7 +296,10 @@ class ScriptedPeer:
             name, *args = packet.data
             sid = session.namespaces.get(nsp, "?")
             self.received.append(Received(sid, nsp, name, args, packet.id))
-            if packet.id is not None and name not in self.no_ack:
+            ignore = self.ignore_acks.get(name, 0)
+            if ignore:
+                self.ignore_acks[name] = ignore - 1
+            elif packet.id is not None:
                 self._send(session, SioPacket(SioType.ACK, nsp, args, packet.id))
         elif packet.type is SioType.ACK:
             assert packet.id is not None
@@ -315,6 +320,7 @@ class ScriptedPeer:
                 query = dict(parse_qsl(urlsplit(target).query))
                 self.requests.append((request.method.decode(), target))
                 headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+                self.request_headers.append(headers)
                 if headers.get("upgrade", "").lower() == "websocket":
                     await self._websocket(stream, conn, request, query)
                     return

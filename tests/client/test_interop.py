@@ -235,8 +235,10 @@ async def test_server_restart_reconnects_namespaces_and_flushes_the_buffer(
                 seed = recorder.names(nsp, SEED_EVENTS)
                 assert seed[:3] == ["connecting", "connect", "disconnect"]
                 assert seed[-3:] == ["connecting", "reconnect", "connect"]
-                assert set(seed[3:-3]) <= {"reconnecting", "error"}
-                assert "reconnecting" in seed[3:-3]
+                # "error" after "disconnect" when the loss was a transport error.
+                middle = [name for name in seed[3:-3] if name != "error"]
+                assert middle
+                assert set(middle) == {"reconnecting"}
             assert recorder.count("manager", "reconnect") == 1
 
 
@@ -270,8 +272,7 @@ async def test_reconnect_failed_after_n_attempts_on_a_dead_port() -> None:
     ]
     assert recorder.names("socket") == [
         "connect_error",
-        "error",
-        *(["reconnecting", "connect_error", "error"] * 3),
+        *(["reconnecting", "connect_error"] * 3),
         "reconnect_failed",
         "connect_failed",
     ]

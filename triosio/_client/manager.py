@@ -477,7 +477,6 @@ class Manager(Listeners):
         for sock in self._sockets.values():
             if sock.active and not sock.connected:
                 sock._emit_reserved("connect_error", error)
-                sock._emit_reserved("error", error)
 
     async def _connect_sockets(
         self, engine: EngineClient, only: list[ClientSocket] | None, attempt: int
