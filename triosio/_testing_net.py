@@ -83,7 +83,10 @@ class MemoryStream(trio.abc.Stream):
         while True:
             if pipe.broken:
                 raise trio.BrokenResourceError("connection lost")
-            if pipe.buffer and not pipe.paused:
+            if pipe.paused:
+                await pipe.lot.park()
+                continue
+            if pipe.buffer:
                 size = len(pipe.buffer) if max_bytes is None else min(max_bytes, len(pipe.buffer))
                 data = bytes(pipe.buffer[:size])
                 del pipe.buffer[:size]
@@ -99,6 +102,10 @@ class MemoryStream(trio.abc.Stream):
         """Close this end: the peer reads EOF, its writes fail."""
         if not self._closed:
             self._closed = True
+            if self.connection.frozen:
+                # A frozen machine sends nothing, not even its goodbye.
+                await trio.lowlevel.checkpoint()
+                return
             self._out.eof = True
             self._out.wake()
             self._in.broken = True
@@ -120,6 +127,7 @@ class MemoryConnection:
         self._to_client = _Pipe(window)
         self.client = MemoryStream(self._to_client, self._to_server, self)
         self.server = MemoryStream(self._to_server, self._to_client, self)
+        self.frozen = False
 
     def cut(self) -> None:
         """Break the connection abruptly, both ways (like a network failure)."""
@@ -135,6 +143,16 @@ class MemoryConnection:
         """The client reads again."""
         self._to_client.paused = False
         self._to_client.wake()
+
+    def freeze(self) -> None:
+        """Nothing gets through either way any more, not even a close.
+
+        Like a machine that is suspended or vanished without a word: the other
+        side only notices through its heartbeat.
+        """
+        self.frozen = True
+        for pipe in (self._to_server, self._to_client):
+            pipe.paused = True
 
     @property
     def unread_by_client(self) -> int:
