@@ -8,7 +8,6 @@ TLS, query/headers, polling batches and the upgrade.
 
 from __future__ import annotations
 
-import logging
 import math
 import ssl
 from typing import Any
@@ -207,9 +206,13 @@ async def test_async_for_overflow_error(autojump_clock: trio.abc.Clock, peer: Sc
             peer.emit("e", i)
         await trio.sleep(1)
         got = []
-        with pytest.raises(EventStreamOverflow) as info:
+
+        async def consume() -> None:
             async for event in stream:
                 got.append(event.args[0])
+
+        with pytest.raises(EventStreamOverflow) as info:
+            await consume()
         assert got == [0, 1, 2]  # everything before the overflow, then the error
         assert info.value.max_buffer == 3
         peer.emit("e", 99)
