@@ -1,0 +1,1 @@
+"""Layer 2: the Socket.IO server (router, namespaces, sockets, broadcasts)."""
