@@ -35,6 +35,7 @@ from .socket import Handshake, Socket, SocketState
 if TYPE_CHECKING:
     from .._engine.session import EngineSession
     from .namespace import Namespace
+    from .router import Router
     from .server import Server
 
 log = logging.getLogger("triosio.server")
@@ -59,7 +60,12 @@ class Client:
         self._working = False
         self._room = trio.Event()
         self._room.set()
+        # Handler tasks running (async_handlers), and an event set when one ends.
+        self._running = 0
+        self._finished = trio.Event()
         self._timer = trio.CancelScope()
+        # Set by disconnect(close=True): the reason its sockets get.
+        self._kick_reason: DisconnectReason | None = None
 
     # ------------------------------------------------------------ engine events
 
@@ -97,7 +103,7 @@ class Client:
                     self.session.close_nowait(DisconnectReason.PARSE_ERROR)
                 return  # a namespace the server just left: ignore stragglers
             if self.server.async_handlers:
-                self.session.nursery.start_soon(self._dispatch, socket, packet)
+                await self._start_handler(socket, packet)
             else:
                 await self._enqueue(socket, packet)
         elif ptype is SioType.ACK:
@@ -111,20 +117,27 @@ class Client:
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
-                self.session.nursery.start_soon(
-                    self.close_socket, socket, DisconnectReason.CLIENT_NAMESPACE_DISCONNECT
-                )
+                self.begin_close(socket, DisconnectReason.CLIENT_NAMESPACE_DISCONNECT)
         else:  # CONNECT_ERROR is for servers to send
             log.info("session %s: unexpected %s packet", self.session.sid, ptype.name)
             self.session.close_nowait(DisconnectReason.PARSE_ERROR)
 
     async def on_close(self, reason: DisconnectReason) -> None:
-        """The session ended: every socket disconnects for ``reason``."""
+        """The session ended: every socket disconnects for ``reason``.
+
+        Runs after the session's nursery is done, so every close started
+        there was cancelled; they are finished here, one at a time, from the
+        step where they stopped. Handlers that run meanwhile may close more.
+        """
         self.decoder.reset()
-        for socket in list(self._closing):
-            await self._continue_close(socket)  # closes that were interrupted
-        for socket in list(self.sockets.values()):
-            await self.close_socket(socket, reason)
+        reason = self._kick_reason or reason
+        while self._closing or self.sockets:
+            if self._closing:
+                socket = next(iter(self._closing))
+            else:
+                socket = next(iter(self.sockets.values()))
+                self._mark_closing(socket, reason)
+            await self._continue_close(socket)
 
     # ------------------------------------------------------------ dispatch
 
@@ -153,6 +166,23 @@ class Client:
         finally:
             self._working = False
 
+    async def _start_handler(self, socket: Socket, packet: SioPacket) -> None:
+        # async_handlers: a task per event, but no more than max_pending_events
+        # at once; past that, this client's reader waits (backpressure).
+        while self._running >= self.server.max_pending_events:
+            if self._finished.is_set():
+                self._finished = trio.Event()
+            await self._finished.wait()
+        self._running += 1
+        self.session.nursery.start_soon(self._run_handler, socket, packet)
+
+    async def _run_handler(self, socket: Socket, packet: SioPacket) -> None:
+        try:
+            await self._dispatch(socket, packet)
+        finally:
+            self._running -= 1
+            self._finished.set()
+
     async def _dispatch(self, socket: Socket, packet: SioPacket) -> None:
         await socket._ready.wait()
         if socket.state is not SocketState.CONNECTED:
@@ -170,7 +200,15 @@ class Client:
                         await self._report_error(socket, exc)
                         return
                 for listener in list(socket._any):
-                    await call_handler(listener, event, *args)
+                    try:
+                        await call_handler(listener, event, *args)
+                    except Exception:
+                        log.exception(
+                            "error in on_any listener (event %r, socket %s, namespace %s)",
+                            event,
+                            socket.id,
+                            socket.nsp.name,
+                        )
                 ran = False
                 result: Any = None
                 for handler in socket._take(event):
@@ -185,9 +223,17 @@ class Client:
                         result = value
                 if packet.id is not None and ran and socket.state is SocketState.CONNECTED:
                     packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+                    # An ack waits for room like any emit: a client that asks
+                    # for acks and never reads ends up not being read either.
+                    await self.session.wait_for_room()
                     await self.server.router.inbox.put(Emit(socket, packets))
             except Exception:
-                log.exception("error in handler of event %r on socket %s", event, socket.id)
+                log.exception(
+                    "error in handler of event %r (socket %s, namespace %s)",
+                    event,
+                    socket.id,
+                    socket.nsp.name,
+                )
             finally:
                 del socket._scopes[scope]
 
@@ -295,18 +341,64 @@ class Client:
 
     # ------------------------------------------------------------ disconnecting
 
-    async def close_socket(self, socket: Socket, reason: DisconnectReason) -> None:
-        """Disconnect ``socket`` for ``reason`` (see the module docstring)."""
-        if socket.state not in (SocketState.CONNECTED, SocketState.CONNECTING):
+    def kick(self, router: Router) -> None:
+        """``socket.disconnect(close=True)``, run in the router task.
+
+        As the reference does: every namespace of this client gets a DISCONNECT
+        packet (its sockets' reason is "server namespace disconnect"), then the
+        whole connection closes. Run by the router so that it comes after
+        everything the calling task emitted before.
+        """
+        for socket in self.sockets.values():
+            if socket.state is SocketState.CONNECTED:
+                packets = socket.nsp.encode(SioType.DISCONNECT, None, None)
+                self.session.send_nowait(packets, force=True)
+        self._kick_reason = DisconnectReason.SERVER_NAMESPACE_DISCONNECT
+        self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+
+    def begin_close(
+        self,
+        socket: Socket,
+        reason: DisconnectReason,
+        spare: trio.lowlevel.Task | None = None,
+    ) -> None:
+        """Start disconnecting ``socket`` for ``reason``; never waits.
+
+        The close sequence (see the module docstring) runs in a task of the
+        session's nursery, not in the caller's task, so that cancelling the
+        caller cannot leave it half done. ``socket.wait_disconnected()`` waits
+        for it. The socket's tasks are cancelled, except ``spare`` (by default
+        the calling task).
+        """
+        if spare is None:
+            spare = trio.lowlevel.current_task()
+        if not self._mark_closing(socket, reason, spare):
             return
+        if self.session.closed:
+            return  # on_close finishes it, once the session's nursery is done
+        try:
+            self.session.nursery.start_soon(self._continue_close, socket)
+        except RuntimeError:
+            pass  # the nursery is closed: on_close finishes it
+
+    async def close_socket(self, socket: Socket, reason: DisconnectReason) -> None:
+        """Disconnect ``socket`` for ``reason`` and wait until it is done."""
+        self.begin_close(socket, reason)
+        await socket._disconnected.wait()
+
+    def _mark_closing(
+        self, socket: Socket, reason: DisconnectReason, spare: trio.lowlevel.Task | None = None
+    ) -> bool:
+        if socket.state not in (SocketState.CONNECTED, SocketState.CONNECTING):
+            return False
         socket.state = SocketState.DISCONNECTING
         socket.reason = reason
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]
         self._closing.add(socket)
-        socket._cancel_tasks()
+        socket._cancel_tasks(spare)
         socket._ready.set()
-        await self._continue_close(socket)
+        return True
 
     async def _continue_close(self, socket: Socket) -> None:
         # Resumable: if the task running this is cancelled (its session closed
@@ -326,10 +418,12 @@ class Client:
                 await socket._remove.done.wait()
             socket._close_step = 3
             socket.state = SocketState.DISCONNECTED
-            socket._disconnected.set()
             socket._fail_acks()
             self._closing.discard(socket)
-            await self._socket_event(socket, "disconnect", reason)
+            try:
+                await self._socket_event(socket, "disconnect", reason)
+            finally:
+                socket._disconnected.set()
 
     async def _socket_event(self, socket: Socket, event: str, reason: DisconnectReason) -> None:
         for handler in socket._take(event):

@@ -107,7 +107,7 @@ class Broadcast(Command):
         ack = self.ack
         if state is None:
             if ack is not None:
-                ack.expect(0)
+                ack.sent()
             return
         sockets = state.sockets
         packets = self.packets
@@ -119,52 +119,83 @@ class Broadcast(Command):
                 if socket is not None:
                     socket.session.send_nowait(packets, volatile=volatile)
             return
-        count = 0
+        if ack.cancelled:
+            # The emitting task gave up before the packet went out: send it,
+            # but wait for no answer.
+            ack = None
         for sid in state.rooms.recipients(self.rooms, self.exclude):
             socket = sockets.get(sid)
             if socket is None:
                 continue
-            # Register the ack before the packet can possibly be answered.
-            socket.acks[ack.id] = ack
-            if socket.session.send_nowait(packets, volatile=volatile):
-                count += 1
-            else:
-                socket.acks.pop(ack.id, None)
-        ack.expect(count)
+            if ack is not None:
+                # Register the ack before the packet can possibly be answered.
+                socket.acks[ack.id] = ack
+                ack.pending[sid] = socket
+            if not socket.session.send_nowait(packets, volatile=volatile) and ack is not None:
+                del socket.acks[ack.id]
+                del ack.pending[sid]
+        if self.ack is not None:
+            self.ack.sent()
 
 
 class BroadcastAck:
     """Collects the acknowledgements of one broadcast.
 
+    The router registers it with each recipient (``socket.acks``) and in
+    :attr:`pending`; each answer (from the socket's reader task) or
+    disconnection (the socket's close sequence) moves a recipient out of
+    :attr:`pending`. Every step is synchronous, so it needs no lock.
+
     Attributes:
         id: The ack id in the broadcast packet (unique in its namespace).
         responses: Each answer so far: the ack argument (a tuple if several).
+        pending: Recipients that have not answered yet, by socket id.
+        gone: Ids of recipients that disconnected without answering.
+        done: Set once the packet went out and no recipient is pending.
+        cancelled: Set by :meth:`forget`; the router then registers nothing.
     """
 
-    __slots__ = ("_expected", "done", "id", "responded", "responses")
+    __slots__ = ("_sent", "cancelled", "done", "gone", "id", "pending", "responses")
 
     def __init__(self, ack_id: int) -> None:
         self.id = ack_id
         self.responses: list[Any] = []
-        self.responded: set[str] = set()
-        self._expected: int | None = None
+        self.pending: dict[str, Socket] = {}
+        self.gone: list[str] = []
         self.done = trio.Event()
+        self.cancelled = False
+        self._sent = False
 
-    def expect(self, count: int) -> None:
-        """The router sent the packet to ``count`` clients."""
-        self._expected = count
+    def sent(self) -> None:
+        """The router handed the packet to every recipient it could."""
+        self._sent = True
         self._check()
 
     def __call__(self, sid: str, value: Any) -> None:
-        if sid in self.responded or value is GONE:
+        if self.pending.pop(sid, None) is None:
             return
-        self.responded.add(sid)
-        self.responses.append(value)
+        if value is GONE:
+            self.gone.append(sid)
+        else:
+            self.responses.append(value)
         self._check()
 
     def _check(self) -> None:
-        if self._expected is not None and len(self.responses) >= self._expected:
+        if self._sent and not self.pending:
             self.done.set()
+
+    def forget(self) -> list[str]:
+        """Stop waiting: unregister from every pending recipient; their ids.
+
+        Synchronous, so it is safe in a ``finally`` of a cancelled task.
+        """
+        self.cancelled = True
+        missing = list(self.pending)
+        for socket in self.pending.values():
+            if socket.acks.get(self.id) is self:
+                del socket.acks[self.id]
+        self.pending.clear()
+        return missing
 
 
 class AddSocket(Command):

@@ -15,7 +15,7 @@ import trio
 from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
 from .handlers import GONE, Handler, ack_value, call_handler
-from .router import Emit, RemoveSocket, Rooms
+from .router import Call, Emit, RemoveSocket, Rooms
 
 if TYPE_CHECKING:
     from .._engine.session import EngineSession
@@ -72,8 +72,8 @@ class EventHandlers:
     """``on``/``once``/``off`` and catch-all listeners, shared by sockets and namespaces."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[Handler]] = {}
-        self._once: set[int] = set()
+        # (handler, once) pairs: a once-handler is removed when it is taken.
+        self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
         self._any: list[Handler] = []
         self._any_outgoing: list[Handler] = []
 
@@ -84,29 +84,20 @@ class EventHandlers:
         acknowledgement when the client asked for one (a tuple for several
         arguments). Plain functions and ``async def`` both work.
         """
-        if handler is None:
-
-            def decorator(fn: H) -> H:
-                self._handlers.setdefault(event, []).append(fn)
-                return fn
-
-            return decorator
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
+        return self._register(event, handler, once=False)
 
     def once(self, event: str, handler: H | None = None) -> Any:
         """Like :meth:`on`, for the next ``event`` only."""
-        if handler is None:
+        return self._register(event, handler, once=True)
 
-            def decorator(fn: H) -> H:
-                self._handlers.setdefault(event, []).append(fn)
-                self._once.add(id(fn))
-                return fn
+    def _register(self, event: str, handler: H | None, *, once: bool) -> Any:
+        def add(fn: H) -> H:
+            if not callable(fn):
+                raise TypeError("handlers must be callable")
+            self._handlers.setdefault(event, []).append((fn, once))
+            return fn
 
-            return decorator
-        self._handlers.setdefault(event, []).append(handler)
-        self._once.add(id(handler))
-        return handler
+        return add if handler is None else add(handler)
 
     def off(self, event: str | None = None, handler: Handler | None = None) -> None:
         """Remove ``handler`` from ``event``, all of ``event``'s handlers, or all."""
@@ -115,13 +106,15 @@ class EventHandlers:
         elif handler is None:
             self._handlers.pop(event, None)
         else:
-            handlers = self._handlers.get(event, [])
-            if handler in handlers:
-                handlers.remove(handler)
+            entries = self._handlers.get(event, [])
+            for i, (fn, _) in enumerate(entries):
+                if fn == handler:
+                    del entries[i]
+                    break
 
     def listeners(self, event: str) -> list[Handler]:
         """The handlers registered for ``event``."""
-        return list(self._handlers.get(event, ()))
+        return [fn for fn, _ in self._handlers.get(event, ())]
 
     def on_any(self, handler: H) -> H:
         """Call ``handler(event, *args)`` for every incoming event."""
@@ -145,6 +138,11 @@ class EventHandlers:
         self._any_outgoing.append(handler)
         return handler
 
+    def prepend_any_outgoing(self, handler: H) -> H:
+        """Like :meth:`on_any_outgoing`, called before the others."""
+        self._any_outgoing.insert(0, handler)
+        return handler
+
     def off_any_outgoing(self, handler: Handler | None = None) -> None:
         """Remove one outgoing catch-all listener, or all of them."""
         if handler is None:
@@ -153,15 +151,13 @@ class EventHandlers:
             self._any_outgoing.remove(handler)
 
     def _take(self, event: str) -> list[Handler]:
-        handlers = self._handlers.get(event)
-        if not handlers:
+        """The handlers to call for one ``event``; once-handlers are removed."""
+        entries = self._handlers.get(event)
+        if not entries:
             return []
-        found = list(handlers)
-        if self._once:
-            for fn in found:
-                if id(fn) in self._once:
-                    self._once.discard(id(fn))
-                    handlers.remove(fn)
+        found = [fn for fn, _ in entries]
+        if any(once for _, once in entries):
+            entries[:] = [entry for entry in entries if not entry[1]]
         return found
 
 
@@ -384,10 +380,9 @@ class Socket(EventHandlers):
             finally:
                 del self._scopes[scope]
 
-    def _cancel_tasks(self) -> None:
-        current = trio.lowlevel.current_task()
+    def _cancel_tasks(self, spare: trio.lowlevel.Task | None) -> None:
         for scope, task in list(self._scopes.items()):
-            if task is not current:
+            if task is not spare:
                 scope.cancel()
 
     def _fail_acks(self) -> None:
@@ -401,21 +396,31 @@ class Socket(EventHandlers):
     # ------------------------------------------------------------ disconnecting
 
     async def disconnect(self, close: bool = False) -> None:
-        """Disconnect this socket from its namespace.
+        """Disconnect this socket from its namespace; return once it is done.
 
-        With ``close=True`` the whole underlying connection is closed (every
-        namespace of this client). In-flight handlers of this socket are
-        cancelled, except the one calling this method.
+        The client gets a DISCONNECT packet (``socket.io-client`` reports
+        "io server disconnect" and does not reconnect) after everything emitted
+        to it before; here the reason is
+        :attr:`~triosio.DisconnectReason.SERVER_NAMESPACE_DISCONNECT`. In-flight
+        handlers of this socket are cancelled, except the one calling this
+        method; ``disconnecting`` and ``disconnect`` handlers run.
+
+        With ``close=True``, every namespace of this client is disconnected that
+        way, then the underlying connection is closed; a task of this client
+        that calls it (a handler) is cancelled at its next checkpoint, like
+        every task of the connection.
         """
         if self.state is not SocketState.CONNECTED:
+            await trio.lowlevel.checkpoint()
             return
+        router = self.nsp.server.router
         if close:
-            self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
-            await self._disconnected.wait()
-            return
-        packets = self.nsp.encode(SioType.DISCONNECT, None, None)
-        await self.nsp.server.router.inbox.put(Emit(self, packets))
-        await self.client.close_socket(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
+            await router.inbox.put(Call(self.client.kick))
+        else:
+            packets = self.nsp.encode(SioType.DISCONNECT, None, None)
+            await router.inbox.put(Emit(self, packets))
+            self.client.begin_close(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
+        await self._disconnected.wait()
 
     async def wait_disconnected(self) -> DisconnectReason:
         """Wait until this socket is disconnected; return why."""
