@@ -52,9 +52,11 @@ class Mountable(Protocol):
 class StaticFiles:
     """Serves the files of one folder under a URL prefix.
 
-    ``GET``/``HEAD`` only; ``index.html`` for folders; content types from the
-    file name. Paths that climb out of the folder (``..``, encoded or not, or a
-    symlink pointing outside) are answered 404.
+    ``GET``/``HEAD`` only; ``index.html`` for folders (a folder asked for
+    without its trailing slash is redirected to it, so that relative links in
+    the page work); content types from the file name. Paths that climb out of
+    the folder (``..``, encoded or not, or a symlink pointing outside) are
+    answered 404; only regular files inside the folder are served.
 
     Args:
         prefix: URL prefix, e.g. ``/`` or ``/static/``.
@@ -101,21 +103,36 @@ class StaticFiles:
                 405, [("allow", "GET, HEAD"), ("content-type", "text/plain")], b"method not allowed"
             )
             return
-        target = await trio.to_thread.run_sync(self._resolve, request.path)
+        path = request.path
+        if path + "/" == self.prefix:
+            location = self.prefix + ("?" + request.query_string if request.query_string else "")
+            await exchange.respond(301, [("location", location)])
+            return
+        target = await trio.to_thread.run_sync(self._resolve, path)
         if target is None:
             await _not_found(exchange)
             return
-        size = target.stat().st_size
-        if size > _MAX_STATIC_FILE:
+        try:
+            body = await trio.to_thread.run_sync(_read_file, target)
+        except OSError:
+            body = None
+        if body is None:
             await _not_found(exchange)
             return
-        body = await trio.Path(target).read_bytes()
         ctype = content_type(target.name)
         headers = [("content-type", ctype), ("cache-control", "no-cache")]
         if request.method == "HEAD":
             headers.append(("content-length", str(len(body))))
             body = b""
         await exchange.respond(200, headers, body)
+
+
+def _read_file(path: Path) -> bytes | None:
+    # In a worker thread: a large file or a slow disk must not stall the loop.
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size > _MAX_STATIC_FILE:
+            return None
+        return f.read()
 
 
 def content_type(name: str) -> str:

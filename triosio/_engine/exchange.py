@@ -68,6 +68,13 @@ class Request:
         return self.method == "GET" and upgrade.lower() == "websocket"
 
 
+class RequestAborted(Exception):
+    """The client went away, or stalled, before its request body was complete.
+
+    Raised by :meth:`Exchange.body`; the front end drops the connection.
+    """
+
+
 class Exchange(abc.ABC):
     """One HTTP request and the response to it.
 
@@ -78,7 +85,11 @@ class Exchange(abc.ABC):
 
     @abc.abstractmethod
     def body(self) -> AsyncIterator[bytes]:
-        """The request body, chunk by chunk."""
+        """The request body, chunk by chunk.
+
+        Raises:
+            RequestAborted: the client closed the connection or stopped sending.
+        """
 
     @abc.abstractmethod
     async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:

@@ -22,7 +22,7 @@ import wsproto
 import wsproto.events as wse
 from wsproto.utilities import RemoteProtocolError as WSRemoteError
 
-from .exchange import Exchange, Headers, Request, WebSocket
+from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .native_ws import NativeWebSocket
 
 log = logging.getLogger("triosio.http")
@@ -67,6 +67,10 @@ class _Abort(Exception):
     """Stop serving this connection (after answering, when possible)."""
 
 
+class _BodyAborted(_Abort, RequestAborted):
+    """The request body stopped: the client left, stalled or broke the framing."""
+
+
 class H11Exchange(Exchange):
     """One request on a connection served by :class:`H11Connection`."""
 
@@ -80,19 +84,23 @@ class H11Exchange(Exchange):
         """The request body, chunk by chunk."""
         conn = self._conn
         while True:
-            event = conn.h11.next_event()
+            try:
+                event = conn.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                # e.g. the client closed the connection in the middle of the body
+                raise _BodyAborted(f"request body broken: {exc}") from None
             if event is h11.NEED_DATA:
                 with trio.move_on_after(conn.limits.body_timeout) as scope:
                     await conn.receive()
                 if scope.cancelled_caught:
-                    raise _Abort("request body timed out")
+                    raise _BodyAborted("request body timed out")
                 continue
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return
             else:
-                raise _Abort(f"unexpected {type(event).__name__} in a request body")
+                raise _BodyAborted(f"unexpected {type(event).__name__} in a request body")
 
     async def respond(self, status: int, headers: Headers, body: bytes = b"") -> None:
         """Send the whole response, with Content-Length."""
@@ -152,8 +160,8 @@ class H11Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
         self._eof = False
 
-    async def receive(self) -> None:
-        """Read more bytes into h11 (raises _Abort when the peer is gone)."""
+    async def receive(self) -> int:
+        """Read more bytes into h11; returns how many (0 at EOF)."""
         if self._eof:
             raise _Abort("connection closed")
         try:
@@ -163,11 +171,17 @@ class H11Connection:
         if not data:
             self._eof = True
         self.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
+        return len(data)
 
     async def wait_eof(self) -> None:
         """Return when the peer closes; bytes it sends meanwhile are kept for h11."""
+        kept = 0
         while not self._eof:
-            await self.receive()
+            if kept > self.limits.max_head_size:
+                # A client pipelining that much behind a long-poll gets no more
+                # reads (bounded memory); the poll still ends normally.
+                await trio.sleep_forever()
+            kept += await self.receive()
 
     async def send_bytes(self, data: bytes) -> None:
         """Write raw bytes (raises _Abort if the peer is gone)."""
@@ -295,7 +309,10 @@ class H11Connection:
         # Skip whatever the handler left unread of the request body (bounded).
         skipped = 0
         while self.h11.their_state is h11.SEND_BODY:
-            event = self.h11.next_event()
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError:
+                return False
             if event is h11.NEED_DATA:
                 with trio.move_on_after(self.limits.body_timeout) as scope:
                     await self.receive()

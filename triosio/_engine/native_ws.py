@@ -9,11 +9,18 @@ On a plain TCP stream the bytes are written with a direct non-blocking
 only when the kernel buffer is full, or bytes are already queued, do they wait
 in a queue that the writer task drains when the socket becomes writable. That
 keeps order (nothing is written around the queue) and never blocks the caller.
-On other streams (TLS, in-memory) every write goes through the writer task.
+On other streams (TLS, in-memory) every write goes through the writer task,
+the only task that calls ``send_all`` (a TLS stream allows one at a time).
+
+Closing is a lingering close: after our close frame we keep reading (briefly)
+until the peer answers with its own, so the socket is never closed with unread
+bytes in it — that would send a TCP reset, and a reset can make the peer drop
+the last frames we sent (the Engine.IO CLOSE packet among them).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -30,6 +37,8 @@ from .packet import OutPacket
 _RECV_SIZE = 65536
 # Close codes the peer's fault maps to (RFC 6455 section 7.4.1).
 _TOO_BIG = 1009
+#: Seconds :meth:`NativeWebSocket.close` may spend flushing and waiting for the peer.
+CLOSE_GRACE = 1.0
 
 
 class NativeWebSocket(WebSocket):
@@ -52,7 +61,10 @@ class NativeWebSocket(WebSocket):
         self._drained.set()
         self._closed = False
         self._writer_running = False
-        self._parts: list[str | bytes] = []
+        # A fragmented message being assembled (io buffers keep it linear even
+        # for a flood of tiny fragments).
+        self._text: io.StringIO | None = None
+        self._binary: bytearray | None = None
         self._size = 0
 
     # ------------------------------------------------------------- reading
@@ -62,20 +74,39 @@ class NativeWebSocket(WebSocket):
         ws = self._ws
         while True:
             for event in ws.events():
-                if isinstance(event, wse.Message):
-                    self._size += len(event.data)
+                if isinstance(event, wse.TextMessage):
+                    text = event.data
+                    size = len(text)
+                    if (self._size + 4 * size) > max_size:
+                        size = len(text.encode("utf-8"))  # the limit is in bytes
+                    self._size += size
                     if self._size > max_size:
                         raise WebSocketClosed(_TOO_BIG, "message too big")
-                    if event.message_finished and not self._parts:
+                    if event.message_finished and self._text is None:
                         self._size = 0
-                        message: str | bytes = event.data
-                        return message
-                    self._parts.append(event.data)
+                        return text
+                    if self._text is None:
+                        self._text = io.StringIO()
+                    self._text.write(text)
                     if event.message_finished:
-                        parts, self._parts, self._size = self._parts, [], 0
-                        if isinstance(event, wse.TextMessage):
-                            return "".join(parts)  # type: ignore[arg-type]
-                        return b"".join(parts)  # type: ignore[arg-type]
+                        message = self._text.getvalue()
+                        self._text, self._size = None, 0
+                        return message
+                elif isinstance(event, wse.BytesMessage):
+                    data = event.data
+                    self._size += len(data)
+                    if self._size > max_size:
+                        raise WebSocketClosed(_TOO_BIG, "message too big")
+                    if event.message_finished and self._binary is None:
+                        self._size = 0
+                        return bytes(data)
+                    if self._binary is None:
+                        self._binary = bytearray()
+                    self._binary += data
+                    if event.message_finished:
+                        binary = bytes(self._binary)
+                        self._binary, self._size = None, 0
+                        return binary
                 elif isinstance(event, wse.Ping):
                     self._write_raw(ws.send(event.response()))
                 elif isinstance(event, wse.CloseConnection):
@@ -145,7 +176,14 @@ class NativeWebSocket(WebSocket):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.broken = True
             return
-        await trio.lowlevel.wait_writable(self._fd)
+        try:
+            await trio.lowlevel.wait_writable(self._fd)
+        except (trio.ClosedResourceError, OSError):
+            # Closed under us (abort() from another task): nothing more to write.
+            self.broken = True
+            return
+        if self._closed:
+            return
         try:
             written = os.write(self._fd, data)
         except BlockingIOError:
@@ -164,22 +202,46 @@ class NativeWebSocket(WebSocket):
     # ------------------------------------------------------------- closing
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Flush (for at most a second), say goodbye, close the stream."""
+        """Flush, send a close frame, wait for the peer's, close the stream.
+
+        Takes at most :data:`CLOSE_GRACE` seconds, and closes the stream even
+        when cancelled.
+        """
         if self._closed:
             return
-        with trio.move_on_after(1):
-            if not self.broken:
+        try:
+            with trio.move_on_after(CLOSE_GRACE):
+                if self.broken:
+                    return
                 try:
                     frame = self._ws.send(wse.CloseConnection(code=code, reason=reason))
                 except WSLocalError:
-                    frame = b""
+                    frame = b""  # the closing handshake already happened
                 self._write_raw(frame)
                 if self._writer_running:
                     await self.wait_drained()
                 else:
                     while self._queue and not self.broken:
                         await self._flush_some()
-        await self.abort()
+                if frame and not self.broken:
+                    await self._linger()
+        finally:
+            await self.abort()
+
+    async def _linger(self) -> None:
+        # Read (and drop) until the peer's close frame or EOF.
+        ws = self._ws
+        while ws.state is not ConnectionState.CLOSED:
+            try:
+                data = await self._stream.receive_some(_RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            ws.receive_data(bytes(data))
+            for event in ws.events():
+                if isinstance(event, wse.CloseConnection):
+                    return
 
     async def abort(self) -> None:
         """Close the stream now."""

@@ -33,7 +33,7 @@ import trio
 
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
-from .exchange import Exchange, Headers, Request
+from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .packet import OutPacket, WriteBatch
 from .session import EngineApp, EngineSession, PollOverlap
 
@@ -139,6 +139,10 @@ class EngineServer:
         self.sessions: dict[str, EngineSession] = {}
         self._nursery: trio.Nursery | None = None
         self._shutting_down = False
+        # Long-poll GETs being served, so that shutdown can let them deliver CLOSE.
+        self._polls = 0
+        self._polls_idle = trio.Event()
+        self._polls_idle.set()
         #: Shared by the sessions; the layer above wraps bursts of sends in it.
         self.write_batch = WriteBatch()
 
@@ -151,6 +155,7 @@ class EngineServer:
         """Hold the sessions' nursery; cancelling this closes every session."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._shutting_down = False
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -158,23 +163,28 @@ class EngineServer:
                 self._nursery = None
 
     async def shutdown(self) -> None:
-        """Refuse new sessions, close every session, and wait until they are gone."""
+        """Refuse new sessions, close every session, and wait until they are gone.
+
+        Each client is sent a CLOSE packet: over its WebSocket, or as the answer
+        to its pending long-poll GET (which this waits for as well).
+        """
         self._shutting_down = True
         sessions = list(self.sessions.values())
         for session in sessions:
             session.close_nowait(DisconnectReason.SERVER_SHUTTING_DOWN)
         for session in sessions:
             await session.wait_closed()
+        await self._polls_idle.wait()
 
     # ------------------------------------------------------------ HTTP entry
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer one HTTP request for this server's path."""
         request = exchange.request
-        if self._nursery is None:
-            await self._error(exchange, 503, None, "server not running")
-            return
         cors = self._cors_headers(request)
+        if self._nursery is None:
+            await _unavailable(exchange, cors or [], "server not running")
+            return
         if request.method == "OPTIONS":
             if cors is None or self.options.cors_allowed_origins is None:
                 await _json_error(exchange, 4, [])
@@ -198,6 +208,10 @@ class EngineServer:
             return
         sid = query.get("sid")
         upgrade = request.is_websocket_upgrade
+        if upgrade and transport != "websocket":
+            # Never serve a WebSocket handshake as a poll (it would eat packets).
+            await _json_error(exchange, 3, cors)
+            return
         if sid is not None:
             session = self.sessions.get(sid)
             if session is None:
@@ -207,7 +221,7 @@ class EngineServer:
                 if not upgrade:
                     await _json_error(exchange, 3, cors)
                     return
-                await self._upgrade(exchange, session)
+                await self._upgrade(exchange, session, cors)
                 return
             if session.transport != "polling":
                 await _json_error(exchange, 3, cors)
@@ -222,16 +236,23 @@ class EngineServer:
         if request.method != "GET":
             await _json_error(exchange, 2, cors)
             return
-        if self._shutting_down:
-            await self._error(exchange, 503, None, "server shutting down")
-            return
         if transport == "websocket" and not upgrade:
             await _json_error(exchange, 3, cors)
+            return
+        if self._stopping():
+            await _unavailable(exchange, cors, "server shutting down")
             return
         if not await self._allowed(request):
             await _json_error(exchange, 4, cors)
             return
+        if self._stopping():
+            # The server began to stop while an async allow_request ran.
+            await _unavailable(exchange, cors, "server shutting down")
+            return
         await self._handshake(exchange, transport, cors)
+
+    def _stopping(self) -> bool:
+        return self._shutting_down or self._nursery is None
 
     async def _allowed(self, request: Request) -> bool:
         hook = self.options.allow_request
@@ -245,9 +266,6 @@ class EngineServer:
             log.exception("allow_request raised; refusing the request")
             return False
         return bool(result)
-
-    async def _error(self, exchange: Exchange, status: int, code: int | None, msg: str) -> None:
-        await exchange.respond(status, [("content-type", "text/plain")], msg.encode())
 
     # ------------------------------------------------------------ handshake
 
@@ -279,15 +297,9 @@ class EngineServer:
         headers = list(cors)
         if self.options.cookie is not None:
             headers.append(("set-cookie", self.options.cookie.header(sid)))
-        session = EngineSession(
-            sid, request, transport, self.options, self.app, self.write_batch
-        )
+        session = EngineSession(sid, request, transport, self.options, self.app, self.write_batch)
         if transport == "websocket":
-            try:
-                ws = await exchange.accept_websocket(headers)
-            except Exception:
-                log.debug("websocket handshake failed", exc_info=True)
-                raise
+            ws = await exchange.accept_websocket(headers)
             ws.write_nowait([self._open_packet(sid, ())])
             self.sessions[sid] = session
             await self._start(session, ws)
@@ -304,15 +316,28 @@ class EngineServer:
     def _may_upgrade(self) -> bool:
         return self.options.allow_upgrades and "websocket" in self.options.transports
 
-    async def _start(self, session: EngineSession, ws: object) -> None:
-        assert self._nursery is not None
-        await self._nursery.start(self._run_session, session, ws)
+    async def _start(self, session: EngineSession, ws: WebSocket | None) -> None:
+        try:
+            if self._nursery is None:
+                raise RuntimeError("the server stopped")
+            await self._nursery.start(self._run_session, session, ws)
+        except BaseException:
+            # The session never ran: it owns nothing yet but the WebSocket.
+            if self.sessions.get(session.sid) is session:
+                del self.sessions[session.sid]
+            if ws is not None:
+                await ws.abort()
+            raise
 
     async def _run_session(
-        self, session: EngineSession, ws: object, *, task_status: trio.TaskStatus[None]
+        self, session: EngineSession, ws: WebSocket | None, *, task_status: trio.TaskStatus[None]
     ) -> None:
         try:
-            await session.run(websocket=ws, task_status=task_status)  # type: ignore[arg-type]
+            await session.run(websocket=ws, task_status=task_status)
+        except Exception:
+            # A bug must cost one session, never the server (the session's own
+            # callbacks are guarded; this is the last line).
+            log.exception("session %s crashed", session.sid)
         finally:
             if self.sessions.get(session.sid) is session:
                 del self.sessions[session.sid]
@@ -320,43 +345,64 @@ class EngineServer:
     # ------------------------------------------------------------ polling
 
     async def _poll(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
-        taken: list[list[OutPacket]] = []
+        if self._polls == 0:
+            self._polls_idle = trio.Event()
+        self._polls += 1
         try:
+            packets: list[OutPacket] | None = None
+            overlap = False
             async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
+                    # A client that gives up its pending GET ends the session.
                     await exchange.wait_client_gone()
                     session.close_nowait(DisconnectReason.TRANSPORT_ERROR)
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch)
-                taken.append(await session.poll())
+                try:
+                    packets = await session.poll()
+                except PollOverlap:
+                    overlap = True
                 nursery.cancel_scope.cancel()
-        except PollOverlap:
-            await exchange.respond(400, cors)
-            return
-        if not taken:
-            return  # the client went away
-        packets = taken[0]
-        await exchange.respond(200, cors + _TEXT_HEADERS, _payload(packets).encode("utf-8"))
+            if overlap:
+                # The first GET gets CLOSE; this one a 400 (engine.io answers so).
+                await _json_error(exchange, 3, cors)
+            elif packets is not None:
+                body = _payload(packets).encode("utf-8")
+                await exchange.respond(200, cors + _TEXT_HEADERS, body)
+        finally:
+            self._polls -= 1
+            if self._polls == 0:
+                self._polls_idle.set()
 
     async def _post(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
-        content_type = (exchange.request.header("content-type") or "").lower()
+        request = exchange.request
+        content_type = (request.header("content-type") or "").lower()
         if content_type.startswith("application/octet-stream"):
-            # Engine.IO v4 polling bodies are text; binary is base64 inside them.
-            session.close_nowait(DisconnectReason.PARSE_ERROR)
-            await _json_error(exchange, 3, cors)
+            # Engine.IO v4 polling bodies are text; binary is base64 inside them
+            # (engine.io 6.6.7 answers 400 and closes the session, CVE-2026-59725).
+            session.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+            await _json_error(exchange, 3, cors, close=True)
+            return
+        limit = self.options.max_http_buffer_size
+        length = request.header("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            session.close_nowait(DisconnectReason.PAYLOAD_TOO_LARGE)
+            await exchange.respond(413, [*cors, ("connection", "close")])
             return
         try:
             session.begin_post()
         except PollOverlap:
-            await exchange.respond(400, cors)
+            await _json_error(exchange, 3, cors)
             return
         try:
             reader = PayloadReader(
-                max_packets=self.options.max_packets_per_payload,
-                max_payload=self.options.max_http_buffer_size,
+                max_packets=self.options.max_packets_per_payload, max_payload=limit
             )
+            # Once the session closes (possibly because of a packet of this very
+            # body) the rest of the body is read and dropped, and the answer is
+            # still "ok": the client learns of the close from its GET.
             async for chunk in exchange.body():
                 await session.receive_packets(reader.feed(chunk))
             await session.receive_packets(reader.close())
@@ -367,16 +413,19 @@ class EngineServer:
         except RemoteProtocolError as exc:
             log.info("session %s: invalid polling payload: %s", session.sid, exc)
             session.close_nowait(DisconnectReason.PARSE_ERROR)
-            await _json_error(exchange, 3, cors)
+            await _json_error(exchange, 3, cors, close=True)
             return
+        except RequestAborted:
+            session.close_nowait(DisconnectReason.TRANSPORT_ERROR)
+            raise
         finally:
             session.end_post()
         await exchange.respond(200, cors + _TEXT_HEADERS, b"ok")
 
     # ------------------------------------------------------------ upgrade
 
-    async def _upgrade(self, exchange: Exchange, session: EngineSession) -> None:
-        ws = await exchange.accept_websocket(self._cors_headers(exchange.request) or [])
+    async def _upgrade(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
+        ws = await exchange.accept_websocket(cors)
         if not self._may_upgrade() or not session.can_upgrade():
             # A second WebSocket for an upgraded (or upgrading) session: accepted,
             # then closed, leaving the first one alone.
@@ -389,8 +438,9 @@ class EngineServer:
     def _origin_allowed(self, origin: str, request: Request) -> bool:
         allowed = self.options.cors_allowed_origins
         if allowed is None:
+            # Same origin only: the Origin's host[:port] must be the Host header.
             host = request.header("host")
-            return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+            return host is not None and _same_host(origin, host)
         if allowed == "*":
             return True
         if callable(allowed):
@@ -442,9 +492,37 @@ def _payload(packets: Sequence[OutPacket]) -> str:
     return "\x1e".join([p.poll_text for p in packets])
 
 
-async def _json_error(exchange: Exchange, code: int, cors: Headers) -> None:
+async def _json_error(exchange: Exchange, code: int, cors: Headers, *, close: bool = False) -> None:
     body = json.dumps({"code": code, "message": ERROR_MESSAGES[code]}, separators=(",", ":"))
     status = 403 if code == 4 else 400
+    headers = [*cors, ("content-type", "application/json")]
+    if close:
+        headers.append(("connection", "close"))
+    await exchange.respond(status, headers, body.encode("utf-8"))
+
+
+async def _unavailable(exchange: Exchange, cors: Headers, message: str) -> None:
+    # Not an Engine.IO error code: the client's reconnection logic retries later.
+    # CORS headers let a browser read it; the connection is not kept.
     await exchange.respond(
-        status, [*cors, ("content-type", "application/json")], body.encode("utf-8")
+        503,
+        [*cors, ("content-type", "text/plain; charset=UTF-8"), ("connection", "close")],
+        message.encode(),
     )
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}
+
+
+def _same_host(origin: str, host: str) -> bool:
+    # Compares host[:port], ignoring the scheme (a TLS-terminating proxy in front
+    # of us makes an https page talk to a plain-HTTP server under the same name)
+    # and an explicit default port of the Origin's scheme on either side.
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    if default is None or not parts.netloc:
+        return False  # e.g. "null" (sandboxed frames, file: pages)
+    return parts.netloc.lower().removesuffix(default) == host.lower().removesuffix(default)

@@ -11,8 +11,12 @@ Polling requests are served by the HTTP connection tasks, which call into the
 session (:meth:`poll`, :meth:`receive_packets`).
 
 Closing, from any side, goes through :meth:`close_nowait`: it records the first
-reason, cancels the nursery, and :meth:`run` then says goodbye to the client,
-closes the transport and reports the reason to the application, once.
+reason and cancels the nursery (and the processing of a polling POST, which runs
+in the HTTP connection's task); :meth:`run` then says goodbye to the client,
+reports the reason to the application, once, and closes the transport.
+
+An exception escaping the application's callbacks is logged and closes that one
+session (reason "forced close"); it never reaches the server's nursery.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ class PollOverlap(Exception):
     """A second GET (or POST) while one is still pending: the session is closed."""
 
 
+# What ends the long-poll that is pending when the session closes: the client
+# asked (its CLOSE packet) → NOOP, as the reference server; otherwise → CLOSE.
+def _poll_terminator(reason: DisconnectReason) -> OutPacket:
+    return P.NOOP if reason is DisconnectReason.TRANSPORT_CLOSE else P.CLOSE
+
+
 class EngineSession:
     """One client's Engine.IO session.
 
@@ -107,6 +117,10 @@ class EngineSession:
         self._close_event = trio.Event()
         self._finished = trio.Event()
         self._nursery: trio.Nursery | None = None
+        # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
+        self._inbound: set[trio.CancelScope] = set()
+        self._inbound_idle = trio.Event()
+        self._inbound_idle.set()
         #: Whatever the application layer keeps for this session.
         self.app_state: Any = None
 
@@ -234,7 +248,12 @@ class EngineSession:
     # ------------------------------------------------------------ closing
 
     def close_nowait(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
-        """Close the session (the first reason given wins). Never waits."""
+        """Close the session (the first reason given wins). Never waits.
+
+        The session's nursery is cancelled at once (its tasks, and the
+        application's tasks in it, end), and so is the handling of a polling
+        POST in progress.
+        """
         if self._reason is not None:
             return
         self._reason = reason
@@ -242,6 +261,10 @@ class EngineSession:
         self._poll_wake.set()
         self._room.set()
         self._upgrade_done.set()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        for scope in self._inbound:
+            scope.cancel()
 
     async def close(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
         """Close the session and wait until it is fully closed."""
@@ -261,15 +284,20 @@ class EngineSession:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self._reason is not None:
+                    nursery.cancel_scope.cancel()
                 if websocket is not None:
                     nursery.start_soon(self._write_websocket, websocket)
                     self._switch_to(websocket)
                     nursery.start_soon(self._read_websocket, websocket)
                 nursery.start_soon(self._heartbeat)
                 task_status.started()
-                await self._app.on_open(self)
+                try:
+                    await self._app.on_open(self)
+                except Exception:
+                    log.exception("error in on_open of session %s", self.sid)
+                    self.close_nowait(DisconnectReason.FORCED_CLOSE)
                 await self._close_event.wait()
-                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self._options.shutdown_timeout
@@ -278,20 +306,26 @@ class EngineSession:
     async def _finish(self) -> None:
         if self._reason is None:
             # Cancelled from outside: the server is shutting down.
-            self._reason = DisconnectReason.SERVER_SHUTTING_DOWN
-            self._poll_wake.set()
-            self._room.set()
+            self.close_nowait(DisconnectReason.SERVER_SHUTTING_DOWN)
         reason = self._reason
+        assert reason is not None
         ws = self._ws
-        if ws is not None:
-            if reason in _SAY_CLOSE and not ws.broken:
-                ws.write_nowait([P.CLOSE])
-            await ws.close(1000 if reason is not DisconnectReason.PAYLOAD_TOO_LARGE else 1009)
-        self._finished.set()
+        if ws is not None and reason in _SAY_CLOSE and not ws.broken:
+            ws.write_nowait([P.CLOSE])
+        # The application hears of the close after the last of this client's
+        # messages was handled (a POST may still be unwinding in its own task).
+        await self._inbound_idle.wait()
         try:
             await self._app.on_close(self, reason)
         except Exception:
             log.exception("error in on_close of session %s", self.sid)
+        finally:
+            try:
+                if ws is not None:
+                    code = 1009 if reason is DisconnectReason.PAYLOAD_TOO_LARGE else 1000
+                    await ws.close(code)
+            finally:
+                self._finished.set()
 
     # ------------------------------------------------------------ heartbeat
 
@@ -322,7 +356,11 @@ class EngineSession:
     async def _on_packet(self, packet: EioPacket) -> None:
         ptype = packet.type
         if ptype is EioType.MESSAGE:
-            await self._app.on_message(self, packet.data)
+            try:
+                await self._app.on_message(self, packet.data)
+            except Exception:
+                log.exception("error in on_message of session %s", self.sid)
+                self.close_nowait(DisconnectReason.FORCED_CLOSE)
         elif ptype is EioType.PONG:
             pong = self._pong
             if pong is not None:  # a stray pong starts nothing
@@ -338,11 +376,27 @@ class EngineSession:
             self.close_nowait(DisconnectReason.PARSE_ERROR)
 
     async def receive_packets(self, packets: Sequence[EioPacket]) -> None:
-        """Handle packets that came in a polling POST body."""
-        for packet in packets:
-            if self._reason is not None:
-                return
-            await self._on_packet(packet)
+        """Handle packets that came in a polling POST body, in order.
+
+        Runs in the caller's task (the HTTP connection's), under a cancel scope
+        that closing the session cancels; packets after a close are dropped.
+        """
+        if not packets or self._reason is not None:
+            return
+        scope = trio.CancelScope()
+        if not self._inbound:
+            self._inbound_idle = trio.Event()
+        self._inbound.add(scope)
+        try:
+            with scope:
+                for packet in packets:
+                    if self.closed:  # a previous packet closed the session
+                        break
+                    await self._on_packet(packet)
+        finally:
+            self._inbound.discard(scope)
+            if not self._inbound:
+                self._inbound_idle.set()
 
     def begin_post(self) -> None:
         """A POST starts. Raises PollOverlap (and closes) if one is pending."""
@@ -361,10 +415,13 @@ class EngineSession:
         """Wait for packets for a long-polling GET and take them all.
 
         Returns ``[NOOP]`` while an upgrade is in progress (to release the client
-        so it can pause polling) and ``[CLOSE]`` once the session is closed.
+        so it can pause polling). Once the session is closed it returns what was
+        still queued followed by ``CLOSE`` (``NOOP`` when the client itself sent
+        CLOSE, as the reference server does).
 
         Raises:
             PollOverlap: a GET was already pending; the session is now closed.
+                Raised before the first checkpoint.
         """
         if self._getting:
             self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
@@ -372,10 +429,11 @@ class EngineSession:
         self._getting = True
         try:
             while True:
+                reason = self._reason
+                if reason is not None:
+                    return [*self._take_queue(), _poll_terminator(reason)]
                 if self._queue:
                     return self._take_queue()
-                if self._reason is not None:
-                    return [P.CLOSE]
                 if self._upgrading or self._ws is not None:
                     return [P.NOOP]
                 if self._poll_wake.is_set():
@@ -437,30 +495,49 @@ class EngineSession:
         self.nursery.start_soon(self._probe, ws)
 
     async def _probe(self, ws: WebSocket) -> None:
+        # The probe: "2probe" → "3probe" (again for each repeated probe), then
+        # "5". Anything else, a timeout or a closed socket fails the upgrade: the
+        # probe WebSocket is closed and the session stays on polling, as with
+        # the reference server. Packets are never taken from a WebSocket before
+        # the switch, so nothing can overtake what is still in flight on polling.
         limit = self._options.max_http_buffer_size
         ok = False
-        self.nursery.start_soon(self._write_websocket, ws)
+        switched = False
         try:
-            with trio.move_on_after(self._options.upgrade_timeout):
-                first = decode_ws(await ws.receive(limit))
-                if first.type is EioType.PING and first.data == "probe":
-                    ws.write_nowait([P.PROBE_PONG])
-                    self._upgrading = True
-                    self._upgrade_done = trio.Event()
-                    self._poll_wake.set()  # release a pending GET with NOOP
-                    second = decode_ws(await ws.receive(limit))
-                    ok = second.type is EioType.UPGRADE
-        except (WebSocketClosed, RemoteProtocolError) as exc:
-            log.debug("session %s: upgrade failed: %s", self.sid, exc)
+            self.nursery.start_soon(self._write_websocket, ws)
+            try:
+                with trio.move_on_after(self._options.upgrade_timeout):
+                    while True:
+                        packet = decode_ws(await ws.receive(limit))
+                        if packet.type is EioType.PING and packet.data == "probe":
+                            ws.write_nowait([P.PROBE_PONG])
+                            if not self._upgrading:
+                                self._upgrading = True
+                                self._upgrade_done = trio.Event()
+                                self._poll_wake.set()  # release a pending GET with NOOP
+                            continue
+                        ok = self._upgrading and packet.type is EioType.UPGRADE
+                        if not ok:
+                            log.info(
+                                "session %s: upgrade failed: %s packet during the probe",
+                                self.sid,
+                                packet.type.name,
+                            )
+                        break
+            except (WebSocketClosed, RemoteProtocolError) as exc:
+                log.debug("session %s: upgrade failed: %s", self.sid, exc)
+            finally:
+                self._upgrading = False
+                self._probing = False
+                self._upgrade_done.set()
+            if ok and self._reason is None:
+                self._switch_to(ws)
+                switched = True
+                await self._read_websocket(ws)
         finally:
-            self._upgrading = False
-            self._probing = False
-            self._upgrade_done.set()
-        if not ok or self._reason is not None:
-            await ws.close(1000 if ok else 1002)
-            return
-        self._switch_to(ws)
-        await self._read_websocket(ws)
+            if not switched:
+                # Also when cancelled (the session closed during the probe).
+                await ws.close(1000 if ok else 1002)
 
 
 _SAY_CLOSE = frozenset(
