@@ -170,11 +170,15 @@ class NativeWebSocket(WebSocket):
         data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
         self._queue.clear()
         if self._fd is None:
-            self.backlog = 0
+            # The bytes count as backlog until send_all returns: a peer that
+            # stops reading blocks it (a TLS or in-memory stream), and the
+            # session must see that (volatile drops, slow-client limit).
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.broken = True
+            finally:
+                self.backlog -= len(data)
             return
         try:
             await trio.lowlevel.wait_writable(self._fd)
