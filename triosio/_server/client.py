@@ -43,6 +43,10 @@ log = logging.getLogger("triosio.server")
 # How long the router may take to confirm a socket's removal before the
 # disconnect handlers run anyway (it can only be slow while shutting down).
 _REMOVE_WAIT = 5.0
+# disconnect(close=True): how long the DISCONNECT packets may take to leave
+# before the connection is closed anyway, and how often to look.
+_FLUSH_WAIT = 1.0
+_FLUSH_CHECK = 0.005
 
 
 class Client:
@@ -64,8 +68,6 @@ class Client:
         self._running = 0
         self._finished = trio.Event()
         self._timer = trio.CancelScope()
-        # Set by disconnect(close=True): the reason its sockets get.
-        self._kick_reason: DisconnectReason | None = None
 
     # ------------------------------------------------------------ engine events
 
@@ -130,7 +132,6 @@ class Client:
         step where they stopped. Handlers that run meanwhile may close more.
         """
         self.decoder.reset()
-        reason = self._kick_reason or reason
         while self._closing or self.sockets:
             if self._closing:
                 socket = next(iter(self._closing))
@@ -341,20 +342,36 @@ class Client:
 
     # ------------------------------------------------------------ disconnecting
 
-    def kick(self, router: Router) -> None:
+    def kick(self, router: Router, spare: trio.lowlevel.Task | None = None) -> None:
         """``socket.disconnect(close=True)``, run in the router task.
 
         As the reference does: every namespace of this client gets a DISCONNECT
-        packet (its sockets' reason is "server namespace disconnect"), then the
-        whole connection closes. Run by the router so that it comes after
-        everything the calling task emitted before.
+        packet and its socket disconnects with reason "server namespace
+        disconnect"; then the whole connection closes. Run by the router so
+        that it comes after everything the calling task emitted before.
         """
-        for socket in self.sockets.values():
-            if socket.state is SocketState.CONNECTED:
-                packets = socket.nsp.encode(SioType.DISCONNECT, None, None)
-                self.session.send_nowait(packets, force=True)
-        self._kick_reason = DisconnectReason.SERVER_NAMESPACE_DISCONNECT
-        self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+        sockets = [s for s in self.sockets.values() if s.state is SocketState.CONNECTED]
+        for socket in sockets:
+            self.session.send_nowait(socket.nsp.encode(SioType.DISCONNECT, None, None), force=True)
+        for socket in sockets:
+            self.begin_close(socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare)
+        try:
+            self.session.nursery.start_soon(self._close_when_flushed)
+        except RuntimeError:
+            self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+
+    async def _close_when_flushed(self) -> None:
+        # Over polling, the DISCONNECT packets must travel in a response of
+        # their own, before CLOSE: socket.io-client handles a message one tick
+        # after the CLOSE that follows it in the same payload, so it would
+        # report "transport close" (and reconnect) instead of "io server
+        # disconnect". Bounded: a client that does not poll is closed anyway.
+        # (The engine has no "queue empty" event; a short look-again loop will do.)
+        session = self.session
+        with trio.move_on_after(_FLUSH_WAIT):
+            while session.buffered_bytes and not session.closed:  # noqa: ASYNC110
+                await trio.sleep(_FLUSH_CHECK)
+        session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
 
     def begin_close(
         self,
@@ -401,29 +418,44 @@ class Client:
         return True
 
     async def _continue_close(self, socket: Socket) -> None:
-        # Resumable: if the task running this is cancelled (its session closed
-        # meanwhile), on_close picks up at the step where it stopped. Each
-        # step is marked before it starts, so no handler runs twice.
+        # Shielded, with a deadline: once a socket starts closing, its
+        # ``disconnecting`` and ``disconnect`` handlers run to the end (within
+        # the engine's shutdown_timeout) even if the whole connection drops
+        # meanwhile, which is common: a client that leaves its last namespace
+        # closes the connection right after. Resumable: a close that started
+        # in a task that never ran is finished by on_close, from the step where
+        # it stopped; each step is marked before it starts, so no handler runs
+        # twice, and the bookkeeping happens even if the deadline cuts in.
         reason = socket.reason
         assert reason is not None
-        if socket._close_step == 0:
-            socket._close_step = 1
-            try:
-                await self._socket_event(socket, "disconnecting", reason)
-            finally:
-                socket._close_step = 2
-                self.server.router.inbox.put_nowait(socket._remove)
-        if socket._close_step == 2:
-            with trio.move_on_after(_REMOVE_WAIT):
-                await socket._remove.done.wait()
-            socket._close_step = 3
-            socket.state = SocketState.DISCONNECTED
-            socket._fail_acks()
-            self._closing.discard(socket)
-            try:
-                await self._socket_event(socket, "disconnect", reason)
-            finally:
-                socket._disconnected.set()
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.server.engine.options.shutdown_timeout
+            if socket._close_step == 0:
+                socket._close_step = 1
+                try:
+                    await self._socket_event(socket, "disconnecting", reason)
+                finally:
+                    socket._close_step = 2
+                    self.server.router.inbox.put_nowait(socket._remove)
+            if socket._close_step == 2:
+                socket._close_step = 3
+                try:
+                    with trio.move_on_after(_REMOVE_WAIT):
+                        await socket._remove.done.wait()
+                finally:
+                    socket.state = SocketState.DISCONNECTED
+                    socket._fail_acks()
+                    self._closing.discard(socket)
+                try:
+                    await self._socket_event(socket, "disconnect", reason)
+                finally:
+                    socket._disconnected.set()
+        if scope.cancelled_caught:
+            log.warning(
+                "socket %s: disconnect handlers cut short after %s s",
+                socket.id,
+                self.server.engine.options.shutdown_timeout,
+            )
 
     async def _socket_event(self, socket: Socket, event: str, reason: DisconnectReason) -> None:
         for handler in socket._take(event):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import secrets
 import time
@@ -415,7 +416,8 @@ class Socket(EventHandlers):
             return
         router = self.nsp.server.router
         if close:
-            await router.inbox.put(Call(self.client.kick))
+            caller = trio.lowlevel.current_task()
+            await router.inbox.put(Call(functools.partial(self.client.kick, spare=caller)))
         else:
             packets = self.nsp.encode(SioType.DISCONNECT, None, None)
             await router.inbox.put(Emit(self, packets))
