@@ -183,6 +183,20 @@ class WSClient:
         headers: Sequence[tuple[str, str]] = (),
         host: str = "127.0.0.1",
     ) -> WSClient:
+        try:
+            return await cls._open(stream, target, headers, host)
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    @classmethod
+    async def _open(
+        cls,
+        stream: trio.abc.Stream,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        host: str,
+    ) -> WSClient:
         conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
         extra = [(k.encode(), v.encode()) for k, v in headers]
         await stream.send_all(conn.send(wse.Request(host=host, target=target, extra_headers=extra)))
@@ -239,6 +253,7 @@ class WSClient:
                         await self.stream.send_all(self.conn.send(event.response()))
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
+                    await self.stream.aclose()
                     raise self.closed
             if self.closed is not None:
                 raise self.closed
@@ -248,6 +263,7 @@ class WSClient:
                 data = b""
             if not data:
                 self.closed = WSClosed(None, "eof")
+                await self.stream.aclose()
                 raise self.closed
             self.conn.receive_data(data)
 
