@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._errors import BroadcastAckTimeout, LocalProtocolError
+from .._errors import BroadcastAckTimeout, DisconnectReason, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
 from .router import Broadcast, BroadcastAck, Router
 
@@ -145,30 +145,32 @@ class BroadcastOperator:
         if event in RESERVED_EVENTS:
             raise LocalProtocolError(f"{event!r} is a reserved event name")
         limit = timeout if timeout is not None else self._timeout
-        collectors: list[tuple[Router, BroadcastAck]] = []
-        for nsp in self._namespaces:
-            if limit is None:
-                limit = nsp.server.ack_timeout
-            if limit is None:
-                raise ValueError("a broadcast with acknowledgements needs a timeout")
-            ack = BroadcastAck(nsp.next_ack_id())
-            packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
-            await nsp.server.router.inbox.put(
-                Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile, ack)
-            )
-            collectors.append((nsp.server.router, ack))
+        if limit is None and self._namespaces:
+            limit = self._namespaces[0].server.ack_timeout
         if limit is None:
-            return []
-        with trio.move_on_after(limit):
-            for _, ack in collectors:
-                await ack.done.wait()
-        responses = [r for _, ack in collectors for r in ack.responses]
-        if all(ack.done.is_set() for _, ack in collectors):
-            return responses
+            raise ValueError("a broadcast with acknowledgements needs a timeout")
+        collectors: list[BroadcastAck] = []
         missing: list[str] = []
-        for router, ack in collectors:
-            missing.extend(await router.call(functools.partial(_forget, ack=ack)))
-        raise BroadcastAckTimeout(responses, missing)
+        try:
+            for nsp in self._namespaces:
+                ack = BroadcastAck(nsp.next_ack_id())
+                collectors.append(ack)
+                packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
+                await nsp.server.router.inbox.put(
+                    Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile, ack)
+                )
+            with trio.move_on_after(limit):
+                for ack in collectors:
+                    await ack.done.wait()
+        finally:
+            # Synchronous, so that even a cancelled call leaves no ack behind.
+            for ack in collectors:
+                missing.extend(ack.forget())
+        responses = [r for ack in collectors for r in ack.responses]
+        missing.extend(sid for ack in collectors for sid in ack.gone)
+        if missing:
+            raise BroadcastAckTimeout(responses, missing)
+        return responses
 
     # ------------------------------------------------------------ sockets
 
@@ -218,20 +220,44 @@ class BroadcastOperator:
                 nsp.server.adapter_rooms(nsp, self._rooms, self._exclude, rooms, join)
 
     async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect every targeted socket (``close=True``: their whole connection)."""
-        for socket in await self.fetch_sockets():
-            await socket.disconnect(close)
-        if not self._local:
-            for nsp in self._namespaces:
+        """Disconnect every targeted socket (``close=True``: their whole connection).
+
+        The sockets are chosen and their disconnection started in one step of
+        the router, so cancelling the caller cannot leave some of them behind;
+        it then waits until each is disconnected. A handler that calls this
+        for its own socket is not cancelled by it (unless ``close=True``
+        closes its own connection).
+        """
+        caller = trio.lowlevel.current_task()
+        chosen: list[Socket] = []
+        for nsp in self._namespaces:
+            now = functools.partial(self._disconnect_now, name=nsp.name, close=close, spare=caller)
+            chosen.extend(await nsp.server.router.call(now))
+            if not self._local:
                 nsp.server.adapter_disconnect(nsp, self._rooms, self._exclude, close)
+        for socket in chosen:
+            await socket._disconnected.wait()
 
-
-def _forget(router: Router, ack: BroadcastAck) -> list[str]:
-    # After a timeout: unregister the ack from the sockets that never answered.
-    missing: list[str] = []
-    for state in router.namespaces.values():
-        for sid, socket in state.sockets.items():
-            if socket.acks.get(ack.id) is ack:
-                del socket.acks[ack.id]
-                missing.append(sid)
-    return missing
+    def _disconnect_now(
+        self, router: Router, name: str, close: bool, spare: trio.lowlevel.Task
+    ) -> list[Socket]:
+        state = router.namespaces.get(name)
+        if state is None:
+            return []
+        chosen = [
+            state.sockets[sid]
+            for sid in state.rooms.recipients(self._rooms, self._exclude)
+            if sid in state.sockets
+        ]
+        chosen = [socket for socket in chosen if socket.connected]
+        if close:
+            for client in {id(s.client): s.client for s in chosen}.values():
+                client.kick(router, spare)
+        elif chosen:
+            packets = chosen[0].nsp.encode(SioType.DISCONNECT, None, None)
+            for socket in chosen:
+                socket.session.send_nowait(packets, force=True)
+                socket.client.begin_close(
+                    socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare=spare
+                )
+        return chosen

@@ -79,8 +79,80 @@ class _NamespaceBase:
         return middleware
 
 
+class _Broadcasting:
+    """Broadcast shortcuts, for plain namespaces and dynamic (parent) ones alike.
+
+    On a :class:`ParentNamespace` they reach every child namespace that exists
+    when they are called.
+    """
+
+    def _operator(self) -> BroadcastOperator:
+        raise NotImplementedError
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target the sockets in ``rooms`` (a socket in several gets one copy)."""
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """Target every socket but those in ``rooms``."""
+        return self._operator().except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Emit without guarantee: dropped for clients that cannot take it now."""
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this server's clients."""
+        return self._operator().local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Accepted for compatibility; triosio does not compress messages."""
+        return self._operator()
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Acknowledgement timeout for ``emit_with_ack``."""
+        return self._operator().timeout(seconds)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` to every socket."""
+        await self._operator().emit(event, *args)
+
+    async def emit_with_ack(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Send ``event`` to every socket and collect their acknowledgements.
+
+        See :meth:`BroadcastOperator.emit_with_ack`.
+        """
+        return await self._operator().emit_with_ack(event, *args, timeout=timeout)
+
+    async def send(self, *args: Any) -> None:
+        """Emit a ``message`` event."""
+        await self.emit("message", *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        """Every socket (a snapshot)."""
+        return await self._operator().fetch_sockets()
+
+    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket join ``rooms``."""
+        await self._operator().sockets_join(*rooms)
+
+    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
+        """Make every socket leave ``rooms``."""
+        await self._operator().sockets_leave(*rooms)
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket (``close=True``: their whole connection)."""
+        await self._operator().disconnect_sockets(close)
+
+
 @final
-class Namespace(_NamespaceBase):
+class Namespace(_NamespaceBase, _Broadcasting):
     """A Socket.IO namespace (``sio.of("/chat")``; ``sio`` itself is ``"/"``).
 
     Attributes:
@@ -117,17 +189,20 @@ class Namespace(_NamespaceBase):
         """Connection middlewares: the parent's first, then this namespace's."""
         return [m for ns in self._chain() for m in ns._middlewares]
 
+    # The parent's handlers come first, as in the reference, where a child
+    # namespace starts with copies of its parent's listeners.
+
     def connection_handlers(self) -> list[Handler]:
-        """``connection`` handlers: this namespace's, then the parent's."""
-        return [h for ns in reversed(self._chain()) for h in ns._connection_handlers]
+        """``connection`` handlers: the parent's first, then this namespace's."""
+        return [h for ns in self._chain() for h in ns._connection_handlers]
 
     def event_handlers(self, event: str) -> list[Handler]:
-        """Namespace-level handlers of ``event``."""
-        return [h for ns in reversed(self._chain()) for h in ns._event_handlers.get(event, ())]
+        """Namespace-level handlers of ``event``: the parent's first."""
+        return [h for ns in self._chain() for h in ns._event_handlers.get(event, ())]
 
     def disconnect_handlers(self, event: str) -> list[Handler]:
-        """Namespace-level ``disconnecting`` / ``disconnect`` handlers."""
-        return [h for ns in reversed(self._chain()) for h in ns._disconnect_handlers.get(event, ())]
+        """Namespace-level ``disconnecting`` / ``disconnect`` handlers: the parent's first."""
+        return [h for ns in self._chain() for h in ns._disconnect_handlers.get(event, ())]
 
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator((self,))
@@ -147,66 +222,6 @@ class Namespace(_NamespaceBase):
         """Rooms and adapter events (``nsp.adapter.on("join-room", fn)``)."""
         return AdapterView(self)
 
-    # ------------------------------------------------------------ broadcasting
-
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Target the sockets in ``rooms``."""
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Target every socket but those in ``rooms``."""
-        return self._operator().except_(*rooms)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        """Emit without guarantee: dropped for clients that cannot take it now."""
-        return self._operator().volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        """Only this server's clients."""
-        return self._operator().local
-
-    def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self._operator()
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """Acknowledgement timeout for ``emit_with_ack``."""
-        return self._operator().timeout(seconds)
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to every socket of the namespace."""
-        await self._operator().emit(event, *args)
-
-    async def emit_with_ack(
-        self, event: str, *args: Any, timeout: float | None = None
-    ) -> list[Any]:
-        """Send ``event`` to every socket and collect their acknowledgements."""
-        return await self._operator().emit_with_ack(event, *args, timeout=timeout)
-
-    async def send(self, *args: Any) -> None:
-        """Emit a ``message`` event."""
-        await self.emit("message", *args)
-
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket of the namespace (a snapshot)."""
-        return await self._operator().fetch_sockets()
-
-    async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
-        """Make every socket join ``rooms``."""
-        await self._operator().sockets_join(*rooms)
-
-    async def sockets_leave(self, *rooms: str | Iterable[str]) -> None:
-        """Make every socket leave ``rooms``."""
-        await self._operator().sockets_leave(*rooms)
-
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect every socket of the namespace."""
-        await self._operator().disconnect_sockets(close)
-
     async def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit to the other servers of the cluster (a no-op with one process)."""
         await self.server.server_side_emit_from(self, event, args)
@@ -217,13 +232,9 @@ class Namespace(_NamespaceBase):
         """Emit to the other servers and collect their acknowledgements."""
         return await self.server.server_side_emit_with_ack_from(self, event, args, timeout)
 
-    async def _run_disconnect_handlers(self, event: str, socket: Socket, reason: Any) -> None:
-        for handler in self.disconnect_handlers(event):
-            await call_handler(handler, socket, reason)
-
 
 @final
-class ParentNamespace(_NamespaceBase):
+class ParentNamespace(_NamespaceBase, _Broadcasting):
     """A dynamic namespace: a pattern or predicate that creates child namespaces.
 
     Attributes:
@@ -249,24 +260,6 @@ class ParentNamespace(_NamespaceBase):
 
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator(tuple(self.children.values()))
-
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Target the sockets in ``rooms`` of every child namespace."""
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
-        """Every socket of every child but those in ``rooms``."""
-        return self._operator().except_(*rooms)
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to every socket of every child namespace."""
-        await self._operator().emit(event, *args)
-
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket of every child namespace."""
-        return await self._operator().fetch_sockets()
 
 
 class AdapterView:
