@@ -174,6 +174,8 @@ class WSClient:
         self.events: list[wse.Event] = []
         self.closed: WSClosed | None = None
         self._parts: list[Any] = []
+        #: Headers of the 101 answer (beyond the handshake's own).
+        self.accept_headers: list[tuple[str, str]] = []
 
     @classmethod
     async def open(
@@ -206,6 +208,9 @@ class WSClient:
         while True:
             for event in conn.events():
                 if isinstance(event, wse.AcceptConnection):
+                    client.accept_headers = [
+                        (k.decode().lower(), v.decode()) for k, v in event.extra_headers
+                    ]
                     return client
                 if isinstance(event, wse.RejectConnection):
                     status = event.status_code

@@ -242,6 +242,13 @@ class H11Connection:
                 if len(event.headers) > self.limits.max_headers:
                     await self._error_and_close(431, "too many header lines")
                     return None
+                # h11's own limit only covers a head still incomplete: one that
+                # arrives whole in a single read is measured here.
+                size = len(event.method) + len(event.target) + 12
+                size += sum(len(k) + len(v) + 4 for k, v in event.headers)
+                if size > self.limits.max_head_size:
+                    await self._error_and_close(431, "request head too large")
+                    return None
                 target = event.target.decode("latin-1")
                 path, _, query = target.partition("?")
                 headers = [
@@ -306,6 +313,8 @@ class H11Connection:
             return exchange is not None and exchange.upgraded
 
     async def _finish_cycle(self) -> bool:
+        if self.h11.our_state is not h11.DONE:
+            return False  # e.g. we answered "connection: close": nothing to skip
         # Skip whatever the handler left unread of the request body (bounded).
         skipped = 0
         while self.h11.their_state is h11.SEND_BODY:

@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -403,8 +404,9 @@ class EngineServer:
             # Once the session closes (possibly because of a packet of this very
             # body) the rest of the body is read and dropped, and the answer is
             # still "ok": the client learns of the close from its GET.
-            async for chunk in exchange.body():
-                await session.receive_packets(reader.feed(chunk))
+            async with aclosing(exchange.body()) as body:
+                async for chunk in body:
+                    await session.receive_packets(reader.feed(chunk))
             await session.receive_packets(reader.close())
         except PayloadTooLarge:
             session.close_nowait(DisconnectReason.PAYLOAD_TOO_LARGE)
