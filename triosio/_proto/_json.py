@@ -246,7 +246,7 @@ def _refuse_constant(name: str) -> Any:
 
 def _reject_infinite(text: str) -> float:
     value = float(text)
-    if value in (float("inf"), float("-inf")):
+    if value - value != 0.0:  # inf - inf is nan; every finite value gives 0.0
         raise InvalidJSON(f"number out of range: {text[:40]}")
     return value
 
@@ -272,19 +272,24 @@ class JSONReader:
         # they cost nothing on number-free data and keep every check in one place.
         self._decoder = json.JSONDecoder(
             parse_constant=_refuse_constant,
-            parse_int=self._parse_int,
+            parse_int=self._int_parser(),
             parse_float=_reject_infinite,
         )
         self._scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
 
-    def _parse_int(self, text: str) -> int:
-        if len(text) > self._int_chars:
-            digits = len(text) - (text[0] == "-")
-            if digits > self.max_int_digits:
-                raise IntegerTooLong(
-                    f"integer with {digits} digits (at most {self.max_int_digits})"
-                )
-        return int(text)
+    def _int_parser(self) -> Callable[[str], int]:
+        # A closure over the limits: called for every integer, so no attribute lookups.
+        longest = self._int_chars
+        max_digits = self.max_int_digits
+
+        def parse_int(text: str) -> int:
+            if len(text) > longest:
+                digits = len(text) - (text[0] == "-")
+                if digits > max_digits:
+                    raise IntegerTooLong(f"integer with {digits} digits (at most {max_digits})")
+            return int(text)
+
+        return parse_int
 
     def _check_depth(self, text: str) -> None:
         brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))

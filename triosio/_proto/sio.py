@@ -283,7 +283,7 @@ class JSONDecoder:
         limits: What to accept.
     """
 
-    __slots__ = ("_attachments", "_bytes", "_expected", "_head", "_reader", "limits")
+    __slots__ = ("_attachments", "_bytes", "_expected", "_head", "_reader", "_slots", "limits")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -293,6 +293,7 @@ class JSONDecoder:
         self._head: SioPacket | None = None
         self._expected = 0
         self._attachments: list[bytes] = []
+        self._slots: list[_Slot] = []
         self._bytes = 0
 
     @property
@@ -305,6 +306,7 @@ class JSONDecoder:
         self._head = None
         self._expected = 0
         self._attachments = []
+        self._slots = []
         self._bytes = 0
 
     def feed(self, message: str | bytes) -> SioPacket | None:
@@ -339,10 +341,13 @@ class JSONDecoder:
         self._attachments.append(bytes(data))
         if len(self._attachments) < self._expected:
             return None
-        # The placeholders were checked against the count when the text arrived.
-        data_out = _reconstruct(head.data, self._attachments)
+        # The placeholders were checked against the count when the text arrived;
+        # the data is ours (parsed here, never handed out), so fill it in place.
+        attachments = self._attachments
+        for container, key, num in self._slots:
+            container[key] = attachments[num]
         self.reset()
-        return SioPacket(head.type, head.nsp, data_out, head.id)
+        return head
 
     def _decode_text(self, text: str) -> SioPacket | None:
         size = len(text)
@@ -416,7 +421,7 @@ class JSONDecoder:
         if not binary:
             return SioPacket(ptype, nsp, data, packet_id)
         # Check the placeholders now, before any attachment is buffered.
-        _check_placeholders(data, count)
+        self._slots = _find_placeholders(data, count)
         plain = SioType.EVENT if ptype is SioType.BINARY_EVENT else SioType.ACK
         self._head = SioPacket(plain, nsp, data, packet_id)
         self._expected = count
@@ -425,48 +430,44 @@ class JSONDecoder:
         return None
 
 
-def _is_placeholder(obj: dict[Any, Any]) -> bool:
-    # As the reference: an object whose "_placeholder" is exactly true.
-    return obj.get("_placeholder") is True
+# Where a placeholder sits: its container, its index or key there, its number.
+_Slot = tuple[Any, Any, int]
 
 
-def _check_placeholders(data: Any, count: int) -> None:
-    """Check that the placeholders of a binary packet number 0..count-1, each once."""
-    seen: set[int] = set()
-    found = 0
-    stack = [data]
+def _find_placeholders(data: list[Any], count: int) -> list[_Slot]:
+    """Check that the placeholders of a binary packet number 0..count-1, each once.
+
+    Returns where they are, so the attachments can be put in place when they
+    arrive without rebuilding the data.
+    """
+    slots: list[_Slot] = []
+    stack: list[Any] = [data]
     while stack:
-        obj = stack.pop()
-        if isinstance(obj, list):
-            stack.extend(obj)
-        elif isinstance(obj, dict):
-            if not _is_placeholder(obj):
-                stack.extend(obj.values())
-                continue
-            num = obj.get("num")
-            # bool is an int subclass: true must not pass for 1 (nor "splice" for
-            # anything at all, CVE-2022-2421).
-            if not isinstance(num, int) or isinstance(num, bool):
-                raise InvalidPlaceholder(f"placeholder num must be an integer: {num!r}"[:80])
-            if not 0 <= num < count:
-                raise InvalidPlaceholder(f"placeholder num {num} out of range (0..{count - 1})")
-            seen.add(num)
-            found += 1
-    if found != count or len(seen) != count:
+        container = stack.pop()
+        items = enumerate(container) if isinstance(container, list) else container.items()
+        for key, obj in items:
+            if isinstance(obj, list):
+                stack.append(obj)
+            elif isinstance(obj, dict):
+                # As the reference: a placeholder is an object whose "_placeholder"
+                # is exactly true.
+                if obj.get("_placeholder") is not True:
+                    stack.append(obj)
+                    continue
+                num = obj.get("num")
+                # bool is an int subclass: true must not pass for 1 (nor "splice"
+                # for anything at all, CVE-2022-2421).
+                if not isinstance(num, int) or isinstance(num, bool):
+                    raise InvalidPlaceholder(f"placeholder num must be an integer: {num!r}"[:80])
+                if not 0 <= num < count:
+                    raise InvalidPlaceholder(f"placeholder num {num} out of range (0..{count - 1})")
+                slots.append((container, key, num))
+    seen = {num for _, _, num in slots}
+    if len(slots) != count or len(seen) != count:
         raise AttachmentMismatch(
-            f"{count} attachment(s) declared, {found} placeholder(s) for {sorted(seen)}"
+            f"{count} attachment(s) declared, {len(slots)} placeholder(s) for {sorted(seen)}"
         )
-
-
-def _reconstruct(obj: Any, attachments: list[bytes]) -> Any:
-    # Depth is bounded by the JSON reader's max_depth, so recursion is bounded.
-    if isinstance(obj, list):
-        return [_reconstruct(v, attachments) for v in obj]
-    if isinstance(obj, dict):
-        if _is_placeholder(obj):
-            return attachments[obj["num"]]
-        return {k: _reconstruct(v, attachments) for k, v in obj.items()}
-    return obj
+    return slots
 
 
 @dataclass(frozen=True)
