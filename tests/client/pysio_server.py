@@ -1,7 +1,8 @@
 """A python-socketio server (AsyncServer on aiohttp) for triosio's client tests.
 
 Usage: python pysio_server.py <port>   (0: any free port)
-Prints "listening <port>" on stdout once it accepts connections. The twin of
+Prints "listening <port>" on stdout once it accepts connections. PARSER=msgpack
+in the environment selects the msgpack serializer. The twin of
 tests/js/client_peer_server.js; the behaviour both implement:
 
     "/" and "/chat"       accept everyone; "/private" needs auth {"token": "secret"},
@@ -29,11 +30,10 @@ import socketio
 from aiohttp import web
 
 
-def build(
-    ping_interval: float, ping_timeout: float
-) -> tuple[socketio.AsyncServer, web.Application]:
+def build(ping_interval: float, ping_timeout: float, parser: str) -> web.Application:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        serializer="msgpack" if parser == "msgpack" else "default",
         cors_allowed_origins="*",
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
@@ -94,7 +94,7 @@ def register(sio: socketio.AsyncServer, nsp: str) -> None:
 async def main(port: int) -> None:
     ping_interval = float(os.environ.get("PING_INTERVAL", "25000")) / 1000
     ping_timeout = float(os.environ.get("PING_TIMEOUT", "20000")) / 1000
-    app = build(ping_interval, ping_timeout)
+    app = build(ping_interval, ping_timeout, os.environ.get("PARSER", "json"))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

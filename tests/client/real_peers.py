@@ -47,15 +47,24 @@ class ServerProcess:
         kind: ``"node"`` (npm socket.io 4.8) or ``"python"`` (python-socketio).
         ping_interval: Milliseconds, passed to the server.
         ping_timeout: Milliseconds, passed to the server.
+        parser: ``"json"`` or ``"msgpack"``.
     """
 
-    def __init__(self, kind: str, *, ping_interval: int = 25000, ping_timeout: int = 20000):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        ping_interval: int = 25000,
+        ping_timeout: int = 20000,
+        parser: str = "json",
+    ):
         self.kind = kind
         self.port = 0
         self.env = {
             **os.environ,
             "PING_INTERVAL": str(ping_interval),
             "PING_TIMEOUT": str(ping_timeout),
+            "PARSER": parser,
         }
         self._process: trio.Process | None = None
 

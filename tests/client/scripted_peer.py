@@ -6,7 +6,9 @@ sends goes through the real client stack (h11 for polling, trio-websocket for
 WebSocket) and is parsed here by h11 and wsproto. It is a test double with knobs,
 not a server: one process-wide state, no rooms, no limits.
 
-Knobs: ``refuse`` (the connector raises OSError, like a dead port), ``pinging``
+Knobs: ``lockstep`` (streams whose writes wait for the reader) with ``stalled``
+(the server stops reading WebSocket messages until ``unstalled`` is set),
+``refuse`` (the connector raises OSError, like a dead port), ``pinging``
 (stop pinging to trigger the client's ping timeout), ``authorize`` (refuse a
 namespace with a CONNECT_ERROR),
 ``drop_all()`` (cut every connection), ``close_sessions()`` (send CLOSE),
@@ -143,12 +145,16 @@ class ScriptedPeer:
         ping_timeout: int = 20000,
         max_payload: int = 1_000_000,
         upgrades: tuple[str, ...] = ("websocket",),
+        lockstep: bool = False,
     ) -> None:
         self.nursery = nursery
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
         self.upgrades = upgrades
+        self.lockstep = lockstep
+        self.stalled = False
+        self.unstalled = trio.Event()
         self.refuse = False
         self.pinging = True
         self.authorize: Callable[[str, Any], Refusal] = lambda nsp, auth: None
@@ -175,7 +181,10 @@ class ScriptedPeer:
         self.connections.append((host, port, tls))
         if self.refuse:
             raise OSError(111, "Connection refused")
-        client, server = trio.testing.memory_stream_pair()
+        if self.lockstep:  # writes block until the other side reads
+            client, server = trio.testing.lockstep_stream_pair()
+        else:
+            client, server = trio.testing.memory_stream_pair()
         self._streams.add(server)
         self.nursery.start_soon(self._serve, server)
         return client
@@ -429,6 +438,8 @@ class ScriptedPeer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._ws_writer, session, sock)
             while True:
+                if self.stalled:  # stop reading: the client's writes back up
+                    await self.unstalled.wait()
                 message = await sock.receive()
                 if message is None or session.closed:
                     break

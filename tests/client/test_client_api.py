@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+from client_fixtures import peer_fixture  # noqa: F401 (the fixture peer)
 from recorder import Recorder
 from scripted_peer import ScriptedPeer
 
@@ -574,3 +575,42 @@ async def test_upgrade_keeps_every_message_in_order(
     assert downs == list(range(50))
     assert recorder.entries("manager", "upgrade")[0].args == ("websocket",)
     assert ("GET", "/socket.io/?EIO=4&transport=websocket&sid=eio0") in peer.requests
+
+
+async def test_emit_waits_when_the_connection_backs_up(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    from triosio._client.manager import HIGH_WATER
+
+    peer = ScriptedPeer(nursery, lockstep=True)
+    async with connect(peer, transports=("websocket",)) as client:
+        peer.stalled = True
+        await client.emit("first")  # the peer's reader is now stuck
+        sent = 0
+        with trio.move_on_after(10) as scope:
+            for i in range(2 * HIGH_WATER):
+                await client.emit("e", i)
+                sent += 1
+        assert scope.cancelled_caught  # emit waited: the queue is bounded
+        assert HIGH_WATER <= sent < HIGH_WATER + 10
+        assert client.manager._engine is not None
+        assert client.manager._engine.pending <= HIGH_WATER
+        # Volatile events are dropped rather than waiting.
+        await client.volatile.emit("dropped")
+        peer.unstalled.set()
+        peer.stalled = False
+        await client.emit("last")
+        await peer.wait_for(lambda: len(peer.events("last")) == 1)
+    assert [r.args[0] for r in peer.events("e")] == list(range(sent))
+    assert peer.events("dropped") == []
+
+
+async def test_connect_timeout(autojump_clock: trio.abc.Clock) -> None:
+    async def hanging(host: str, port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(ConnectError, match="timed out after 7"):
+        async with triosio.connect(URL, connector=hanging, connect_timeout=7):
+            pytest.fail("the connection never opens")
+    assert trio.current_time() == 7

@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+from client_fixtures import (
+    SERVER_KINDS,
+    require_kind,
+    server_fixture,  # noqa: F401 (the fixture server)
+)
 from real_peers import ServerProcess
 from recorder import SEED_EVENTS, Recorder
 
 import triosio
 from triosio import ConnectError, DisconnectReason
+from triosio._proto.msgpack_parser import MsgpackParser
 
 pytestmark = pytest.mark.interop
 
@@ -88,6 +94,31 @@ async def test_events_acks_and_binary_both_ways(server: ServerProcess, mode: str
             else:
                 assert manager.transport == MODES[mode][0]
                 assert recorder.count("manager", "upgrade") == 0
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_msgpack_parser(kind: str) -> None:
+    require_kind(kind)
+    server = ServerProcess(kind, parser="msgpack")
+    await server.start()
+    try:
+        with trio.fail_after(15):
+            async with triosio.connect(server.url, parser=MsgpackParser()) as client:
+                assert await client.emit_with_ack("echo", 1, NESTED) == (1, NESTED_DECODED)
+                chat = client.manager.socket("/chat")
+                await chat.connect()
+                assert (await chat.emit_with_ack("whoami"))["nsp"] == "/chat"
+
+                @client.on("question")
+                def question(q: str) -> list[Any]:
+                    return [q, b"\x01"]
+
+                with client.events("answer") as answers:
+                    await client.emit("ask", "why")
+                    event = await answers.__anext__()
+                assert event.args == (["why", b"\x01"],)
+    finally:
+        await server.stop()
 
 
 async def test_many_events_in_order(server: ServerProcess) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+from client_fixtures import peer_fixture  # noqa: F401 (the fixture peer)
 from recorder import SEED_EVENTS, Recorder
 from scripted_peer import ScriptedPeer
 

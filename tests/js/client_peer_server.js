@@ -26,6 +26,8 @@ const pingTimeout = Number(process.env.PING_TIMEOUT || 20000);
 
 const httpServer = http.createServer();
 const io = new Server(httpServer, {
+  // PARSER=msgpack: socket.io-msgpack-parser instead of the default JSON parser.
+  ...(process.env.PARSER === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   pingInterval,
   pingTimeout,
   cors: { origin: "*" },

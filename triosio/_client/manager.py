@@ -196,11 +196,6 @@ class Manager(Listeners):
         """Whether the Engine.IO connection is open now."""
         return self._engine is not None and not self._engine.ended
 
-    @property
-    def reconnection_delays(self) -> Backoff:
-        """The backoff that computes reconnection delays (read-only use)."""
-        return self._backoff
-
     def socket(
         self,
         namespace: str = "/",
