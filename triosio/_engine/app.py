@@ -75,25 +75,33 @@ class StaticFiles:
         """Whether ``path`` is under this prefix."""
         return path.startswith(self.prefix) or path + "/" == self.prefix
 
-    def _resolve(self, path: str) -> Path | None:
+    def _resolve(self, path: str) -> tuple[Path, str] | None:
+        # The file to serve and the name its content type comes from (the name
+        # asked for, as a web server does, not the target of a symlink).
         rel = unquote(path[len(self.prefix) :]) if path.startswith(self.prefix) else ""
         if "\x00" in rel or "\\" in rel:
             return None
         parts = [p for p in rel.split("/") if p not in ("", ".")]
         if any(p == ".." for p in parts):
             return None
-        target = self.root.joinpath(*parts)
+        resolved = self._inside(self.root.joinpath(*parts))
+        name = parts[-1] if parts else ""
+        if resolved is not None and resolved.is_dir():
+            # index.html may be a symlink too: it is checked like any file.
+            resolved = self._inside(resolved / "index.html")
+            name = "index.html"
+        if resolved is None or not resolved.is_file():
+            return None
+        return resolved, name
+
+    def _inside(self, target: Path) -> Path | None:
         try:
             resolved = target.resolve(strict=True)
         except (OSError, RuntimeError):
             return None
         if resolved != self.root and self.root not in resolved.parents:
             return None  # a symlink escaping the folder
-        if resolved.is_dir():
-            resolved = resolved / "index.html"
-            if not resolved.is_file():
-                return None
-        return resolved if resolved.is_file() else None
+        return resolved
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer a request under :attr:`prefix`."""
@@ -108,10 +116,11 @@ class StaticFiles:
             location = self.prefix + ("?" + request.query_string if request.query_string else "")
             await exchange.respond(301, [("location", location)])
             return
-        target = await trio.to_thread.run_sync(self._resolve, path)
-        if target is None:
+        found = await trio.to_thread.run_sync(self._resolve, path)
+        if found is None:
             await _not_found(exchange)
             return
+        target, name = found
         try:
             body = await trio.to_thread.run_sync(_read_file, target)
         except OSError:
@@ -119,7 +128,7 @@ class StaticFiles:
         if body is None:
             await _not_found(exchange)
             return
-        ctype = content_type(target.name)
+        ctype = content_type(name)
         headers = [("content-type", ctype), ("cache-control", "no-cache")]
         if request.method == "HEAD":
             headers.append(("content-length", str(len(body))))

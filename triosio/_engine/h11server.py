@@ -13,7 +13,7 @@ closed after ``idle_timeout``, a head is at most ``max_head_size`` bytes and
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
@@ -80,7 +80,7 @@ class H11Exchange(Exchange):
         self.responded = False
         self.upgraded = False
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self) -> AsyncGenerator[bytes, None]:
         """The request body, chunk by chunk."""
         conn = self._conn
         while True:
