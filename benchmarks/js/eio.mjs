@@ -16,6 +16,9 @@ const EIO_PING = "2";
 const EIO_MESSAGE = "4";
 const EIO_NOOP = "6";
 
+// How a tick event to the main namespace without an ack id begins on the wire.
+const TICK_PREFIX = '42["tick",';
+
 // Socket.IO packet types (first character after the Engine.IO "4").
 export const SIO_CONNECT = 0;
 export const SIO_DISCONNECT = 1;
@@ -152,6 +155,7 @@ export class RawClient {
   receive(text) {
     const kind = text[0];
     if (kind === EIO_MESSAGE) {
+      if (text.startsWith(TICK_PREFIX) && this.onEvent && this.tick(text)) return;
       let packet;
       try {
         packet = decodeSio(text.slice(1));
@@ -170,6 +174,27 @@ export class RawClient {
     } else if (kind !== EIO_NOOP) {
       this.fail(new Error(`unexpected Engine.IO packet ${text.slice(0, 40)}`));
     }
+  }
+
+  /**
+   * The fan-out hot path: `42["tick",<seq>,<t_ms>,"<payload>"]` without JSON.parse of
+   * the whole array (the generator must receive far faster than the servers send).
+   * Returns false, leaving the packet to the general decoder, for anything else: other
+   * shapes, escapes in the payload, numbers that do not parse. `check` goes through
+   * here too, so socket.io-client validates this path.
+   */
+  tick(text) {
+    const c1 = text.indexOf(",", TICK_PREFIX.length);
+    const c2 = c1 === -1 ? -1 : text.indexOf(",", c1 + 1);
+    if (c1 <= TICK_PREFIX.length || c2 <= c1 + 1) return false;
+    if (text.charCodeAt(c2 + 1) !== 34 /* '"' */ || !text.endsWith('"]')) return false;
+    const seq = Number(text.slice(TICK_PREFIX.length, c1));
+    const t = Number(text.slice(c1 + 1, c2));
+    const payload = text.slice(c2 + 2, -2);
+    if (!Number.isFinite(seq) || !Number.isFinite(t)) return false;
+    if (payload.includes("\\") || payload.includes('"')) return false;
+    this.onEvent("/", "tick", [seq, t, payload], this, null);
+    return true;
   }
 
   dispatch(p) {
