@@ -223,6 +223,16 @@ def test_payload_of_every_packet_type() -> None:
     assert _read([body.encode()], max_packets=len(packets)) == packets
 
 
+def test_record_separator_cannot_be_sent_in_a_payload() -> None:
+    # It would split the packet in two at the receiver ("4a\x1e4b" is 2 packets).
+    with pytest.raises(LocalProtocolError):
+        eio.encode_payload([EioPacket(EioType.MESSAGE, "a\x1e4b")])
+    with pytest.raises(LocalProtocolError):
+        eio.encode_payload_part(EioPacket(EioType.MESSAGE, '0/ns\x1e4x,{"sid":"s"}'))
+    # Over WebSocket a frame is one packet whatever it holds.
+    assert eio.encode_ws(EioPacket(EioType.MESSAGE, "a\x1e4b")) == "4a\x1e4b"
+
+
 def test_empty_binary_message_in_payload() -> None:
     assert eio.encode_payload_part(EioPacket(EioType.MESSAGE, b"")) == "b"
     assert eio.decode_payload("b") == [EioPacket(EioType.MESSAGE, b"")]

@@ -131,9 +131,17 @@ def _decode_text(text: str) -> EioPacket:
 
 
 def encode_payload_part(packet: EioPacket) -> str:
-    """Encode one packet as it appears inside a polling payload."""
+    """Encode one packet as it appears inside a polling payload.
+
+    Raises:
+        LocalProtocolError: for text holding the record separator, which would
+            split it into other packets at the receiver. (Socket.IO's JSON
+            escapes it, but a namespace or a raw Engine.IO message may not.)
+    """
     if isinstance(packet.data, bytes):
         return "b" + base64.b64encode(packet.data).decode("ascii")
+    if RECORD_SEPARATOR in packet.data:
+        raise LocalProtocolError("text with a record separator cannot go in a polling payload")
     return str(int(packet.type)) + packet.data
 
 
