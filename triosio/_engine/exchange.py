@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -84,7 +84,7 @@ class Exchange(abc.ABC):
     request: Request
 
     @abc.abstractmethod
-    def body(self) -> AsyncGenerator[bytes, None]:
+    def body(self) -> AsyncIterator[bytes]:
         """The request body, chunk by chunk.
 
         Raises:

@@ -24,8 +24,7 @@ import inspect
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -404,9 +403,13 @@ class EngineServer:
             # Once the session closes (possibly because of a packet of this very
             # body) the rest of the body is read and dropped, and the answer is
             # still "ok": the client learns of the close from its GET.
-            async with aclosing(exchange.body()) as body:
-                async for chunk in body:
+            chunks = exchange.body()
+            try:
+                async for chunk in chunks:
                     await session.receive_packets(reader.feed(chunk))
+            finally:
+                if isinstance(chunks, AsyncGenerator):
+                    await chunks.aclose()  # now, not whenever the GC gets to it
             await session.receive_packets(reader.close())
         except PayloadTooLarge:
             session.close_nowait(DisconnectReason.PAYLOAD_TOO_LARGE)
