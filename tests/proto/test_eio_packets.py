@@ -302,6 +302,17 @@ def test_decode_open(case: Case) -> None:
     )
 
 
+@pytest.mark.parametrize("case", HANDSHAKES, ids=ids)
+def test_open_prefixes_and_trailing_garbage(case: Case) -> None:
+    data = case.data["encoded"][1:]
+    for cut in range(len(data)):  # every proper prefix is cut-off JSON
+        with pytest.raises(InvalidHandshake):
+            eio.decode_open(data[:cut])
+    for garbage in ["x", "}", ",", "{}", "\x00"]:
+        with pytest.raises(InvalidHandshake):
+            eio.decode_open(data + garbage)
+
+
 def test_decode_open_defaults() -> None:
     # upgrades and maxPayload are optional in what we accept (older servers).
     hs = eio.decode_open('{"sid":"a","pingInterval":1,"pingTimeout":2}')
