@@ -6,7 +6,9 @@ https://socket.io/docs/v4/socket-io-protocol/, each citing its section).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import pickle
 from typing import Any
 
 import pytest
@@ -261,6 +263,10 @@ def test_packets_are_frozen_values() -> None:
     assert packet == SioPacket(SioType.EVENT, "/", ["e"], 1)
     assert packet != SioPacket(SioType.EVENT, "/", ["e"], 2)
     assert SioPacket(SioType.CONNECT) == SioPacket(SioType.CONNECT, "/", None, None)
+    # The hand-written __init__ keeps the dataclass protocol working.
+    assert dataclasses.replace(packet, id=2) == SioPacket(SioType.EVENT, "/", ["e"], 2)
+    assert pickle.loads(pickle.dumps(packet)) == packet
+    assert SioPacket.__match_args__ == ("type", "nsp", "data", "id")
 
 
 def test_parser_objects() -> None:
