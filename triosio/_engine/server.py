@@ -420,7 +420,8 @@ class EngineServer:
             session.close_nowait(DisconnectReason.PARSE_ERROR)
             await _json_error(exchange, 3, cors, close=True)
             return
-        except RequestAborted:
+        except (RequestAborted, trio.BrokenResourceError):
+            # The client left in the middle of its POST (engine.io: "transport error").
             session.close_nowait(DisconnectReason.TRANSPORT_ERROR)
             raise
         finally:
