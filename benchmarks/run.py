@@ -54,9 +54,12 @@ class Sizes:
     """How big each scenario is; --quick shrinks durations and counts, not the clients."""
 
     clients: int
+    settle_seconds: float  # idle time before measuring memory per connection
     echo_clients: int
     echo_seconds: float
+    echo_warmup_seconds: float
     fanout_ticks: int
+    fanout_warmup_ticks: int
     low_rate: float  # broadcasts per second in the fixed-rate fan-out
     low_rate_seconds: float
     room_ticks: int
@@ -69,12 +72,15 @@ class Sizes:
 def sizes(quick: bool, clients: int) -> Sizes:
     return Sizes(
         clients=clients,
+        settle_seconds=1 if quick else 3,
         echo_clients=50,
-        echo_seconds=3 if quick else 10,
-        fanout_ticks=100 if quick else 1000,
+        echo_seconds=2 if quick else 10,
+        echo_warmup_seconds=0.5 if quick else 1,
+        fanout_ticks=50 if quick else 1000,
+        fanout_warmup_ticks=20 if quick else 50,
         low_rate=10,
-        low_rate_seconds=3 if quick else 10,
-        room_ticks=300 if quick else 2000,
+        low_rate_seconds=2 if quick else 10,
+        room_ticks=200 if quick else 2000,
         rooms=10,
         soak_clients=10_000,
         soak_seconds=30 if quick else 120,
@@ -97,7 +103,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "connect",
             "Connect",
-            lambda s: ["connect", "--clients", str(s.clients)],
+            lambda s: ["connect", "--clients", str(s.clients), "--settle", str(s.settle_seconds)],
             lambda s: 60 + s.clients / 20,
         ),
         Scenario(
@@ -110,14 +116,22 @@ SCENARIOS: dict[str, Scenario] = {
                 "--duration",
                 str(s.echo_seconds),
                 "--warmup",
-                "1",
+                str(s.echo_warmup_seconds),
             ],
             lambda s: 60 + s.echo_seconds,
         ),
         Scenario(
             "fanout",
             "Fan-out, flat out",
-            lambda s: ["fanout", "--clients", str(s.clients), "--n", str(s.fanout_ticks)],
+            lambda s: [
+                "fanout",
+                "--clients",
+                str(s.clients),
+                "--n",
+                str(s.fanout_ticks),
+                "--warmup",
+                str(s.fanout_warmup_ticks),
+            ],
             lambda s: 300 + s.clients * s.fanout_ticks / 5_000,
         ),
         Scenario(
@@ -147,6 +161,8 @@ SCENARIOS: dict[str, Scenario] = {
                 str(s.room_ticks),
                 "--rooms",
                 str(s.rooms),
+                "--warmup",
+                str(s.fanout_warmup_ticks),
             ],
             lambda s: 300 + s.clients * s.room_ticks / s.rooms / 5_000,
         ),
@@ -187,6 +203,14 @@ def check_server(spec: ServerSpec, out: Path) -> Result:
             )
     except StartError as err:
         return {"ok": False, "failed_to_start": True, "error": str(err)}
+
+
+def _disturbance(result: Result) -> float:
+    """How much other processes used the cores during a try (failed tries rank last)."""
+    other = result.get("other_cpu_util")
+    if result.get("failed_to_start") or other is None:
+        return float("inf")
+    return float(other)
 
 
 def run_scenario(
@@ -637,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true", help="skip the behaviour check")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each scenario N times and keep the try least disturbed by other processes",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=20.0,
@@ -688,7 +719,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         for scenario in scenarios:
             log(f"== {name}: {scenario}")
-            result = run_scenario(spec, SCENARIOS[scenario], s, out, args.quiet_wait)
+            repeats = 1 if scenario == "soak" else max(1, args.repeat)
+            tries = []
+            for attempt in range(repeats):
+                result = run_scenario(spec, SCENARIOS[scenario], s, out, args.quiet_wait)
+                tries.append(result)
+                if result.get("failed_to_start") or attempt + 1 == repeats:
+                    break
+                log(f"   other CPU {_pct(result.get('other_cpu_util'))}; again")
+            # The quietest try: the one other processes disturbed least.
+            result = min(tries, key=_disturbance)
+            if len(tries) > 1:
+                result = {**result, "tries_other_cpu": [t.get("other_cpu_util") for t in tries]}
             results[name][scenario] = result
             brief = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
             log(f"   {json.dumps(brief)[:600]}")
