@@ -324,3 +324,23 @@ async def test_http_connection_reuse_after_a_refused_request() -> None:
             response = await client.request("GET", HANDSHAKE)
             assert response.status == 200
             await client.aclose()
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+async def test_a_closed_session_is_unknown_at_once(transport: str) -> None:
+    # As in the reference, a session is gone the moment it closes, even while
+    # its task is still saying goodbye (engine.io's test suite relies on it).
+    with trio.fail_after(10):
+        async with running_server() as srv:
+            if transport == "polling":
+                sid, _ = await srv.handshake()
+            else:
+                ws, sid = await srv.ws_handshake()
+            srv.engine.sessions[sid].close_nowait(DisconnectReason.FORCED_CLOSE)
+            for url in (poll_url(sid), poll_url(sid, "websocket")):
+                response = await srv.get(url)
+                assert response.json() == {"code": 1, "message": "Session ID unknown"}
+            response = await srv.post(poll_url(sid), "4x")
+            assert response.json() == {"code": 1, "message": "Session ID unknown"}
+            if transport == "websocket":
+                await ws.receive_until_closed()

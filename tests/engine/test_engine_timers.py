@@ -302,3 +302,22 @@ async def test_websocket_close_lingers_a_bounded_time(
             assert trio.current_time() == start + 1.0
             assert srv.app.closed[0][2] == start  # the application heard at once
             await ws.stream.aclose()
+
+
+async def test_nothing_is_served_past_the_pong_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # At the deadline instant the heartbeat task and whoever else wakes then run
+    # in an order the scheduler picks; whichever looks first, the session is over.
+    with trio.fail_after(10_000):
+        async with running_server(memory=True) as srv:
+            for _ in range(20):
+                sid, _ = await srv.handshake()
+                client = await srv.http()
+                assert (await client.request("GET", poll_url(sid))).text == "2"
+                await trio.sleep_until(srv.app.open_times[sid] + INTERVAL + TIMEOUT)
+                session = srv.engine.sessions.get(sid)
+                assert session is None or session.overdue()
+                assert (await client.request("POST", poll_url(sid), body=b"3")).status == 400
+                assert await srv.app.wait_closed(sid) is DisconnectReason.PING_TIMEOUT
+                await client.aclose()

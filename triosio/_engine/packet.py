@@ -127,6 +127,7 @@ class WriteBatch:
             for session in pending:
                 session.flush_batch()
 
+
 PING = OutPacket(EioType.PING)
 NOOP = OutPacket(EioType.NOOP)
 CLOSE = OutPacket(EioType.CLOSE)

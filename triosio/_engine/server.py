@@ -214,7 +214,9 @@ class EngineServer:
             return
         if sid is not None:
             session = self.sessions.get(sid)
-            if session is None:
+            if session is None or session.overdue():
+                # A closing session is already gone for new requests, as in the
+                # reference (it stays in the table only while it says goodbye).
                 await _json_error(exchange, 1, cors)
                 return
             if transport == "websocket":

@@ -113,6 +113,10 @@ class EngineSession:
         self._getting = False
         self._posting = False
         self._pong: trio.Event | None = None
+        # When the pending PING's pong is due (None: no PING pending). The one
+        # truth about the deadline, so that whatever reaches the session first
+        # at that instant — the heartbeat task, a request, a packet — sees it.
+        self._pong_deadline: float | None = None
         self._reason: DisconnectReason | None = None
         self._close_event = trio.Event()
         self._finished = trio.Event()
@@ -337,23 +341,44 @@ class EngineSession:
             await self._upgrade_done.wait()  # paused while a probe is switching
             pong = self._pong = trio.Event()
             self.send_nowait([P.PING], force=True)
-            deadline = trio.current_time() + timeout
-            while True:
-                with trio.move_on_at(deadline):
+            self._pong_deadline = trio.current_time() + timeout
+            while not pong.is_set():
+                with trio.move_on_at(self._pong_deadline):
                     await pong.wait()
                 if pong.is_set():
                     break
                 if self._upgrading:
+                    # The deadline waits for the switch (the probe then moves it).
                     await self._upgrade_done.wait()
-                    deadline = trio.current_time() + timeout
                     continue
-                self.close_nowait(DisconnectReason.PING_TIMEOUT)
-                return
+                if self.overdue():
+                    return
             self._pong = None
+            self._pong_deadline = None
+
+    def overdue(self) -> bool:
+        """Close the session if its pong is overdue; return whether it is closed.
+
+        The heartbeat task closes the session at the deadline, but a request or a
+        packet that becomes ready at the same instant may be run first: the
+        engine calls this before serving anything, so that nothing is served
+        past the deadline, whatever the order the scheduler picks.
+        """
+        deadline = self._pong_deadline
+        if (
+            deadline is not None
+            and self._reason is None
+            and not self._upgrading
+            and trio.current_time() >= deadline
+        ):
+            self.close_nowait(DisconnectReason.PING_TIMEOUT)
+        return self._reason is not None
 
     # ------------------------------------------------------------ incoming
 
     async def _on_packet(self, packet: EioPacket) -> None:
+        if self._pong_deadline is not None and self.overdue():
+            return  # too late, even for a pong
         ptype = packet.type
         if ptype is EioType.MESSAGE:
             try:
@@ -527,6 +552,11 @@ class EngineSession:
             except (WebSocketClosed, RemoteProtocolError) as exc:
                 log.debug("session %s: upgrade failed: %s", self.sid, exc)
             finally:
+                if self._upgrading and self._pong_deadline is not None:
+                    # A pong that fell due during the switch gets a fresh timeout.
+                    now = trio.current_time()
+                    if now >= self._pong_deadline:
+                        self._pong_deadline = now + self._options.ping_timeout
                 self._upgrading = False
                 self._probing = False
                 self._upgrade_done.set()
