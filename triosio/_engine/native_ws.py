@@ -167,18 +167,22 @@ class NativeWebSocket(WebSocket):
             self._writer_running = False
 
     async def _flush_some(self) -> None:
-        data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
-        self._queue.clear()
+        # Bytes leave the queue only when they are being written: a writer task
+        # cancelled while it waits (the session closing) loses nothing, and the
+        # goodbye flush in close() sends them.
         if self._fd is None:
-            # The bytes count as backlog until send_all returns: a peer that
-            # stops reading blocks it (a TLS or in-memory stream), and the
-            # session must see that (volatile drops, slow-client limit).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            data = self._take_queue()
+            self.backlog = 0
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.broken = True
-            finally:
-                self.backlog -= len(data)
+            except BaseException:
+                # Cancelled part-way: the peer may hold half a frame, so no other
+                # frame may follow on this connection.
+                self.broken = True
+                raise
             return
         try:
             await trio.lowlevel.wait_writable(self._fd)
@@ -186,8 +190,9 @@ class NativeWebSocket(WebSocket):
             # Closed under us (abort() from another task): nothing more to write.
             self.broken = True
             return
-        if self._closed:
+        if self._closed or not self._queue:
             return
+        data = self._take_queue()
         try:
             written = os.write(self._fd, data)
         except BlockingIOError:
@@ -198,6 +203,12 @@ class NativeWebSocket(WebSocket):
         if written < len(data):
             self._queue.appendleft(data[written:])
         self.backlog -= written
+
+    def _take_queue(self) -> bytes:
+        queue = self._queue
+        data = b"".join(queue) if len(queue) > 1 else queue[0]
+        queue.clear()
+        return data
 
     async def wait_drained(self) -> None:
         """Return once nothing is queued."""
