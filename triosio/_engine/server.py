@@ -90,9 +90,34 @@ class CookieOptions:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Options of the Engine.IO server (see ``docs/server.md`` for the full table).
+    """Options of the Engine.IO server; ``docs/engine.md`` explains each one.
 
-    Times are in seconds. The defaults are the reference server's.
+    Times are in seconds. Where the reference server (engine.io 6) has the same
+    option, the default is its default.
+
+    Attributes:
+        path: URL path prefix the server answers (a trailing ``/`` is added).
+        ping_interval: Seconds between two PINGs the server sends.
+        ping_timeout: Seconds the client has to answer a PING with a PONG.
+        upgrade_timeout: Seconds a WebSocket probe may take to complete the upgrade.
+        max_http_buffer_size: Largest polling POST body and largest WebSocket
+            message, in bytes (also sent to clients as ``maxPayload``).
+        max_packets_per_payload: Most packets in one polling POST body.
+        transports: The transports clients may use: ``"polling"``, ``"websocket"``.
+        allow_upgrades: Whether polling sessions may upgrade to WebSocket.
+        cors_allowed_origins: ``None`` (same origin only), ``"*"``, a list of
+            origins, or a callable taking the ``Origin`` header and returning
+            whether it is allowed. Also checked on WebSocket handshakes.
+        cors_credentials: Send ``Access-Control-Allow-Credentials: true``.
+        cookie: The session cookie set on handshakes, or ``None`` for none.
+        allow_request: ``allow_request(request) -> bool`` (or an awaitable of it),
+            asked before each handshake; ``False`` refuses it (403, code 4).
+        max_buffered_packets: Most packets queued for a polling client.
+        max_buffered_bytes: Most bytes queued for a client (polling queue, or
+            WebSocket bytes not yet taken by the kernel or TLS).
+        shutdown_timeout: Seconds a closing session may spend saying goodbye.
+        session_id_generator: Makes session ids (default: 120 random bits from
+            :mod:`secrets`, URL-safe base64, 20 characters).
     """
 
     path: str = "/engine.io/"
@@ -128,9 +153,19 @@ class EngineOptions:
 class EngineServer:
     """An Engine.IO v4 server application, to mount in :func:`triosio.serve`.
 
+    Use it directly for raw Engine.IO (no Socket.IO); :class:`triosio.Server`
+    has one inside. Serve it with ``triosio.serve(server, ...)`` or mount it in
+    a :class:`triosio.App` with other servers.
+
     Args:
         app: Receives sessions, messages and closes (see :class:`EngineApp`).
-        **options: See :class:`EngineOptions`.
+        **options: The options of ``EngineOptions`` (``ping_interval``,
+            ``ping_timeout``, ``max_http_buffer_size``, ``cors_allowed_origins``,
+            ...); see the Engine.IO guide for each one and its default.
+
+    Raises:
+        TypeError: an unknown option.
+        ValueError: an option out of range.
     """
 
     def __init__(self, app: EngineApp, **options: object) -> None:
