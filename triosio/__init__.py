@@ -29,6 +29,7 @@ from ._engine.session import EngineSession as EngineSession
 from ._errors import AckTimeout as AckTimeout
 from ._errors import AttachmentMismatch as AttachmentMismatch
 from ._errors import BroadcastAckTimeout as BroadcastAckTimeout
+from ._errors import ClusterTimeout as ClusterTimeout
 from ._errors import ConnectError as ConnectError
 from ._errors import ConnectionRefused as ConnectionRefused
 from ._errors import Disconnected as Disconnected
@@ -60,6 +61,7 @@ from ._errors import UnknownPacketType as UnknownPacketType
 
 # server
 from ._server.broadcast import BroadcastOperator as BroadcastOperator
+from ._server.cluster import RemoteSocket as RemoteSocket
 from ._server.namespace import Namespace as Namespace
 from ._server.namespace import ParentNamespace as ParentNamespace
 from ._server.server import Server as Server
@@ -75,6 +77,7 @@ __all__ = [
     "BroadcastOperator",
     "BufferFull",
     "ClientSocket",
+    "ClusterTimeout",
     "ConnectError",
     "ConnectionRefused",
     "CookieOptions",
@@ -112,6 +115,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
+    "RemoteSocket",
     "Request",
     "ReservedEventName",
     "Server",

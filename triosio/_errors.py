@@ -232,3 +232,36 @@ class BroadcastAckTimeout(AckTimeout):
         )
         self.responses = responses
         self.missing = missing
+
+
+class ClusterTimeout(BroadcastAckTimeout):
+    """Not every server of the cluster (or every remote client) answered in time.
+
+    Raised by cluster-wide operations through an adapter: ``fetch_sockets``,
+    ``all_rooms``, ``server_side_emit_with_ack``, and broadcast
+    ``emit_with_ack`` when a remote part is missing.
+
+    Attributes:
+        responses: What did arrive: sockets, rooms or acknowledgements.
+        missing: Ids of this server's sockets that did not acknowledge.
+        expected: Answers expected from other servers (servers, or for a
+            broadcast, remote clients and servers' client counts).
+        received: How many of those arrived.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        responses: list[Any],
+        missing: list[str] | None = None,
+        *,
+        expected: int,
+        received: int,
+    ) -> None:
+        super().__init__(responses, list(missing or ()))
+        self.args = (
+            f"{what}: {received} of {expected} remote answers arrived in time"
+            + (f", {len(self.missing)} local clients did not acknowledge" if self.missing else ""),
+        )
+        self.expected = expected
+        self.received = received

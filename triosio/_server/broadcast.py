@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._errors import BroadcastAckTimeout, DisconnectReason, LocalProtocolError
+from .._errors import BroadcastAckTimeout, ClusterTimeout, DisconnectReason, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
 from .router import Broadcast, BroadcastAck, Router
 
 if TYPE_CHECKING:
+    from .cluster import ClusterAcks, RemoteSocket
     from .namespace import Namespace
     from .socket import Socket
 
@@ -124,8 +125,10 @@ class BroadcastOperator:
             await router.inbox.put(
                 Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile)
             )
-            if not self._local:
-                nsp.server.adapter_publish(nsp, event, args, self._rooms, self._exclude)
+            if not self._local and nsp.server.adapter is not None:
+                await nsp.server.adapter_publish(
+                    nsp, event, args, self._rooms, self._exclude, self._volatile
+                )
 
     async def emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
@@ -134,11 +137,15 @@ class BroadcastOperator:
 
         Returns:
             One item per client that answered: its ack (``None``, the argument,
-            or a tuple of them), in arrival order.
+            or a tuple of them), in arrival order. With a cluster adapter, the
+            other servers' clients' acks follow (their first argument only: the
+            cluster carries one).
 
         Raises:
             BroadcastAckTimeout: not every client answered within the timeout;
                 its ``responses`` hold the answers that did arrive.
+            ClusterTimeout: (a ``BroadcastAckTimeout``) the same, when answers
+                from other servers are missing.
             ValueError: no timeout was given (``timeout(s)``, ``timeout=`` or the
                 server's ``ack_timeout``).
         """
@@ -150,6 +157,7 @@ class BroadcastOperator:
         if limit is None:
             raise ValueError("a broadcast with acknowledgements needs a timeout")
         collectors: list[BroadcastAck] = []
+        remotes: list[ClusterAcks] = []  # the other servers' part (cluster adapter)
         missing: list[str] = []
         try:
             for nsp in self._namespaces:
@@ -159,28 +167,62 @@ class BroadcastOperator:
                 await nsp.server.router.inbox.put(
                     Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile, ack)
                 )
+                if not self._local:
+                    remote = await nsp.server.adapter_broadcast_with_ack(
+                        nsp, event, args, self._rooms, self._exclude, self._volatile, limit
+                    )
+                    if remote is not None:
+                        remotes.append(remote)
             with trio.move_on_after(limit):
                 for ack in collectors:
                     await ack.done.wait()
+                for remote in remotes:
+                    await remote.done.wait()
         finally:
             # Synchronous, so that even a cancelled call leaves no ack behind.
             for ack in collectors:
                 missing.extend(ack.forget())
+            for remote in remotes:
+                remote.forget()
         responses = [r for ack in collectors for r in ack.responses]
+        responses.extend(r for remote in remotes for r in remote.responses)
         missing.extend(sid for ack in collectors for sid in ack.gone)
+        remote_missing = sum(remote.missing for remote in remotes)
+        if remote_missing:
+            expected = sum(remote.expected for remote in remotes)
+            raise ClusterTimeout(
+                "emit_with_ack",
+                responses,
+                missing,
+                expected=expected,
+                received=expected - remote_missing,
+            )
         if missing:
             raise BroadcastAckTimeout(responses, missing)
         return responses
 
     # ------------------------------------------------------------ sockets
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """The targeted sockets (a snapshot)."""
-        found: list[Socket] = []
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """The targeted sockets (a snapshot).
+
+        This server's are :class:`~triosio.Socket` objects; with a cluster
+        adapter (and not ``local``), the other servers' follow as
+        :class:`~triosio.RemoteSocket` views, whose ``emit``, ``join``,
+        ``leave`` and ``disconnect`` act through the cluster.
+
+        Raises:
+            ClusterTimeout: not every other server answered in time.
+        """
+        found: list[Socket | RemoteSocket] = []
         for nsp in self._namespaces:
             found.extend(
                 await nsp.server.router.call(functools.partial(self._select, name=nsp.name))
             )
+            if not self._local:
+                found.extend(
+                    await nsp.server.adapter_fetch_sockets(nsp, self._rooms, self._exclude)
+                )
         return found
 
     def _select(self, router: Router, name: str) -> list[Socket]:

@@ -26,6 +26,7 @@ from .broadcast import BroadcastOperator
 from .handlers import Handler, call_handler
 
 if TYPE_CHECKING:
+    from .cluster import RemoteSocket
     from .server import Server
     from .socket import Socket
 
@@ -134,8 +135,8 @@ class _Broadcasting:
         """Emit a ``message`` event."""
         await self.emit("message", *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket (a snapshot)."""
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """Every socket (a snapshot; other servers' too, with a cluster adapter)."""
         return await self._operator().fetch_sockets()
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
@@ -232,6 +233,15 @@ class Namespace(_NamespaceBase, _Broadcasting):
         """Emit to the other servers and collect their acknowledgements."""
         return await self.server.server_side_emit_with_ack_from(self, event, args, timeout)
 
+    def on_server_side(self, event: str, handler: H | None = None) -> Any:
+        """Handle ``event`` from other servers' ``server_side_emit`` (cluster only).
+
+        ``handler(*args)``; with ``server_side_emit_with_ack`` the first
+        handler's return value is this server's answer. Usable as a decorator;
+        see :meth:`triosio.Server.on_server_side_of`.
+        """
+        return self.server.on_server_side_of(self.name, event, handler)
+
 
 @final
 class ParentNamespace(_NamespaceBase, _Broadcasting):
@@ -295,6 +305,14 @@ class AdapterView:
             listeners.pop(event, None)
         elif listener in listeners.get(event, []):
             listeners[event].remove(listener)
+
+    async def all_rooms(self) -> set[str]:
+        """Every room of the namespace on every server of the cluster (this one alone without)."""
+        return await self._nsp.server.adapter_all_rooms(self._nsp)
+
+    async def server_count(self) -> int:
+        """How many servers of the cluster serve this namespace (1 without an adapter)."""
+        return await self._nsp.server.adapter_server_count(self._nsp)
 
     @property
     def rooms(self) -> Mapping[str, frozenset[str]]:

@@ -17,6 +17,7 @@ from .._proto.eio import EioType
 from .._proto.sio import JSONParser, Limits, Parser, SioPacket, SioType
 from .broadcast import BroadcastOperator
 from .client import EngineBridge
+from .cluster import Adapter, ClusterAcks, RemoteSocket
 from .handlers import Handler
 from .namespace import Namespace, ParentNamespace
 from .router import Router
@@ -68,7 +69,8 @@ class Server:
         max_depth: Deepest JSON nesting accepted from clients.
         max_int_digits: Most digits of a JSON integer accepted from clients.
         router_capacity: Router inbox size before emitting tasks wait.
-        adapter: A cluster adapter (e.g. ``triosio.redis.RedisAdapter``), or None.
+        adapter: A cluster adapter (``triosio.redis.RedisAdapter``), or None for
+            one process; see ``docs/scaling.md``.
         **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
             ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
             (see :class:`triosio.EngineServer`).
@@ -87,7 +89,7 @@ class Server:
         max_depth: int = 32,
         max_int_digits: int = 100,
         router_capacity: int = 4096,
-        adapter: Any = None,
+        adapter: Adapter | None = None,
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
@@ -108,6 +110,8 @@ class Server:
             router_capacity, spawn=self._spawn, write_batch=self.engine.write_batch
         )
         self.adapter = adapter
+        # Server-side event handlers, by (namespace, event) (see on_server_side).
+        self._server_side: dict[tuple[str, str], list[Handler]] = {}
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         self._nursery: trio.Nursery | None = None
@@ -184,6 +188,7 @@ class Server:
             nsp = self._namespaces.get(name)
             if nsp is None:
                 nsp = self._namespaces[name] = Namespace(self, name)
+                self._namespace_added(name)
             return nsp
         if isinstance(name, re.Pattern) or callable(name):
             parent = ParentNamespace(self, name)
@@ -210,6 +215,7 @@ class Server:
                 nsp = self._namespaces.get(name)  # another client may have created it
                 if nsp is None:
                     nsp = self._namespaces[name] = Namespace(self, name, parent)
+                    self._namespace_added(name)
                     parent.children[name] = nsp
                 return nsp
         return None
@@ -277,8 +283,8 @@ class Server:
         """Emit a ``message`` event on the main namespace."""
         await self._main.send(*args)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        """Every socket of the main namespace."""
+    async def fetch_sockets(self) -> list[Socket | RemoteSocket]:
+        """Every socket of the main namespace (other servers' too, with an adapter)."""
         return await self._main.fetch_sockets()
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
@@ -303,19 +309,105 @@ class Server:
         """Emit to the other servers and collect their acknowledgements."""
         return await self.server_side_emit_with_ack_from(self._main, event, args, timeout)
 
-    # ------------------------------------------------------------ cluster hooks
+    # ------------------------------------------------------------ cluster
+    # Everything that crosses processes goes through the adapter (DESIGN rule 9);
+    # without one, these are no-ops or answer for this server alone.
 
-    def adapter_publish(
+    def on_server_side(self, event: str, handler: H | None = None) -> Any:
+        """Handle ``event`` sent by *other servers* with ``server_side_emit``.
+
+        Main namespace; see :meth:`Namespace.on_server_side`. Usable as a decorator.
+        """
+        return self.on_server_side_of("/", event, handler)
+
+    def on_server_side_of(self, nsp: str, event: str, handler: H | None = None) -> Any:
+        """Register a server-side event handler for namespace ``nsp``.
+
+        ``handler(*args)`` (plain or ``async def``) runs once per server-side
+        event from another server of the cluster (never for this server's own).
+        When the sender asked for acknowledgements, the first handler's return
+        value is this server's answer (one value per server; of a tuple, the
+        first item). Handlers of one event run one after the other, in a task of
+        the adapter; an exception is logged.
+        """
+
+        def register(fn: H) -> H:
+            if not callable(fn):
+                raise TypeError("handlers must be callable")
+            self._server_side.setdefault((nsp, event), []).append(fn)
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def server_side_handlers(self, nsp: str, event: str) -> list[Handler]:
+        """The server-side handlers of ``event`` in namespace ``nsp`` (for adapters)."""
+        return list(self._server_side.get((nsp, event), ()))
+
+    def _namespace_added(self, name: str) -> None:
+        if self.adapter is not None:
+            self.adapter.namespace_created(name)
+
+    async def adapter_publish(
         self,
         nsp: Namespace,
         event: str,
         args: tuple[Any, ...],
         rooms: frozenset[str],
         exclude: frozenset[str],
+        volatile: bool = False,
     ) -> None:
-        """Pass a broadcast on to the other servers (through the adapter, if any)."""
+        """Pass a broadcast on to the other servers (through the adapter, if any).
+
+        Waits only while the adapter's queue of messages to publish is full.
+        """
         if self.adapter is not None:
-            self.adapter.publish_broadcast(nsp.name, [event, *args], rooms, exclude)
+            await self.adapter.publish_broadcast(nsp.name, [event, *args], rooms, exclude, volatile)
+
+    async def adapter_broadcast_with_ack(
+        self,
+        nsp: Namespace,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        volatile: bool,
+        timeout: float,
+    ) -> ClusterAcks | None:
+        """Send a broadcast with acknowledgements to the other servers; None alone.
+
+        The caller waits on the result's ``done`` and calls its ``forget()``.
+        """
+        if self.adapter is None:
+            return None
+        return await self.adapter.broadcast_with_ack(
+            nsp.name, [event, *args], rooms, exclude, volatile, timeout
+        )
+
+    async def adapter_fetch_sockets(
+        self, nsp: Namespace, rooms: frozenset[str], exclude: frozenset[str]
+    ) -> list[RemoteSocket]:
+        """The other servers' sockets selected by ``rooms`` / ``exclude``."""
+        if self.adapter is None:
+            return []
+        found = await self.adapter.fetch_sockets(nsp.name, rooms, exclude)
+        sockets = [RemoteSocket.from_wire(nsp, raw) for raw in found]
+        return [s for s in sockets if s is not None]
+
+    async def adapter_all_rooms(self, nsp: Namespace) -> set[str]:
+        """Every room of namespace ``nsp`` on every server, this one's included."""
+        rooms = set(nsp.adapter.rooms)
+        if self.adapter is not None:
+            rooms |= await self.adapter.all_rooms(nsp.name)
+        else:
+            await trio.lowlevel.checkpoint()
+        return rooms
+
+    async def adapter_server_count(self, nsp: Namespace) -> int:
+        """How many servers serve namespace ``nsp`` (1 without an adapter)."""
+        if self.adapter is None:
+            await trio.lowlevel.checkpoint()
+            return 1
+        return await self.adapter.server_count(nsp.name)
 
     def adapter_rooms(
         self,
@@ -348,13 +440,16 @@ class Server:
     async def server_side_emit_with_ack_from(
         self, nsp: Namespace, event: str, args: tuple[Any, ...], timeout: float | None
     ) -> list[Any]:
-        """Send a server-side event and collect the other servers' answers."""
+        """Send a server-side event and collect the other servers' answers.
+
+        ``timeout`` defaults to the adapter's requests timeout.
+
+        Raises:
+            ClusterTimeout: not every other server answered in time (its
+                ``responses`` hold the answers that arrived).
+        """
         if self.adapter is not None:
-            limit = timeout if timeout is not None else self.ack_timeout or 5.0
-            result: list[Any] = await self.adapter.server_side_emit_with_ack(
-                nsp.name, [event, *args], limit
-            )
-            return result
+            return await self.adapter.server_side_emit_with_ack(nsp.name, [event, *args], timeout)
         await trio.lowlevel.checkpoint()
         return []
 
