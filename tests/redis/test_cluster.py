@@ -1,0 +1,346 @@
+"""Two servers sharing one private Redis, with socket.io-client clients on each.
+
+Clusters: two triosio processes; and a triosio process beside a Node socket.io
+4.8.3 server with @socket.io/redis-adapter 8.3.0. Every operation runs in both
+directions (the server that acts, ``src``; the other, ``dst``). The servers stay
+up for the module; each test uses rooms and auth of its own, so tests do not
+see each other's clients.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cluster_peers import (
+    JS_DIR,
+    Admin,
+    Observers,
+    OpError,
+    RedisProcess,
+    ServerProcess,
+    eventually,
+    require_binary,
+    require_node_modules,
+)
+
+pytestmark = pytest.mark.redis
+
+NODE_PACKAGES = (
+    "socket.io",
+    "socket.io-client",
+    "@socket.io/redis-adapter",
+    "@socket.io/redis-emitter",
+    "redis",
+)
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    server = RedisProcess(require_binary("redis-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Cluster:
+    a: ServerProcess
+    b: ServerProcess
+    redis: RedisProcess
+
+
+@pytest.fixture(scope="module", params=["triosio+triosio", "triosio+node"])
+def cluster(request: pytest.FixtureRequest, redis: RedisProcess) -> Iterator[Cluster]:
+    require_node_modules(*NODE_PACKAGES)  # the clients are socket.io-client, always
+    kind_b = request.param.split("+")[1]
+    a = ServerProcess("triosio", "A", redis.url)
+    try:
+        b = ServerProcess(kind_b, "B", redis.url)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield Cluster(a, b, redis)
+    finally:
+        b.stop()
+        a.stop()
+    for server in (a, b):
+        # Normal traffic is never malformed, and nothing may crash or be logged
+        # as an error (a Node peer exits on some malformed input).
+        log = server.log()
+        for bad in ("Traceback", "ERROR", "malformed", "Error:"):
+            assert bad not in log, log
+
+
+@dataclass
+class Env:
+    """One test's view: the acting server, the other, their clients."""
+
+    src: ServerProcess
+    dst: ServerProcess
+    admin: Admin  # on src
+    admin_dst: Admin
+    obs: Observers
+    tag: str
+    room: str  # every client of the test is in it
+    src_room: str  # joined by one client of src
+    dst_room: str  # joined by one client of dst
+    ids: dict[str, str]
+
+    async def op(self, op: str, **fields: Any) -> Any:
+        return await self.admin.op(op, **fields)
+
+    async def fence(self, clients: tuple[str, ...] = ("s1", "s2", "d1", "d2")) -> None:
+        # Messages from one server reach each client in order: once a later
+        # broadcast has arrived, an earlier one that did not never will.
+        n = next(_fences)
+        await self.op("emit", rooms=[self.room], event="fence", args=[n])
+        for client in clients:
+            await self.obs.wait(lambda c=client: [n] in self.obs.received(c, "fence"))
+
+
+_fences = itertools.count()
+
+
+@pytest.fixture(params=["src=A", "src=B"])
+async def env(request: pytest.FixtureRequest, cluster: Cluster) -> AsyncIterator[Env]:
+    src, dst = (cluster.a, cluster.b) if request.param == "src=A" else (cluster.b, cluster.a)
+    tag = uuid.uuid4().hex[:8]
+    room, src_room, dst_room = f"all-{tag}", f"src-{tag}", f"dst-{tag}"
+    async with Observers.open() as obs, Admin.open(src) as admin, Admin.open(dst) as admin_dst:
+        ids = {}
+        for client, server, rooms in (
+            ("s1", src, [room, src_room]),
+            ("s2", src, [room]),
+            ("d1", dst, [room, dst_room]),
+            ("d2", dst, [room]),
+        ):
+            auth = {"name": client, "test": tag, "rooms": rooms}
+            ids[client] = await obs.connect(client, server.url, auth)
+        yield Env(src, dst, admin, admin_dst, obs, tag, room, src_room, dst_room, ids)
+
+
+ALL = ("s1", "s2", "d1", "d2")
+
+
+def got(env: Env, client: str, event: str) -> list[list[Any]]:
+    return env.obs.received(client, event)
+
+
+async def test_broadcast_to_all(env: Env) -> None:
+    payload = {"tag": env.tag, "text": "h\u00e9llo w\u00f6rld \u2713", "n": [1, 2.5, None, True]}
+    await env.op("emit", event="all_msg", args=[payload, 42])
+    for client in ALL:
+        assert await env.obs.wait_event(client, "all_msg") == [[payload, 42]]
+    # `local`: this server's clients only.
+    await env.op("emit", event="local_msg", args=[1], local=True)
+    await env.fence()
+    for client in ALL:
+        assert got(env, client, "local_msg") == ([[1]] if client.startswith("s") else [])
+
+
+async def test_broadcast_to_rooms_joined_on_different_servers(env: Env) -> None:
+    # One room, on the other server: its own channel (socket.io#/#<room>#).
+    await env.op("emit", rooms=[env.dst_room], event="one", args=[env.tag])
+    # Two rooms, one on each server: the namespace channel.
+    await env.op("emit", rooms=[env.src_room, env.dst_room], event="two", args=[])
+    # Everyone of the test but one room.
+    await env.op("emit", rooms=[env.room], event="but", args=[], **{"except": [env.dst_room]})
+    # socket.broadcast-like: everyone but one socket, by its id.
+    await env.op("emit", rooms=[env.room], event="not_d2", args=[], **{"except": [env.ids["d2"]]})
+    await env.fence()
+    expected = {
+        "one": {"d1"},
+        "two": {"s1", "d1"},
+        "but": {"s1", "s2", "d2"},
+        "not_d2": {"s1", "s2", "d1"},
+    }
+    for event, receivers in expected.items():
+        for client in ALL:
+            assert len(got(env, client, event)) == (client in receivers), (event, client)
+
+
+async def test_fetch_sockets_counts_and_views(env: Env) -> None:
+    everyone = await env.op("fetchSockets", rooms=[env.room])
+    assert sorted(s["data"]["name"] for s in everyone) == ["d1", "d2", "s1", "s2"]
+    for s in everyone:
+        assert s["remote"] == s["data"]["name"].startswith("d")
+        assert s["id"] == env.ids[s["data"]["name"]]
+        assert s["auth"]["test"] == env.tag
+        assert s["id"] in s["rooms"] and env.room in s["rooms"]
+    in_dst_room = await env.op("fetchSockets", rooms=[env.dst_room])
+    assert [(s["data"]["name"], s["remote"]) for s in in_dst_room] == [("d1", True)]
+    mine = [s for s in await env.op("fetchSockets") if s["data"].get("test") == env.tag]
+    assert len(mine) == 4
+    assert await env.op("fetchSockets", rooms=[f"nobody-{env.tag}"]) == []
+    local = await env.op("fetchSockets", rooms=[env.room], local=True)
+    assert sorted(s["data"]["name"] for s in local) == ["s1", "s2"]
+    rooms = set(await env.op("allRooms"))
+    assert {env.room, env.src_room, env.dst_room, env.ids["d1"]} <= rooms
+    assert await env.op("serverCount") == 2
+
+
+async def test_sockets_join_then_room_broadcast(env: Env) -> None:
+    joined = f"joined-{env.tag}"
+    # Published in order on one connection: the join is applied on the other
+    # server before the broadcast arrives (§8.5).
+    await env.op("socketsJoin", rooms=[env.room], change=[joined])
+    await env.op("emit", rooms=[joined], event="after_join", args=[1])
+    # A Node server applies its own socketsJoin only when Redis echoes it back,
+    # so its local delivery may come first (redis-wire.md §5); triosio applies
+    # it before socketsJoin returns.
+    receivers = ALL if env.src.kind == "triosio" else ("d1", "d2")
+    for client in receivers:
+        await env.obs.wait_event(client, "after_join")
+    await env.op("socketsLeave", rooms=[env.dst_room], change=[joined])
+    await env.op("emit", rooms=[joined], event="after_leave", args=[2])
+    await env.fence()
+    for client in receivers:
+        assert len(got(env, client, "after_leave")) == (client != "d1"), client
+
+
+async def test_disconnect_sockets(env: Env) -> None:
+    await env.op("disconnectSockets", rooms=[env.dst_room])
+    await env.obs.wait(lambda: "d1" in env.obs.disconnects)
+    assert env.obs.disconnects["d1"] == "io server disconnect"
+    await env.fence(("s1", "s2", "d2"))
+    assert set(env.obs.disconnects) == {"d1"}
+    await env.op("disconnectSockets", rooms=[env.room])
+    await env.obs.wait(lambda: set(env.obs.disconnects) == set(ALL))
+    assert set(env.obs.disconnects.values()) == {"io server disconnect"}
+    assert await env.op("fetchSockets", rooms=[env.room]) == []
+
+
+async def test_server_side_emit(env: Env) -> None:
+    first = {"tag": env.tag, "text": "h\u00e9llo", "n": 1}
+    await env.op("serverSideEmit", event="sse", args=[first, "two"])
+    received = await eventually(lambda: env.admin_dst.op("received", tag=env.tag))
+    assert received == [["sse", [first, "two"], "/"]]
+    # Never delivered to the server that sent it.
+    assert await env.op("received", tag=env.tag) == []
+    second = {"tag": env.tag, "n": 2}
+    answers = await env.op("serverSideEmitWithAck", event="sse", args=[second], timeout=5000)
+    assert answers == [{"from": env.dst.name, "args": [second]}]
+    # Other namespaces are other adapters.
+    chat = {"tag": env.tag, "n": 3}
+    await env.op("serverSideEmit", nsp="/chat", event="sse", args=[chat])
+    received = await eventually(lambda: env.admin_dst.op("received", tag=env.tag), interval=0.05)
+    await eventually(lambda: _count(env.admin_dst, env.tag, 3))
+    received = await env.admin_dst.op("received", tag=env.tag)
+    assert received[-1] == ["sse", [chat], "/chat"]
+
+
+async def _count(admin: Admin, tag: str, n: int) -> bool:
+    return len(await admin.op("received", tag=tag)) >= n
+
+
+async def test_broadcast_with_acks_across_servers(env: Env) -> None:
+    answers = await env.op("emitWithAck", rooms=[env.room], event="poll", args=[7], timeout=5000)
+    assert sorted(a["client"] for a in answers) == ["d1", "d2", "s1", "s2"]
+    assert all(a == {"client": a["client"], "event": "poll", "first": 7} for a in answers)
+    # One room on the other server only.
+    answers = await env.op(
+        "emitWithAck", rooms=[env.dst_room], event="poll", args=[b"\x00\xff"], timeout=5000
+    )
+    assert answers == [{"client": "d1", "event": "poll", "first": b"\x00\xff"}]
+    # Nobody there: done at once, empty.
+    assert await env.op("emitWithAck", rooms=[f"no-{env.tag}"], event="p", timeout=5000) == []
+
+
+async def test_nested_binary_payloads(env: Env) -> None:
+    payload = {
+        "tag": env.tag,
+        "small": bytes([0, 1, 2, 0x7F, 0x80, 0xFE, 0xFF]),
+        "nested": {"list": [bytes([0xAB]) * 300, "text between buffers", b""]},
+        "all": bytes(range(256)),
+    }
+    await env.op("emit", rooms=[env.room], event="bin", args=[payload, b"second"])
+    for client in ALL:
+        assert await env.obs.wait_event(client, "bin") == [[payload, b"second"]]
+
+
+async def test_remote_socket_views(env: Env) -> None:
+    d1 = env.ids["d1"]
+    view = await env.op("remote", sid=d1, action="emit", event="direct", args=[env.tag])
+    assert view == {"remote": True}
+    assert await env.obs.wait_event("d1", "direct") == [[env.tag]]
+    extra = f"extra-{env.tag}"
+    await env.op("remote", sid=d1, action="join", rooms=[extra])
+    rooms = await eventually(lambda: _rooms_of(env, d1, extra))
+    assert extra in rooms
+    await env.op("emit", rooms=[extra], event="extra", args=[])
+    await env.obs.wait_event("d1", "extra")
+    await env.op("remote", sid=d1, action="leave", rooms=[extra])
+    await eventually(lambda: _left(env, d1, extra))
+    await env.op("remote", sid=d1, action="disconnect")
+    await env.obs.wait(lambda: "d1" in env.obs.disconnects)
+    await env.fence(("s1", "s2", "d2"))
+    assert set(env.obs.disconnects) == {"d1"}
+    assert [s["id"] for s in got(env, "s2", "direct")] == []
+
+
+async def _rooms_of(env: Env, sid: str, room: str) -> list[str]:
+    found = await env.op("fetchSockets", rooms=[room])
+    return found[0]["rooms"] if found and found[0]["id"] == sid else []
+
+
+async def _left(env: Env, sid: str, room: str) -> bool:
+    return await env.op("fetchSockets", rooms=[room]) == []
+
+
+async def test_errors_are_answers_not_crashes(env: Env) -> None:
+    # A server-side emit nobody answers in time (no handler for it anywhere).
+    with pytest.raises(OpError) as info:
+        await env.op(
+            "serverSideEmitWithAck", event="nobody_listens", args=[{"tag": 1}], timeout=300
+        )
+    assert "timeout" in str(info.value).lower() or "time" in str(info.value)
+
+
+# ------------------------------------------------------------------ the emitter
+
+
+async def test_emitter_reaches_clients_on_both_servers(cluster: Cluster) -> None:
+    import trio
+
+    tag = uuid.uuid4().hex[:8]
+    room = f"em-{tag}"
+    async with Observers.open() as obs:
+        await obs.connect("a1", cluster.a.url, {"name": "a1", "test": tag, "rooms": [room]})
+        await obs.connect("a2", cluster.a.url, {"name": "a2", "test": tag})
+        await obs.connect("b1", cluster.b.url, {"name": "b1", "test": tag, "rooms": [room]})
+        await obs.connect("b2", cluster.b.url, {"name": "b2", "test": tag})
+        blob = {"$bytes": "AAEC/w=="}
+        ops = [
+            {"op": "emit", "event": "emitter_all", "args": [tag, {"b": blob}]},
+            {"op": "emit", "rooms": [room], "event": "emitter_room", "args": [tag]},
+            {"op": "socketsJoin", "rooms": [room], "change": [room + "-z"]},
+            {"op": "emit", "rooms": [room + "-z"], "event": "emitter_joined", "args": []},
+            {"op": "emit", "event": "emitter_end", "args": []},
+        ]
+        result = await trio.run_process(
+            [
+                "node",
+                str(JS_DIR / "redis_emitter.js"),
+                "--redis",
+                cluster.redis.url,
+                "--ops",
+                __import__("json").dumps(ops),
+            ],
+            cwd=JS_DIR,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        for client in ("a1", "a2", "b1", "b2"):
+            await obs.wait_event(client, "emitter_end")
+            assert obs.received(client, "emitter_all") == [[tag, {"b": b"\x00\x01\x02\xff"}]]
+            in_room = client.endswith("1")
+            assert len(obs.received(client, "emitter_room")) == in_room
+            assert len(obs.received(client, "emitter_joined")) == in_room
