@@ -117,14 +117,13 @@ class _Pending:
 class _Namespace:
     """The adapter's state for one namespace: its uid, channels, requests in flight."""
 
-    __slots__ = ("acks", "channels", "name", "pending", "subscribed")
+    __slots__ = ("acks", "channels", "name", "pending")
 
     def __init__(self, key: str, name: str) -> None:
         self.name = name
         self.channels = Channels.make(key, name, wire.new_uid())
         self.pending: dict[str, _Pending] = {}
         self.acks: dict[str, ClusterAcks] = {}
-        self.subscribed = False
 
 
 class _Health:
@@ -348,7 +347,6 @@ class RedisAdapter:
         channels = link.channels
         await pubsub.psubscribe(channels.pattern)
         await pubsub.subscribe(channels.request, channels.response, channels.specific_response)
-        link.subscribed = True
 
     async def _subscribe_late(self, pubsub: Any, link: _Namespace) -> None:
         try:
@@ -371,9 +369,10 @@ class RedisAdapter:
                     ignore_subscribe_messages=True,
                     subscription_timeout=max(self.requests_timeout, 5.0),
                 ) as pubsub:
+                    # Set first: a namespace created meanwhile subscribes itself.
+                    self._pubsub = pubsub
                     for link in list(self._namespaces.values()):
                         await self._subscribe(pubsub, link)
-                    self._pubsub = pubsub
                     self._health.ok("sub")
                     backoff.reset()
                     if not started:
@@ -384,7 +383,8 @@ class RedisAdapter:
                         if message is not None:
                             await self._on_message(message)
             except Exception as exc:
-                if not _link_error(exc):
+                if not _link_error(exc) and not self._health.warned:
+                    # Not a network fault (a refused password...): the details, once.
                     log.error("the Redis subscriber failed; reconnecting", exc_info=exc)
                 self._health.fail("sub", exc)
                 # A connection that is still subscribed must not go back to the
@@ -393,8 +393,6 @@ class RedisAdapter:
                 client.connection_pool.disconnect()
             finally:
                 self._pubsub = None
-                for link in self._namespaces.values():
-                    link.subscribed = False
             if not started:
                 started = True
                 task_status.started()
@@ -451,7 +449,7 @@ class RedisAdapter:
                 broadcast.volatile,
                 wire.plain,
             )
-        except Exception as exc:
+        except LocalProtocolError as exc:
             raise WireError(f"cannot pass the broadcast on: {exc}") from None
 
     def _namespace(self, link: _Namespace) -> Namespace | None:
@@ -588,9 +586,13 @@ class RedisAdapter:
 
         ack = ForwardedAck(nsp.next_ack_id(), on_count, on_ack)
         try:
-            packets = nsp.encode(SioType.EVENT, request.data, ack.id)
-        except LocalProtocolError:
-            packets = nsp.encode(SioType.EVENT, wire.plain(request.data), ack.id)
+            try:
+                packets = nsp.encode(SioType.EVENT, request.data, ack.id)
+            except LocalProtocolError:
+                packets = nsp.encode(SioType.EVENT, wire.plain(request.data), ack.id)
+        except LocalProtocolError as exc:
+            on_count(0)  # sent to nobody: the requester need not wait for us
+            raise WireError(f"cannot pass the broadcast on: {exc}") from None
         await self._server.router.inbox.put(
             Broadcast(link.name, packets, request.rooms, request.exclude, request.volatile, ack)
         )
