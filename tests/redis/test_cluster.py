@@ -265,6 +265,17 @@ async def test_nested_binary_payloads(env: Env) -> None:
         assert await env.obs.wait_event(client, "bin") == [[payload, b"second"]]
 
 
+async def test_values_from_node_reach_every_client_alike(env: Env) -> None:
+    if env.src.kind != "node":
+        pytest.skip("a Node server sends these values")
+    ms = 1704164645678  # 2024-01-02T03:04:05.678Z, with milliseconds
+    await env.op("emitDates", rooms=[env.room], event="dates", ms=ms)
+    expected = [["2024-01-02T03:04:05.678Z", None, None, [None, 1], {"b": 2}]]
+    for client in ALL:
+        # What the Node server wrote to its own clients, triosio wrote to its own.
+        assert await env.obs.wait_event(client, "dates") == expected, client
+
+
 async def test_remote_socket_views(env: Env) -> None:
     d1 = env.ids["d1"]
     view = await env.op("remote", sid=d1, action="emit", event="direct", args=[env.tag])
