@@ -1,0 +1,445 @@
+"""Fan-out across two triosio processes through the Redis adapter, against one process.
+
+    python benchmarks/cluster.py               # writes the cluster part of benchmarks/README.md
+    python benchmarks/cluster.py --quick       # 100 ticks instead of 1,000, 3 s at 10/s
+    python benchmarks/cluster.py --clients 500 --no-readme
+
+Needs ``redis-server`` (the Debian package), Node 20+ with the pinned packages of
+``benchmarks/js`` (installed with ``npm ci`` when missing) and ``triosio[redis]``.
+
+Three setups, each with fresh processes on loopback and a private ``redis-server``
+(a free port, no persistence):
+
+- **one process**: a triosio server without adapter; N clients; it broadcasts.
+- **one process + adapter**: the same server with the Redis adapter, alone in the
+  cluster: every tick is also encoded and published to Redis, which nobody reads.
+- **two processes**: servers A and B with the adapter; the N clients are on B, the
+  ticks are emitted on A, so every delivery crosses Redis (publish on A, Redis,
+  subscriber and decode on B, then B's fan-out).
+
+The load is the load benchmarks' own generator (``benchmarks/js/loadgen.mjs``, mode
+``fanout``; see the load benchmarks' part of the README for how it measures), against
+the server that holds the clients. Its control client asks that server for
+``bench_broadcast``; in the two-process setup B relays the request to A with
+``server_side_emit_with_ack`` and A emits the ticks. Scenarios: ``fanout`` (the ticks
+flat out) and ``fanout-rate`` (10 ticks a second).
+
+Reported: deliveries/s and latency (generator); **server CPU per delivery**: the CPU
+of every triosio process over the measured round divided by the deliveries (B as the
+generator reads it; A as it reads its own ``time.process_time()`` around its emit loop
+plus 0.2 s for its writer to flush); and redis-server's CPU per delivery over the
+whole generator run (its warm-up included), shown apart. The script also runs in
+``serve`` mode: that is the server it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+JS_DIR = BENCH_DIR / "js"
+LOADGEN = JS_DIR / "loadgen.mjs"
+README = BENCH_DIR / "README.md"
+RUNS_DIR = BENCH_DIR / "_runs"
+HOST = "127.0.0.1"
+START, END = "<!-- cluster:start -->", "<!-- cluster:end -->"
+
+
+# ---------------------------------------------------------------- the server (serve mode)
+
+
+def serve(port: int, redis_url: str | None, relay: bool) -> None:
+    """A triosio server with the load benchmarks' behaviour (bench_broadcast, echo, join)."""
+    import trio
+    import trio.lowlevel
+
+    import triosio
+
+    adapter = None
+    if redis_url:
+        from triosio.redis import RedisAdapter
+
+        adapter = RedisAdapter(redis_url, requests_timeout=600)
+    sio = triosio.Server(adapter=adapter)
+
+    @sio.on("connection")
+    async def connected(socket: triosio.Socket, auth: Any) -> None:
+        @socket.on("echo")
+        async def echo(*args: Any) -> tuple[Any, ...]:
+            return args
+
+        @socket.on("join")
+        async def join(room: str) -> bool:
+            await socket.join(room)
+            return True
+
+    async def broadcast(opts: dict[str, Any]) -> dict[str, Any]:
+        n = int(opts["n"])
+        rate = float(opts.get("rate") or 0)
+        room = opts.get("room") or None
+        payload = "x" * int(opts.get("size") or 0)
+        target = sio.to(room) if room else sio
+        cpu0 = time.process_time()
+        started = time.perf_counter()
+        start = trio.current_time()
+        for seq in range(n):
+            if rate > 0:
+                await trio.sleep_until(start + seq / rate)
+            await target.emit("tick", seq, time.time() * 1000.0, payload)
+            if rate <= 0:
+                await trio.lowlevel.checkpoint()
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        await trio.sleep(0.2)  # the adapter's writer publishes what is queued
+        return {"sent": n, "elapsed_ms": elapsed_ms, "cpu_s": time.process_time() - cpu0}
+
+    sio.on_server_side("bench_broadcast", broadcast)
+
+    @sio.of("/control").on("connection")
+    async def control(socket: triosio.Socket, auth: Any) -> None:
+        @socket.on("bench_broadcast")
+        async def bench_broadcast(opts: dict[str, Any]) -> dict[str, Any]:
+            if relay:
+                answers = await sio.server_side_emit_with_ack("bench_broadcast", opts, timeout=600)
+                return dict(answers[0], relayed=True)
+            return await broadcast(opts)
+
+    trio.run(triosio.serve, sio, HOST, port)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Stop one child by its PID: SIGTERM, then SIGKILL after 5 s."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_listening(port: int, process: subprocess.Popen[Any], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+@contextlib.contextmanager
+def redis_server(log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is needed (apt-get install redis-server)")
+    port = free_port()
+    with (log_dir / "redis.log").open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "--save", "", "--appendonly", "no", "--port", str(port),
+             "--bind", HOST, "--dir", str(log_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_listening(port, process, "redis-server")
+            yield f"redis://{HOST}:{port}/0", process
+        finally:
+            stop(process)
+
+
+@contextlib.contextmanager
+def triosio_server(
+    log: Path, redis_url: str | None = None, relay: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    argv = [sys.executable, __file__, "serve", "--port", str(port)]
+    if redis_url:
+        argv += ["--redis", redis_url]
+    if relay:
+        argv.append("--relay")
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, process, f"triosio server ({log.name})")
+            yield f"http://{HOST}:{port}", process
+        finally:
+            stop(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadgen(url: str, pid: int, clients: int, ticks: int, rate: float) -> dict[str, Any]:
+    argv = [
+        shutil.which("node") or "node", str(LOADGEN), "fanout",
+        "--url", url, "--server-pid", str(pid), "--clk-tck", str(os.sysconf("SC_CLK_TCK")),
+        "--clients", str(clients), "--n", str(ticks), "--rate", str(rate), "--size", "32",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def wait_until_quiet(limit: float) -> None:
+    """Wait up to ``limit`` s for other processes to leave the cores (< 0.25 core busy)."""
+    clk = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + limit
+
+    def busy() -> int:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]) - fields[3] - fields[4]
+
+    while time.monotonic() < deadline:
+        b0 = busy()
+        time.sleep(1.0)
+        if (busy() - b0) / clk < 0.25:
+            return
+
+
+# ---------------------------------------------------------------- the runs
+
+
+SETUPS = ("one process", "one process + adapter", "two processes")
+
+
+def run_one(setup: str, scenario: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    ticks, rate = (args.ticks, 0.0) if scenario == "fanout" else (int(10 * args.rate_s), 10.0)
+    stem = f"{setup.replace(' ', '-').replace('+', 'plus')}-{scenario}"
+    with contextlib.ExitStack() as stack:
+        redis_url = redis_pid = None
+        if setup != "one process":
+            redis_url, redis_proc = stack.enter_context(redis_server(log_dir))
+            redis_pid = redis_proc.pid
+        sender_pid = None
+        if setup == "two processes":
+            _, sender = stack.enter_context(triosio_server(log_dir / f"{stem}-A.log", redis_url))
+            sender_pid = sender.pid
+            url, receiver = stack.enter_context(
+                triosio_server(log_dir / f"{stem}-B.log", redis_url, relay=True)
+            )
+        else:
+            url, receiver = stack.enter_context(triosio_server(log_dir / f"{stem}.log", redis_url))
+        time.sleep(0.5)
+        wait_until_quiet(args.quiet_wait)
+        redis_cpu0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+        result = loadgen(url, receiver.pid, args.clients, ticks, rate)
+        redis_cpu = cpu_seconds(redis_pid) - redis_cpu0 if redis_pid else None
+        ack = result.get("server_ack") or {}
+        received = result["received"] or 1
+        cpu_s = result["server_cpu_s"] + (ack.get("cpu_s", 0.0) if sender_pid else 0.0)
+        return {
+            "setup": setup,
+            "scenario": scenario,
+            "ok": result["ok"],
+            "clients": args.clients,
+            "ticks": ticks,
+            "deliveries": result["received"],
+            "deliveries_per_s": result["deliveries_per_s"],
+            "server_cpu_us_per_delivery": cpu_s / received * 1e6,
+            "receiver_cpu_us_per_delivery": result["server_cpu_s"] / received * 1e6,
+            "sender_cpu_us_per_tick": (ack["cpu_s"] / ticks * 1e6) if sender_pid else None,
+            "redis_cpu_us_per_delivery": None if redis_cpu is None else redis_cpu / received * 1e6,
+            "gen_cpu_util": result.get("gen_cpu_util"),
+            # Cores' worth of CPU that processes outside this run used meanwhile.
+            "other_load": _other_load(result, ack.get("cpu_s", 0.0) if sender_pid else 0.0),
+            "latency": result.get("latency"),
+            "loadgen": result,
+        }
+
+
+def _other_load(result: dict[str, Any], sender_cpu_s: float) -> float | None:
+    # The generator counts every process but itself and the server it measures as
+    # "other": take out the sender (A) we know of. redis-server stays in: it is
+    # small, and per-run totals are in results.json.
+    other = result.get("other_cpu_util")
+    wall = result.get("wall_s") or 0
+    if other is None or wall <= 0:
+        return None
+    return max(0.0, other - sender_cpu_s / wall)
+
+
+def _ms(latency: dict[str, Any] | None, key: str) -> str:
+    if not latency or latency.get(key) is None:
+        return "n/a"
+    return f"{latency[key]:.1f}"
+
+
+def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    cpu = _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or "?"
+    import importlib.metadata as md
+
+    versions = ", ".join(f"{p} {md.version(p)}" for p in ("triosio", "trio", "coredis", "msgpack"))
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()[2:3]
+    lines = [
+        "## Cluster fan-out (Redis adapter)",
+        "",
+        "Written by `python benchmarks/cluster.py`"
+        + (" --quick" if args.quick else "")
+        + "; do not edit by hand. How it is measured: the docstring of that script.",
+        "",
+        f"- Machine: {cpu}, {len(os.sched_getaffinity(0))} cores (shared by the servers, "
+        "redis-server and the generator)",
+        f"- Python {platform.python_version()}, {versions}, "
+        f"redis-server {redis_version[0].removeprefix('v=') if redis_version else '?'}",
+        f"- {args.clients} clients; `fanout`: {args.ticks} ticks flat out; "
+        f"`fanout-rate`: 10 ticks/s for {args.rate_s:g} s; 32-byte payload",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}",
+        "",
+        "| scenario | setup | deliveries/s | server CPU per delivery | of which the sender "
+        "(per tick) | redis-server CPU per delivery | p50 / p99 latency (ms) | other load "
+        "| clean |",
+        "|---|---|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
+    for r in results:
+        sender = r["sender_cpu_us_per_tick"]
+        redis_cpu = r["redis_cpu_us_per_delivery"]
+        other = r.get("other_load")
+        lines.append(
+            f"| `{r['scenario']}` | {r['setup']} | {r['deliveries_per_s']:,.0f} "
+            f"| {r['server_cpu_us_per_delivery']:.2f} µs "
+            f"| {'n/a' if sender is None else f'{sender:.0f} µs'} "
+            f"| {'n/a' if redis_cpu is None else f'{redis_cpu:.3f} µs'} "
+            f"| {_ms(r['latency'], 'p50_ms')} / {_ms(r['latency'], 'p99_ms')} "
+            f"| {'n/a' if other is None else f'{other:.2f}'} "
+            f"| {'yes' if r['ok'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "*Server CPU per delivery* sums every triosio process: for two processes, B's "
+        "fan-out plus A's share (its emit loop, the encoding and the publishing, per "
+        "tick in the next column, spread over the clients). Flat out, *deliveries/s* is "
+        "the generator's ceiling on these shared cores (see the load benchmarks), not the "
+        "servers'. Flat out, the two-process latency is queueing: A publishes its ticks "
+        "far faster than B fans them out, and nothing pushes back across Redis (within "
+        "one process, emitting waits for the router), so the ticks wait on B's side. "
+        "*Other load*: cores' worth of CPU that processes outside the run used meanwhile "
+        "(a quiet machine shows about 0; redis-server counts here).",
+    ]
+    return "\n".join(lines)
+
+
+def _first_match(path: str, pattern: str) -> str | None:
+    try:
+        match = re.search(pattern, Path(path).read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return match.group(1).strip() if match else None
+
+
+def write_readme(section: str) -> None:
+    text = README.read_text()
+    block = f"{START}\n{section}\n{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    README.write_text(text)
+
+
+def ensure_node_modules() -> None:
+    if (JS_DIR / "node_modules" / "ws" / "package.json").exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("npm is needed to install benchmarks/js (node and npm 20+)")
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command")
+    serve_cmd = sub.add_parser("serve", help="run one benchmark server (used by the runs)")
+    serve_cmd.add_argument("--port", type=int, required=True)
+    serve_cmd.add_argument("--redis")
+    serve_cmd.add_argument("--relay", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--ticks", type=int, default=None)
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--quiet-wait", type=float, default=20.0)
+    parser.add_argument(
+        "--from-results", type=Path, help="write the table from a saved results.json, no run"
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["fanout", "fanout-rate"],
+        choices=["fanout", "fanout-rate"],
+    )
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.port, args.redis, args.relay)
+        return
+    args.ticks = args.ticks or (100 if args.quick else 1000)
+    args.rate_s = 3.0 if args.quick else 10.0
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        args.clients, args.ticks = saved[0]["clients"], saved[0]["ticks"]
+        args.rate_s = next((r["ticks"] / 10 for r in saved if r["scenario"] != "fanout"), 10.0)
+        section = table(saved, args)
+        print(section)
+        if not args.no_readme:
+            write_readme(section)
+        return
+    ensure_node_modules()
+    log_dir = RUNS_DIR / f"cluster-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for scenario in args.scenarios:
+        for setup in SETUPS:
+            print(f"{scenario}: {setup} ...", file=sys.stderr, flush=True)
+            result = run_one(setup, scenario, args, log_dir)
+            print(
+                f"  {result['deliveries_per_s']:,.0f} deliveries/s, "
+                f"{result['server_cpu_us_per_delivery']:.2f} µs server CPU per delivery"
+                + ("" if result["ok"] else "  (NOT CLEAN)"),
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(result)
+    (log_dir / "results.json").write_text(json.dumps(results, indent=2))
+    section = table(results, args)
+    print(section)
+    if not args.no_readme:
+        write_readme(section)
+
+
+if __name__ == "__main__":
+    main()
