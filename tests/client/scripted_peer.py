@@ -8,7 +8,8 @@ not a server: one process-wide state, no rooms, no limits.
 
 Knobs: ``lockstep`` (streams whose writes wait for the reader) with ``stalled``
 (the server stops reading WebSocket messages until ``unstalled`` is set),
-``refuse`` (the connector raises OSError, like a dead port), ``pinging``
+``refuse`` (the connector raises OSError, like a dead port), ``close_idle``
+(a POST's connection is closed, unanswered, when it is used again), ``pinging``
 (stop pinging to trigger the client's ping timeout), ``authorize`` (refuse a
 namespace with a CONNECT_ERROR),
 ``drop_all()`` (cut every connection), ``close_sessions()`` (send CLOSE),
@@ -156,6 +157,7 @@ class ScriptedPeer:
         self.stalled = False
         self.unstalled = trio.Event()
         self.refuse = False
+        self.close_idle = False
         self.pinging = True
         self.authorize: Callable[[str, Any], Refusal] = lambda nsp, auth: None
         self.ignore_acks: dict[str, float] = {}
@@ -320,10 +322,11 @@ class ScriptedPeer:
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
+        stale = False
         try:
             while True:
                 request = await self._next(conn, stream)
-                if not isinstance(request, h11.Request):
+                if not isinstance(request, h11.Request) or stale:
                     return
                 target = request.target.decode()
                 query = dict(parse_qsl(urlsplit(target).query))
@@ -356,6 +359,9 @@ class ScriptedPeer:
                 if conn.our_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
+                # close_idle: the next request on this connection finds it closed,
+                # as when the server closed an idle keep-alive connection.
+                stale = self.close_idle and request.method == b"POST"
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             return
         finally:

@@ -554,6 +554,19 @@ async def test_polling_batches_below_max_payload(
     assert any("\x1ebAAE" in p or p.startswith("bAAE") for p in flushed)  # b + base64
 
 
+async def test_polling_reopens_a_keep_alive_connection_the_server_closed(
+    autojump_clock: trio.abc.Clock, peer: ScriptedPeer
+) -> None:
+    peer.close_idle = True
+    async with connect(peer, transports=("polling",)) as client:
+        for i in range(3):
+            await trio.sleep(10)
+            assert await client.emit_with_ack("echo", i) == i
+        assert client.connected
+    # The handshake/long-poll connection, then one connection per POST.
+    assert len(peer.connections) >= 5
+
+
 async def test_upgrade_keeps_every_message_in_order(
     autojump_clock: trio.abc.Clock, peer: ScriptedPeer
 ) -> None:

@@ -140,8 +140,11 @@ class HttpConnection:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     received = await stream.receive_some(_RECEIVE_SIZE)
-                    if received:
-                        started = True
+                    if not received and not started:
+                        # Closed before answering: how an idle keep-alive
+                        # connection the server closed shows itself.
+                        raise _NoResponse("connection closed before the response")
+                    started = True
                     conn.receive_data(bytes(received))
                     continue
                 if isinstance(event, h11.Response):
