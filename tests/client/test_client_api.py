@@ -468,6 +468,25 @@ async def test_parse_error_closes_the_connection_and_reconnects(
     assert isinstance(error.args[0], triosio.InvalidJSON)
 
 
+async def test_cancelled_connect_stops_trying(autojump_clock: trio.abc.Clock) -> None:
+    calls: list[float] = []
+
+    async def dead(host: str, port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
+        await trio.lowlevel.checkpoint()
+        calls.append(trio.current_time())
+        raise OSError(111, "Connection refused")
+
+    async with triosio.Manager(
+        URL, connector=dead, retry_connect=True, random=lambda: 0.0
+    ) as manager:
+        sock = manager.socket("/")
+        with trio.move_on_after(2.5):
+            await sock.connect()
+        assert not sock.active
+        await trio.sleep(60)
+    assert calls == [0.0, 1.0]  # the next attempt (at 3 s) never happens
+
+
 async def test_manager_must_be_running(peer: ScriptedPeer) -> None:
     manager = triosio.Manager(URL, connector=peer.connector)
     sock = manager.socket("/chat")

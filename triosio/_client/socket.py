@@ -245,7 +245,8 @@ class ClientSocket(Listeners):
         """Connect this namespace (opening the manager's connection if needed).
 
         Returns once the server accepted the namespace. Does nothing if the socket
-        is connected already.
+        is connected already. If it is cancelled before that, the socket stops
+        trying (it becomes inactive again).
 
         Raises:
             ConnectError: the server refused (with its ``message`` and ``data``),
@@ -263,9 +264,17 @@ class ClientSocket(Listeners):
             self.manager._socket_activated(self)
         try:
             await waiter.done.wait()
-        finally:
+        except trio.Cancelled:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+            if self.active and not self.connected and not self._waiters:
+                # Cancelled before the namespace connected: stop trying.
+                self._stop(
+                    ConnectError("connect() was cancelled"),
+                    Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT),
+                )
+                self.manager._check_idle()
+            raise
         if waiter.error is not None:
             raise waiter.error
 
