@@ -2,7 +2,8 @@
 
 Usage: python pysio_server.py <port>   (0: any free port)
 Prints "listening <port>" on stdout once it accepts connections. PARSER=msgpack
-in the environment selects the msgpack serializer. The twin of
+in the environment selects the msgpack serializer; TLS_CERT and TLS_KEY (PEM
+paths) serve HTTPS. The twin of
 tests/js/client_peer_server.js; the behaviour both implement:
 
     "/" and "/chat"       accept everyone; "/private" needs auth {"token": "secret"},
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import sys
 from typing import Any
 
@@ -97,7 +99,11 @@ async def main(port: int) -> None:
     app = build(ping_interval, ping_timeout, os.environ.get("PARSER", "json"))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    tls = None
+    if os.environ.get("TLS_CERT"):
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls)
     await site.start()
     server = site._server
     assert server is not None

@@ -48,6 +48,7 @@ class ServerProcess:
         ping_interval: Milliseconds, passed to the server.
         ping_timeout: Milliseconds, passed to the server.
         parser: ``"json"`` or ``"msgpack"``.
+        tls: (certificate, key) PEM files: serve HTTPS with them.
     """
 
     def __init__(
@@ -57,21 +58,25 @@ class ServerProcess:
         ping_interval: int = 25000,
         ping_timeout: int = 20000,
         parser: str = "json",
+        tls: tuple[Path, Path] | None = None,
     ):
         self.kind = kind
         self.port = 0
+        self.scheme = "https" if tls else "http"
         self.env = {
             **os.environ,
             "PING_INTERVAL": str(ping_interval),
             "PING_TIMEOUT": str(ping_timeout),
             "PARSER": parser,
         }
+        if tls is not None:
+            self.env["TLS_CERT"], self.env["TLS_KEY"] = str(tls[0]), str(tls[1])
         self._process: trio.Process | None = None
 
     @property
     def url(self) -> str:
         """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         """Start the server (on the same port as before, if it ran already)."""

@@ -8,6 +8,9 @@ asserts on timing (that is done under MockClock in test_reconnection.py).
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from client_fixtures import (
     require_kind,
     server_fixture,  # noqa: F401 (the fixture server)
 )
-from real_peers import ServerProcess
+from real_peers import ServerProcess, root_conftest
 from recorder import SEED_EVENTS, Recorder
 
 import triosio
@@ -117,6 +120,49 @@ async def test_msgpack_parser(kind: str) -> None:
                     await client.emit("ask", "why")
                     event = await answers.__anext__()
                 assert event.args == (["why", b"\x01"],)
+    finally:
+        await server.stop()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, its own CA (made with the openssl tool)."""
+    openssl = root_conftest().require_binary("openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_tls_is_verified(kind: str, tmp_path: Path) -> None:
+    require_kind(kind)
+    cert, key = _self_signed(tmp_path)
+    server = ServerProcess(kind, tls=(cert, key))
+    await server.start()
+    try:
+        with trio.fail_after(15):
+            assert server.url.startswith("https://")
+            # The default context trusts the system's CAs only: refused.
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                async with triosio.connect(server.url):
+                    pytest.fail("an unknown certificate must be refused")
+            # With the certificate's CA: polling over HTTPS, then wss.
+            context = ssl.create_default_context(cafile=str(cert))
+            async with triosio.Manager(server.url, ssl=context) as manager:
+                recorder = Recorder()
+                recorder.manager(manager)
+                client = manager.socket("/")
+                await client.connect()
+                await recorder.wait_for(lambda: recorder.count("manager", "upgrade") == 1)
+                assert await client.emit_with_ack("echo", b"secret") == b"secret"
     finally:
         await server.stop()
 

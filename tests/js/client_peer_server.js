@@ -24,7 +24,13 @@ const port = Number(process.argv[2]);
 const pingInterval = Number(process.env.PING_INTERVAL || 25000);
 const pingTimeout = Number(process.env.PING_TIMEOUT || 20000);
 
-const httpServer = http.createServer();
+// TLS_CERT and TLS_KEY (PEM file paths): serve HTTPS instead of HTTP.
+const httpServer = process.env.TLS_CERT
+  ? require("https").createServer({
+      cert: require("fs").readFileSync(process.env.TLS_CERT),
+      key: require("fs").readFileSync(process.env.TLS_KEY),
+    })
+  : http.createServer();
 const io = new Server(httpServer, {
   // PARSER=msgpack: socket.io-msgpack-parser instead of the default JSON parser.
   ...(process.env.PARSER === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),

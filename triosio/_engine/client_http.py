@@ -34,6 +34,14 @@ class HttpError(Exception):
         self.status = status
 
 
+def describe(exc: BaseException) -> str:
+    """A one-line description of a connection failure (TLS errors come wrapped)."""
+    cause = exc.__cause__
+    if isinstance(exc, trio.BrokenResourceError) and cause is not None:
+        return describe(cause)
+    return str(exc) or type(exc).__name__
+
+
 async def default_connector(host: str, port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
     """Open a TCP connection, wrapped in TLS (with SNI and verification) if ``tls`` is set.
 
@@ -120,8 +128,10 @@ class HttpConnection:
         if self._stream is None:
             try:
                 self._stream = await self._connector(self._host, self._port, self._tls)
-            except (OSError, trio.TrioInternalError, ssl.SSLError) as exc:
-                raise HttpError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+            except Exception as exc:  # whatever the connector raises is a failed connection
+                raise HttpError(
+                    f"cannot connect to {self._host}:{self._port}: {describe(exc)}"
+                ) from exc
             self._h11 = h11.Connection(h11.CLIENT)
         stream, conn = self._stream, self._h11
         assert conn is not None

@@ -16,7 +16,7 @@ from typing import Any, cast
 import trio
 import trio_websocket
 
-from .client_http import Connector
+from .client_http import Connector, describe
 
 log = logging.getLogger("triosio.client")
 
@@ -59,8 +59,8 @@ class ClientWebSocket:
         """
         try:
             stream = await connector(host, port, tls)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebSocketError(f"cannot connect to {host}:{port}: {exc}") from exc
+        except Exception as exc:  # whatever the connector raises is a failed connection
+            raise WebSocketError(f"cannot connect to {host}:{port}: {describe(exc)}") from exc
         result = await nursery.start(
             self._hold, stream, host_header, resource, headers, max_message_size
         )
