@@ -411,6 +411,33 @@ async def test_leaving_disconnects_cleanly(
         await client.connect()
 
 
+async def test_leaving_fails_what_still_waits(
+    autojump_clock: trio.abc.Clock, peer: ScriptedPeer
+) -> None:
+    results: list[BaseException] = []
+
+    async def wait_ack(sock: triosio.ClientSocket) -> None:
+        try:
+            await sock.emit_with_ack("never")
+        except triosio.Disconnected as exc:
+            results.append(exc)
+
+    peer.ignore_acks["never"] = math.inf
+    # The waiting tasks run outside the client's nursery.
+    async with (
+        trio.open_nursery() as outside,
+        triosio.Manager(URL, connector=peer.connector) as manager,
+    ):
+        sent = manager.socket("/")
+        await sent.connect()
+        buffered = manager.socket("/other")  # never connected: the emit waits in its buffer
+        outside.start_soon(wait_ack, sent)
+        outside.start_soon(wait_ack, buffered)
+        await trio.sleep(1)
+    assert len(results) == 2
+    assert {exc.reason for exc in results} == {DisconnectReason.IO_CLIENT_DISCONNECT}
+
+
 async def test_leaving_cancels_running_handlers(
     autojump_clock: trio.abc.Clock, peer: ScriptedPeer
 ) -> None:

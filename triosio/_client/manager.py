@@ -354,10 +354,13 @@ class Manager(Listeners):
                 sock._emit_reserved(name, *args)
 
     def _end_sockets(self) -> None:
+        # The manager is closed: nothing will ever be sent or answered any more.
+        error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
         for sock in self._sockets.values():
-            for stream in list(sock._streams):
-                stream._end()
-            sock._streams.clear()
+            sock._stop(ConnectError("the client is closed"), error)
+            for pending in sock._acks.values():
+                pending.fail(error)
+            sock._acks.clear()
 
     # ------------------------------------------------------------ the connection
 
