@@ -42,16 +42,11 @@ async def run_handlers(handlers: list[Handler], args: tuple[Any, ...], describe:
 
 
 class Listeners:
-    """Handlers by event name, plus catch-all ("any") handlers.
-
-    The registration methods are shared by :class:`~triosio.Manager` and
-    :class:`~triosio.ClientSocket` (they inherit from this class).
-    """
+    """Handlers by event name (:class:`~triosio.Manager` and, with the catch-all
+    handlers of :class:`SocketListeners`, :class:`~triosio.ClientSocket`)."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
-        self._any: list[Handler] = []
-        self._any_outgoing: list[Handler] = []
 
     @overload
     def on(self, event: str) -> Callable[[H], H]: ...
@@ -112,6 +107,38 @@ class Listeners:
         """The handlers of ``event``, in the order they are called."""
         return [fn for fn, _ in self._handlers.get(event, [])]
 
+    def _submit(self, dispatcher: Dispatcher, event: str, args: tuple[Any, ...], what: str) -> None:
+        # The handlers are chosen now, when the event happens (as the reference
+        # does): one added later is not called for an event that happened before.
+        handlers = self._take(event)
+        if handlers:
+            dispatcher.submit(partial(run_handlers, handlers, args, f"{what} {event!r}"))
+
+    def _take(self, event: str) -> list[Handler]:
+        # The handlers to call now; once-handlers are removed as they are taken.
+        entries = self._handlers.get(event)
+        if not entries:
+            return []
+        handlers = [fn for fn, _ in entries]
+        if any(once for _, once in entries):
+            remaining: list[tuple[Handler, bool]] = [
+                (fn, False) for fn, once in entries if not once
+            ]
+            if remaining:
+                self._handlers[event] = remaining
+            else:
+                del self._handlers[event]
+        return handlers
+
+
+class SocketListeners(Listeners):
+    """:class:`Listeners` plus the catch-all handlers of a client socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._any: list[Handler] = []
+        self._any_outgoing: list[Handler] = []
+
     def on_any(self, handler: H) -> H:
         """Add a catch-all handler, called as ``handler(event, *args)`` for every
         event from the server (before the event's own handlers)."""
@@ -149,29 +176,6 @@ class Listeners:
     def listeners_any_outgoing(self) -> list[Handler]:
         """The outgoing catch-all handlers."""
         return list(self._any_outgoing)
-
-    def _submit(self, dispatcher: Dispatcher, event: str, args: tuple[Any, ...], what: str) -> None:
-        # The handlers are chosen now, when the event happens (as the reference
-        # does): one added later is not called for an event that happened before.
-        handlers = self._take(event)
-        if handlers:
-            dispatcher.submit(partial(run_handlers, handlers, args, f"{what} {event!r}"))
-
-    def _take(self, event: str) -> list[Handler]:
-        # The handlers to call now; once-handlers are removed as they are taken.
-        entries = self._handlers.get(event)
-        if not entries:
-            return []
-        handlers = [fn for fn, _ in entries]
-        if any(once for _, once in entries):
-            remaining: list[tuple[Handler, bool]] = [
-                (fn, False) for fn, once in entries if not once
-            ]
-            if remaining:
-                self._handlers[event] = remaining
-            else:
-                del self._handlers[event]
-        return handlers
 
 
 def _remove(handlers: list[Handler], handler: Handler | None) -> None:

@@ -38,7 +38,7 @@ from .._errors import (
     TriosioError,
 )
 from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType
-from .emitter import Handler, Listeners, call_handler, run_handlers
+from .emitter import Handler, SocketListeners, call_handler, run_handlers
 from .stream import Event, EventStream, Overflow
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class EmitFlags:
         await self.emit("message", *args)
 
 
-class ClientSocket(Listeners):
+class ClientSocket(SocketListeners):
     """One namespace of a Socket.IO connection. Make them with :meth:`Manager.socket`
     (or get one from :func:`triosio.connect`).
 
