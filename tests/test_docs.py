@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import require
+from support import require
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import require_binary, require_node_modules
+from support import require_binary, require_node_modules
 from proc_helpers import ROOT, run_node, running_example
 
 OUTPUT = ROOT / "tests" / "_output"
