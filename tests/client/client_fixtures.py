@@ -16,9 +16,8 @@ import trio
 from real_peers import ServerProcess, root_conftest
 from scripted_peer import ScriptedPeer
 
-#: The servers the interoperability tests run against. The triosio server joins
-#: this list once it lands (see real_peers.py for the shape a kind provides).
-SERVER_KINDS = ["node", "python"]
+#: The servers the interoperability tests run against.
+SERVER_KINDS = ["node", "python", "triosio"]
 
 
 @pytest.fixture(name="peer")

@@ -25,6 +25,7 @@ JS_DIR = HERE.parent / "js"
 COMMANDS = {
     "node": ["node", str(JS_DIR / "client_peer_server.js")],
     "python": [sys.executable, str(HERE / "pysio_server.py")],
+    "triosio": [sys.executable, str(HERE / "triosio_peer_server.py")],
 }
 
 
