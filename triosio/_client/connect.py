@@ -34,7 +34,7 @@ async def connect(
     randomization_factor: float = 0.5,
     random: Callable[[], float] | None = None,
     retry_connect: bool = False,
-    parser: Parser | None = None,
+    parser: str | Parser | None = None,
     connector: Connector | None = None,
     max_message_size: int = 16 * 2**20,
 ) -> AsyncIterator[ClientSocket]:

@@ -35,7 +35,7 @@ from .._engine.client import (
 )
 from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
 from .._proto.backoff import Backoff
-from .._proto.sio import Decoder, JSONParser, Limits, Parser, SioPacket, check_namespace
+from .._proto.sio import Decoder, Limits, Parser, SioPacket, check_namespace, get_parser
 from .emitter import Dispatcher, Listeners
 from .socket import Auth, ClientSocket
 
@@ -101,7 +101,8 @@ class Manager(Listeners):
         random: Returns floats in ``[0, 1)`` for the jitter (for tests).
         retry_connect: Whether a failed *first* connection is retried like a lost
             one (as the reference client does). By default it raises at once.
-        parser: The Socket.IO parser (JSON by default; the server must use the same).
+        parser: The Socket.IO parser: ``"json"`` (default), ``"msgpack"`` (needs
+            ``triosio[msgpack]``) or a parser object; the server must use the same.
         connector: An async callable ``(host, port, tls) -> trio.abc.Stream`` that
             opens every byte stream (for in-memory tests, proxies...). Default:
             ``trio.open_tcp_stream``, wrapped in ``trio.SSLStream`` for TLS.
@@ -125,7 +126,7 @@ class Manager(Listeners):
         randomization_factor: float = 0.5,
         random: Callable[[], float] | None = None,
         retry_connect: bool = False,
-        parser: Parser | None = None,
+        parser: str | Parser | None = None,
         connector: Connector | None = None,
         max_message_size: int = 16 * 2**20,
     ) -> None:
@@ -162,7 +163,7 @@ class Manager(Listeners):
             connector=connector or default_connector,
             max_message_size=max_message_size,
         )
-        self._parser: Parser = parser or JSONParser()
+        self._parser: Parser = get_parser(parser)
         self._limits = Limits(max_payload=max_message_size, max_attachment_bytes=max_message_size)
         self._encoder = self._parser.encoder()
         self._decoder: Decoder = self._parser.decoder(self._limits)

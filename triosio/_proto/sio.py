@@ -486,3 +486,16 @@ class JSONParser:
 
 
 _JSON_ENCODER = JSONEncoder()
+
+
+def get_parser(parser: str | Parser | None) -> Parser:
+    """A parser from its name (``"json"``, ``"msgpack"``) or as given; JSON for None."""
+    if parser is None or parser == "json":
+        return JSONParser()
+    if parser == "msgpack":
+        from .msgpack_parser import MsgpackParser
+
+        return MsgpackParser()
+    if isinstance(parser, str):
+        raise ValueError(f"unknown parser {parser!r}: use 'json', 'msgpack' or a Parser")
+    return parser

@@ -14,7 +14,7 @@ from .._engine.exchange import Exchange
 from .._engine.packet import OutPacket
 from .._engine.server import EngineServer
 from .._proto.eio import EioType
-from .._proto.sio import JSONParser, Limits, Parser, SioPacket, SioType
+from .._proto.sio import Limits, Parser, SioPacket, SioType, get_parser
 from .broadcast import BroadcastOperator
 from .client import EngineBridge
 from .cluster import Adapter, ClusterAcks, RemoteSocket
@@ -31,18 +31,6 @@ H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
 
 NamespaceMatcher = re.Pattern[str] | Callable[[str, Mapping[str, Any]], Any]
-
-
-def _parser(parser: str | Parser) -> Parser:
-    if not isinstance(parser, str):
-        return parser
-    if parser == "json":
-        return JSONParser()
-    if parser == "msgpack":
-        from .._proto.msgpack_parser import MsgpackParser
-
-        return MsgpackParser()
-    raise ValueError(f"unknown parser {parser!r}: use 'json', 'msgpack' or a Parser")
 
 
 @final
@@ -93,7 +81,7 @@ class Server:
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
-        self.parser = _parser(parser)
+        self.parser = get_parser(parser)
         self.encoder = self.parser.encoder()
         self.limits = Limits(
             max_attachments=max_attachments,
