@@ -436,7 +436,10 @@ class Client:
                     await self._socket_event(socket, "disconnecting", reason)
                 finally:
                     socket._close_step = 2
-                    self.server.router.inbox.put_nowait(socket._remove)
+                    inbox = self.server.router.inbox
+                    inbox.put_nowait(socket._remove)
+                    if inbox.closed:
+                        socket._remove.abandon()  # the server is gone, tables and all
             if socket._close_step == 2:
                 socket._close_step = 3
                 try:

@@ -46,7 +46,11 @@ class Mailbox(Generic[T]):
         return len(self._items)
 
     def put_nowait(self, item: T) -> None:
-        """Queue ``item`` now, whatever the capacity. Never waits, never fails."""
+        """Queue ``item`` now, whatever the capacity. Never waits, never fails.
+
+        After :meth:`close` the item is kept but never taken (see
+        :attr:`closed`).
+        """
         self._items.append(item)
         self._nonempty.set()
 
@@ -83,6 +87,12 @@ class Mailbox(Generic[T]):
         self._items = deque()
         if self._space.statistics().tasks_waiting:
             self._space.unpark_all()
+        return items
+
+    def take_all(self) -> deque[T]:
+        """Take every queued command now (for the consumer, once it stops)."""
+        items = self._items
+        self._items = deque()
         return items
 
     def close(self) -> None:

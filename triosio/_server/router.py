@@ -57,6 +57,9 @@ class Command:
         """Carry the command out, in the router task, without awaiting."""
         raise NotImplementedError
 
+    def abandon(self) -> None:
+        """The router stopped before applying it: release whoever waits for it."""
+
 
 class Emit(Command):
     """Send packets to one socket (a direct emit, an ack, a DISCONNECT)."""
@@ -134,6 +137,10 @@ class Broadcast(Command):
             if not socket.session.send_nowait(packets, volatile=volatile) and ack is not None:
                 del socket.acks[ack.id]
                 del ack.pending[sid]
+        if self.ack is not None:
+            self.ack.sent()
+
+    def abandon(self) -> None:
         if self.ack is not None:
             self.ack.sent()
 
@@ -221,6 +228,9 @@ class AddSocket(Command):
         finally:
             self.done.set()
 
+    def abandon(self) -> None:
+        self.done.set()
+
 
 class RemoveSocket(Command):
     """A socket is gone: take it out of its namespace and every room.
@@ -243,6 +253,9 @@ class RemoveSocket(Command):
                 state.rooms.delete_all(socket.id)
         finally:
             self.done.set()
+
+    def abandon(self) -> None:
+        self.done.set()
 
 
 class Rooms(Command):
@@ -270,6 +283,9 @@ class Rooms(Command):
         finally:
             self.done.set()
 
+    def abandon(self) -> None:
+        self.done.set()
+
 
 class Call(Command, Generic[T]):
     """Run ``fn(router)`` in the router task and hand the result back."""
@@ -289,6 +305,10 @@ class Call(Command, Generic[T]):
             self.error = exc
         finally:
             self.done.set()
+
+    def abandon(self) -> None:
+        self.error = trio.ClosedResourceError("the router is not running")
+        self.done.set()
 
 
 class Router:
@@ -340,6 +360,8 @@ class Router:
                     writes.end()
         finally:
             inbox.close()
+            for command in inbox.take_all():
+                command.abandon()
 
     def _apply(self, command: Command) -> None:
         try:
@@ -351,7 +373,10 @@ class Router:
         """Run ``fn`` in the router task and return its result (or raise its error)."""
         command: Call[T] = Call(fn)
         await self.inbox.put(command)
-        await command.done.wait()
+        # Once queued it will run: wait for it even if cancelled meanwhile, so
+        # that a cancelled call has not happened (the router never blocks).
+        with trio.CancelScope(shield=True):
+            await command.done.wait()
         if command.error is not None:
             raise command.error
         return command.result  # type: ignore[return-value]

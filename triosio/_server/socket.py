@@ -351,7 +351,9 @@ class Socket(EventHandlers):
     async def _rooms(self, rooms: list[str], *, join: bool) -> None:
         command = Rooms(self, rooms, join)
         await self.nsp.server.router.inbox.put(command)
-        await command.done.wait()
+        # Once queued it will be applied: a cancelled join must not have happened.
+        with trio.CancelScope(shield=True):
+            await command.done.wait()
 
     # ------------------------------------------------------------ middleware
 
