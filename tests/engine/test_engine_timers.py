@@ -321,3 +321,24 @@ async def test_nothing_is_served_past_the_pong_deadline(
                 assert (await client.request("POST", poll_url(sid), body=b"3")).status == 400
                 assert await srv.app.wait_closed(sid) is DisconnectReason.PING_TIMEOUT
                 await client.aclose()
+
+
+async def test_partial_head_pipelined_behind_a_request_times_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(1000):
+        async with running_server(memory=True, limits=LIMITS) as srv:
+            stream = await srv.connect()
+            start = trio.current_time()
+            await stream.send_all(
+                b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n"
+                b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nhost: x\r\n"
+            )
+            answer = b""
+            while b"408" not in answer:
+                data = await stream.receive_some(65536)
+                assert data
+                answer += data
+            assert answer.startswith(b"HTTP/1.1 404 ")
+            assert trio.current_time() == start + 10  # head_timeout, not idle_timeout
+            await stream.aclose()

@@ -213,8 +213,11 @@ class H11Connection:
         await self.send_bytes(data)
 
     async def _next_request(self) -> Request | None:
-        deadline = trio.current_time() + self.limits.idle_timeout
-        started = False
+        # The first byte of a head starts head_timeout; it may already be here,
+        # pipelined behind the previous request.
+        started = bool(self.h11.trailing_data[0])
+        timeout = self.limits.head_timeout if started else self.limits.idle_timeout
+        deadline = trio.current_time() + timeout
         while True:
             try:
                 event = self.h11.next_event()
