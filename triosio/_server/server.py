@@ -146,14 +146,20 @@ class Server:
             raise RuntimeError("the server is not running")
         return self._token
 
-    def run_from_thread(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """From another thread: run ``await fn(*args)`` in the server's Trio thread.
+    def run_from_thread(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """From another thread: run ``await fn(*args, **kwargs)`` in the server's Trio thread.
 
         For example ``sio.run_from_thread(sio.emit, "news", item)`` or
         ``sio.run_from_thread(sio.to("room").emit, "news", item)``. Blocks the
-        calling thread until it is done and returns its result.
+        calling thread until it is done and returns its result (or raises its
+        exception). Calls from one thread run in the order they are made. Not
+        for the server's own thread (Trio raises ``RuntimeError`` there).
+
+        Raises:
+            RuntimeError: the server is not running.
         """
-        return trio.from_thread.run(functools.partial(fn, *args), trio_token=self.trio_token)
+        call = functools.partial(fn, *args, **kwargs)
+        return trio.from_thread.run(call, trio_token=self.trio_token)
 
     # ------------------------------------------------------------ namespaces
 
