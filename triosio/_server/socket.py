@@ -249,6 +249,10 @@ class Socket(EventHandlers):
         """
         await self._emit(event, args, None, volatile=False)
 
+    async def send(self, *args: Any) -> None:
+        """Emit a ``message`` event (``socket.send`` of the reference API)."""
+        await self._emit("message", args, None, volatile=False)
+
     async def _emit(
         self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
     ) -> None:
