@@ -310,3 +310,25 @@ def test_engine_options_are_checked() -> None:
     with pytest.raises(TypeError):
         EngineServer(app, no_such_option=1)  # type: ignore[arg-type]
     assert EngineServer(app, path="/x").path == "/x/"  # type: ignore[arg-type]
+
+
+async def test_bytes_stuck_in_a_blocked_write_count_as_buffered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # On streams written by the writer task (TLS, in-memory), a frame whose
+    # send_all is blocked by a peer that does not read is still buffered.
+    with trio.fail_after(100):
+        async with running_server(memory=True, window=4096) as srv:
+            ws, sid = await srv.ws_handshake()
+            session = srv.engine.sessions[sid]
+            srv.network.connections[-1].pause_client()  # type: ignore[union-attr]
+            assert session.send_nowait([message("z" * 20_000)])
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.buffered_bytes > 0
+            assert not session.writable
+            assert not session.send_nowait([message("v")], volatile=True)
+            srv.network.connections[-1].resume_client()  # type: ignore[union-attr]
+            assert await ws.receive() == "4" + "z" * 20_000
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.buffered_bytes == 0
+            await ws.close()

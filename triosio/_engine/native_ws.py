@@ -173,7 +173,9 @@ class NativeWebSocket(WebSocket):
         if self._fd is None:
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self._take_queue()
-            self.backlog = 0
+            # The bytes count as backlog until send_all returns: a peer that
+            # stops reading blocks it (a TLS or in-memory stream), and the
+            # session must see that (volatile drops, slow-client limit).
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -183,6 +185,8 @@ class NativeWebSocket(WebSocket):
                 # frame may follow on this connection.
                 self.broken = True
                 raise
+            finally:
+                self.backlog -= len(data)
             return
         try:
             await trio.lowlevel.wait_writable(self._fd)
