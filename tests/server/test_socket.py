@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import LIMIT, TRANSPORTS, connect, serving, settle, until
+from conftest import LIMIT, TRANSPORTS, RawPolling, connect, serving, settle, until
 
 import triosio
 from triosio._testing_net import MemoryNetwork
@@ -409,3 +409,36 @@ async def test_use_middleware_per_packet(
                         await client.emit_with_ack("forbidden", timeout=1)
     assert [type(e) for e in errors] == [PermissionError]
     assert any("not you" in r.getMessage() for r in caplog.records)
+
+
+async def test_server_side_reasons(autojump_clock: Any, net: MemoryNetwork) -> None:
+    sio = triosio.Server(ping_interval=10, ping_timeout=5)
+    reasons: dict[str, Any] = {}
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket, auth: dict[str, str]) -> None:
+        socket.on("disconnect", lambda r: reasons.setdefault(auth["name"], r))
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net):
+            # A client that stops answering pings: "ping timeout".
+            async with connect(net, auth={"name": "frozen"}):
+                net.connections[-1].pause_client()
+                await until(lambda: "frozen" in reasons)
+            # The network goes away: the transport broke.
+            async with connect(net, auth={"name": "cut"}):
+                await settle()
+                net.connections[-1].cut()
+                await until(lambda: "cut" in reasons)
+            # A peer that sends garbage: "parse error".
+            raw = RawPolling(net)
+            await raw.open()
+            await raw.post('40{"name":"garbage"}')
+            await raw.get()
+            await raw.post("42abc")  # an EVENT whose payload is not an array
+            await until(lambda: "garbage" in reasons)
+    assert reasons == {
+        "frozen": Reason.PING_TIMEOUT,
+        "cut": Reason.TRANSPORT_CLOSE,  # the WebSocket ended without a close frame
+        "garbage": Reason.PARSE_ERROR,
+    }
