@@ -121,6 +121,8 @@ class WebSocket(abc.ABC):
     queue. :attr:`backlog` is what is queued, for the session's limits.
     """
 
+    __slots__ = ()
+
     #: Bytes (or messages) queued and not yet handed to the transport.
     backlog: int = 0
     #: Set when a write failed: the connection is unusable.

@@ -12,15 +12,17 @@ closed after ``idle_timeout``, a head is at most ``max_head_size`` bytes and
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
 import trio
-import wsproto
-import wsproto.events as wse
-from wsproto.utilities import RemoteProtocolError as WSRemoteError
+from wsproto import ConnectionType
+from wsproto.connection import Connection
 
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .native_ws import NativeWebSocket
@@ -114,30 +116,59 @@ class H11Exchange(Exchange):
         await self._conn.wait_eof()
 
     async def accept_websocket(self, headers: Headers) -> WebSocket:
-        """Answer 101 and return the WebSocket; the stream is given away."""
+        """Answer 101 and return the WebSocket; the stream is given away.
+
+        The opening handshake (RFC 6455 section 4.2) is checked and answered
+        here, on the request h11 already parsed; wsproto takes over the frames.
+        (Not wsproto's own handshake machine: it would keep a second HTTP parser
+        alive for every connection, and memory per idle connection counts.)
+        """
         conn = self._conn
-        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.request.headers]
-        target = self.request.url.encode("latin-1")
-        try:
-            ws.initiate_upgrade_connection(raw_headers, target)
-            events = list(ws.events())
-        except WSRemoteError as exc:
-            await self.respond(400, [("content-type", "text/plain")], f"{exc}".encode())
-            raise _Abort("invalid websocket handshake") from None
-        if not events or not isinstance(events[0], wse.Request):
-            await self.respond(400, [("content-type", "text/plain")], b"bad websocket handshake")
-            raise _Abort("invalid websocket handshake")
-        accept = wse.AcceptConnection(
-            extra_headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        )
+        problem = _handshake_problem(self.request)
+        if problem is not None:
+            await self.respond(
+                400, [("content-type", "text/plain"), ("connection", "close")], problem.encode()
+            )
+            raise _Abort(f"invalid websocket handshake: {problem}")
+        key = self.request.header("sec-websocket-key") or ""
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode("ascii")).digest())
+        response = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", accept.decode("ascii")),
+            *headers,
+        ]
         self.responded = True
-        await conn.send_bytes(ws.send(accept))
+        try:
+            data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
+        except h11.LocalProtocolError as exc:
+            raise _Abort(f"cannot switch protocols: {exc}") from None
+        await conn.send_bytes(data or b"")
         self.upgraded = True
         trailing, _closed = conn.h11.trailing_data
-        if trailing:
-            ws.receive_data(bytes(trailing))
+        ws = Connection(ConnectionType.SERVER, trailing_data=bytes(trailing))
         return NativeWebSocket(conn.stream, ws)
+
+
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _handshake_problem(request: Request) -> str | None:
+    """What is wrong with a WebSocket opening handshake, or None."""
+    tokens = {t.strip().lower() for t in (request.header("connection") or "").split(",")}
+    if request.method != "GET":
+        return "a websocket handshake is a GET"
+    if "upgrade" not in tokens or (request.header("upgrade") or "").lower() != "websocket":
+        return "missing 'Connection: Upgrade' / 'Upgrade: websocket'"
+    if request.header("sec-websocket-version") != "13":
+        return "unsupported Sec-WebSocket-Version (13 expected)"
+    try:
+        nonce = base64.b64decode(request.header("sec-websocket-key") or "", validate=True)
+    except (binascii.Error, ValueError):
+        nonce = b""
+    if len(nonce) != 16:
+        return "invalid Sec-WebSocket-Key"
+    return None
 
 
 class H11Connection:

@@ -26,12 +26,12 @@ from collections import deque
 from collections.abc import Sequence
 
 import trio
-import wsproto
 import wsproto.events as wse
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.utilities import LocalProtocolError as WSLocalError
 
 from .exchange import WebSocket, WebSocketClosed
+from .lazy import LazyEvent
 from .packet import OutPacket
 
 _RECV_SIZE = 65536
@@ -49,16 +49,31 @@ class NativeWebSocket(WebSocket):
         connection: The wsproto connection, past the handshake.
     """
 
-    def __init__(self, stream: trio.abc.Stream, connection: wsproto.WSConnection) -> None:
+    __slots__ = (
+        "_binary",
+        "_closed",
+        "_drained",
+        "_fd",
+        "_queue",
+        "_size",
+        "_stream",
+        "_text",
+        "_wake",
+        "_writer_running",
+        "_ws",
+        "backlog",
+        "broken",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, connection: Connection) -> None:
         self._stream = stream
         self._ws = connection
         self._fd = _fileno(stream)
         self._queue: deque[bytes] = deque()
         self.backlog = 0
         self.broken = False
-        self._wake = trio.Event()
-        self._drained = trio.Event()
-        self._drained.set()
+        self._wake = LazyEvent()
+        self._drained = LazyEvent(True)
         self._closed = False
         self._writer_running = False
         # A fragmented message being assembled (io buffers keep it linear even
@@ -148,7 +163,7 @@ class NativeWebSocket(WebSocket):
         self._queue.append(data)
         self.backlog += len(data)
         if self._drained.is_set():
-            self._drained = trio.Event()
+            self._drained.clear()
         self._wake.set()
 
     async def run_writer(self) -> None:
@@ -159,7 +174,7 @@ class NativeWebSocket(WebSocket):
                 if not self._queue:
                     self._drained.set()
                     await self._wake.wait()
-                    self._wake = trio.Event()
+                    self._wake.clear()
                     continue
                 await self._flush_some()
             self._drained.set()

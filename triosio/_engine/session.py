@@ -32,6 +32,7 @@ from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
+from .lazy import LazyEvent
 from .packet import OutPacket, WriteBatch
 
 if TYPE_CHECKING:
@@ -84,6 +85,35 @@ class EngineSession:
         transport: ``"polling"`` or ``"websocket"``; changes once on upgrade.
     """
 
+    __slots__ = (
+        "_app",
+        "_batch",
+        "_close_event",
+        "_finished",
+        "_getting",
+        "_held",
+        "_inbound",
+        "_inbound_idle",
+        "_nursery",
+        "_options",
+        "_poll_wake",
+        "_pong",
+        "_pong_deadline",
+        "_posting",
+        "_probing",
+        "_queue",
+        "_queued_bytes",
+        "_reason",
+        "_room",
+        "_upgrade_done",
+        "_upgrading",
+        "_ws",
+        "app_state",
+        "request",
+        "sid",
+        "transport",
+    )
+
     def __init__(
         self,
         sid: str,
@@ -102,14 +132,12 @@ class EngineSession:
         self._app = app
         self._queue: deque[OutPacket] = deque()
         self._queued_bytes = 0
-        self._poll_wake = trio.Event()
-        self._room = trio.Event()
-        self._room.set()
+        self._poll_wake = LazyEvent()
+        self._room = LazyEvent(True)
         self._ws: WebSocket | None = None
         self._probing = False
         self._upgrading = False
-        self._upgrade_done = trio.Event()
-        self._upgrade_done.set()
+        self._upgrade_done = LazyEvent(True)
         self._getting = False
         self._posting = False
         self._pong: trio.Event | None = None
@@ -118,13 +146,12 @@ class EngineSession:
         # at that instant — the heartbeat task, a request, a packet — sees it.
         self._pong_deadline: float | None = None
         self._reason: DisconnectReason | None = None
-        self._close_event = trio.Event()
-        self._finished = trio.Event()
+        self._close_event = LazyEvent()
+        self._finished = LazyEvent()
         self._nursery: trio.Nursery | None = None
         # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
         self._inbound: set[trio.CancelScope] = set()
-        self._inbound_idle = trio.Event()
-        self._inbound_idle.set()
+        self._inbound_idle = LazyEvent(True)
         #: Whatever the application layer keeps for this session.
         self.app_state: Any = None
 
@@ -208,7 +235,7 @@ class EngineSession:
             queue.append(p)
             self._queued_bytes += p.size
         if self._room.is_set() and self._over_limit():
-            self._room = trio.Event()
+            self._room.clear()
         self._poll_wake.set()
         return True
 
@@ -410,7 +437,7 @@ class EngineSession:
             return
         scope = trio.CancelScope()
         if not self._inbound:
-            self._inbound_idle = trio.Event()
+            self._inbound_idle.clear()
         self._inbound.add(scope)
         try:
             with scope:
@@ -461,8 +488,7 @@ class EngineSession:
                     return self._take_queue()
                 if self._upgrading or self._ws is not None:
                     return [P.NOOP]
-                if self._poll_wake.is_set():
-                    self._poll_wake = trio.Event()
+                self._poll_wake.clear()
                 await self._poll_wake.wait()
         finally:
             self._getting = False
@@ -538,7 +564,7 @@ class EngineSession:
                             ws.write_nowait([P.PROBE_PONG])
                             if not self._upgrading:
                                 self._upgrading = True
-                                self._upgrade_done = trio.Event()
+                                self._upgrade_done.clear()
                                 self._poll_wake.set()  # release a pending GET with NOOP
                             continue
                         ok = self._upgrading and packet.type is EioType.UPGRADE
