@@ -24,6 +24,7 @@ input size, so no input of bounded size can make it loop for long.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -332,3 +333,9 @@ class JSONReader:
             raise NestingTooDeep("JSON nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, int conversion limits
             raise InvalidJSON(f"invalid JSON: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def shared_reader(max_depth: int = 32, max_int_digits: int = 100) -> JSONReader:
+    """A :class:`JSONReader` for these limits, shared (it keeps no state per use)."""
+    return JSONReader(max_depth=max_depth, max_int_digits=max_int_digits)

@@ -43,7 +43,7 @@ from .._errors import (
     ReservedEventName,
     UnknownPacketType,
 )
-from ._json import JSONReader, dumps, dumps_binary
+from ._json import dumps, dumps_binary, shared_reader
 
 PROTOCOL = 5
 MAX_ACK_ID = 2**53
@@ -287,9 +287,8 @@ class JSONDecoder:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._reader = JSONReader(
-            max_depth=self.limits.max_depth, max_int_digits=self.limits.max_int_digits
-        )
+        # Readers hold no per-connection state: one per set of limits is shared.
+        self._reader = shared_reader(self.limits.max_depth, self.limits.max_int_digits)
         self._head: SioPacket | None = None
         self._expected = 0
         self._attachments: list[bytes] = []
