@@ -194,6 +194,8 @@ async def test_off_any_and_namespace_level_handlers(
     def connection(socket: triosio.Socket) -> None:
         socket.on_any(spy)
         socket.on("stop", lambda: socket.off_any(spy))
+        assert socket.listeners_any() == [spy]
+        assert socket.listeners_any_outgoing() == []
 
     @sio.on("sum")  # python-socketio style: handler(socket, *args), first result acks
     def total(socket: triosio.Socket, *numbers: int) -> int:

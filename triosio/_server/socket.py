@@ -134,6 +134,10 @@ class EventHandlers:
         elif handler in self._any:
             self._any.remove(handler)
 
+    def listeners_any(self) -> list[Handler]:
+        """The catch-all listeners, in calling order."""
+        return list(self._any)
+
     def on_any_outgoing(self, handler: H) -> H:
         """Call ``handler(event, *args)`` for every event emitted to this client."""
         self._any_outgoing.append(handler)
@@ -150,6 +154,10 @@ class EventHandlers:
             self._any_outgoing.clear()
         elif handler in self._any_outgoing:
             self._any_outgoing.remove(handler)
+
+    def listeners_any_outgoing(self) -> list[Handler]:
+        """The outgoing catch-all listeners, in calling order."""
+        return list(self._any_outgoing)
 
     def _take(self, event: str) -> list[Handler]:
         """The handlers to call for one ``event``; once-handlers are removed."""
