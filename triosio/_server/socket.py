@@ -50,6 +50,8 @@ class Handshake:
         url: The request URL of the handshake.
         secure: Whether the connection is TLS.
         xdomain: Whether the request came from another origin.
+        extra: Any other fields (those of a socket of another server, with a
+            cluster adapter).
     """
 
     headers: Mapping[str, str]
