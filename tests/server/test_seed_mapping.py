@@ -235,3 +235,16 @@ async def test_configure_set_enable_disable(
                 assert client.manager.transport == "websocket"
                 await trio.sleep(60)  # heartbeats every 10 s keep it alive
                 assert client.connected
+
+
+async def test_set_origins(autojump_clock: Any, net: MemoryNetwork) -> None:
+    # io.set('origins', 'http://app.example:80')  ->  Server(cors_allowed_origins=[...])
+    sio = triosio.Server(cors_allowed_origins=["http://app.example"])
+    sio.on("connection", lambda socket: None)
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net):
+            async with connect(net, headers={"Origin": "http://app.example"}) as client:
+                assert client.connected
+            with pytest.raises(triosio.ConnectError):
+                async with connect(net, headers={"Origin": "http://evil.example"}):
+                    pass
