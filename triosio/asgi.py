@@ -176,11 +176,11 @@ class ASGIWebSocket(WebSocket):
         self.backlog = 0
         self.broken = False
         self._closed = False
-        self._wake = trio.Event()
         self._drained = trio.Event()
         self._drained.set()
         self.done = trio.Event()
         self._writer_running = False
+        self.on_backlog: Callable[[], bool] | None = None
 
     async def receive(self, max_size: int) -> str | bytes:
         """The next message (see :meth:`WebSocket.receive`)."""
@@ -207,20 +207,16 @@ class ASGIWebSocket(WebSocket):
             self.backlog += len(message)
         if self._drained.is_set():
             self._drained = trio.Event()
-        self._wake.set()
+        self._need_writer()
 
     async def run_writer(self) -> None:
-        """Send queued messages, one ``websocket.send`` each."""
+        """Send the queued messages, one ``websocket.send`` each, then return."""
         self._writer_running = True
         try:
-            while not self._closed and not self.broken:
-                if not self._queue:
-                    self._drained.set()
-                    await self._wake.wait()
-                    self._wake = trio.Event()
-                    continue
+            while self._queue and not self._closed and not self.broken:
                 await self._send_one()
-            self._drained.set()
+            if not self._queue or self.broken:
+                self._drained.set()
         finally:
             self._writer_running = False
 
@@ -259,7 +255,6 @@ class ASGIWebSocket(WebSocket):
         self._closed = True
         self._queue.clear()
         self._drained.set()
-        self._wake.set()
         self.done.set()
         await trio.lowlevel.checkpoint()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -117,11 +117,32 @@ class WebSocket(abc.ABC):
     """An accepted WebSocket, as an Engine.IO session uses it.
 
     Writes never wait: :meth:`write_nowait` writes through when it can and queues
-    otherwise; :meth:`run_writer` (a task in the session's nursery) drains the
-    queue. :attr:`backlog` is what is queued, for the session's limits.
+    otherwise. When bytes get queued (or the socket breaks) and no writer runs,
+    the WebSocket calls :attr:`on_backlog`; the session then starts
+    :meth:`run_writer` as a task in its nursery, which drains the queue and
+    ends. An idle connection has no writer task. :attr:`backlog` is what is
+    queued, for the session's limits.
     """
 
-    __slots__ = ()
+    __slots__ = ("_writer_running", "on_backlog")
+
+    #: Called when a writer task is needed (see :meth:`set_writer_starter`).
+    #: Returns whether it started one. Subclasses set it to None in __init__.
+    on_backlog: Callable[[], bool] | None
+    #: Whether a writer task runs (or was asked for). Subclasses set it in __init__.
+    _writer_running: bool
+
+    def set_writer_starter(self, start: Callable[[], bool]) -> None:
+        """Give the WebSocket the way to start a writer task (the session's)."""
+        self.on_backlog = start
+        if self.backlog or self.broken:
+            self._need_writer()  # bytes queued before the session took over
+
+    def _need_writer(self) -> None:
+        if not self._writer_running and self.on_backlog is not None:
+            self._writer_running = True  # one writer at a time, from now on
+            if not self.on_backlog():
+                self._writer_running = False  # no session to run it: close() flushes
 
     #: Bytes (or messages) queued and not yet handed to the transport.
     backlog: int = 0
@@ -143,7 +164,7 @@ class WebSocket(abc.ABC):
 
     @abc.abstractmethod
     async def run_writer(self) -> None:
-        """Drain queued writes forever; run as a task."""
+        """Drain the queued writes, then return (a task started on demand)."""
 
     @abc.abstractmethod
     async def wait_drained(self) -> None:

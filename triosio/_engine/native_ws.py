@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 import wsproto.events as wse
@@ -58,8 +58,6 @@ class NativeWebSocket(WebSocket):
         "_size",
         "_stream",
         "_text",
-        "_wake",
-        "_writer_running",
         "_ws",
         "backlog",
         "broken",
@@ -72,10 +70,10 @@ class NativeWebSocket(WebSocket):
         self._queue: deque[bytes] = deque()
         self.backlog = 0
         self.broken = False
-        self._wake = LazyEvent()
         self._drained = LazyEvent(True)
         self._closed = False
         self._writer_running = False
+        self.on_backlog: Callable[[], bool] | None = None
         # A fragmented message being assembled (io buffers keep it linear even
         # for a flood of tiny fragments).
         self._text: io.StringIO | None = None
@@ -155,7 +153,7 @@ class NativeWebSocket(WebSocket):
                 written = 0
             except OSError:
                 self.broken = True
-                self._wake.set()
+                self._need_writer()  # it notices the break and ends the session
                 return
             if written == len(data):
                 return
@@ -164,20 +162,16 @@ class NativeWebSocket(WebSocket):
         self.backlog += len(data)
         if self._drained.is_set():
             self._drained.clear()
-        self._wake.set()
+        self._need_writer()
 
     async def run_writer(self) -> None:
-        """Drain the queue whenever it holds data, until the socket closes or breaks."""
+        """Drain the queue, then return; started by the session when bytes queue up."""
         self._writer_running = True
         try:
-            while not self._closed and not self.broken:
-                if not self._queue:
-                    self._drained.set()
-                    await self._wake.wait()
-                    self._wake.clear()
-                    continue
+            while self._queue and not self._closed and not self.broken:
                 await self._flush_some()
-            self._drained.set()
+            if not self._queue or self.broken:
+                self._drained.set()
         finally:
             self._writer_running = False
 
@@ -282,7 +276,6 @@ class NativeWebSocket(WebSocket):
         self._closed = True
         self._queue.clear()
         self._drained.set()
-        self._wake.set()
         await trio.aclose_forcefully(self._stream)
 
 
