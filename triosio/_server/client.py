@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._engine.lazy import LazyEvent
 from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType
 from .handlers import ack_args, call_handler, positional_count
@@ -52,6 +53,22 @@ _FLUSH_CHECK = 0.005
 class Client:
     """The Socket.IO side of one Engine.IO session."""
 
+    __slots__ = (
+        "_closing",
+        "_connecting",
+        "_finished",
+        "_queue",
+        "_room",
+        "_running",
+        "_seen",
+        "_timer",
+        "_working",
+        "decoder",
+        "server",
+        "session",
+        "sockets",
+    )
+
     def __init__(self, server: Server, session: EngineSession) -> None:
         self.server = server
         self.session = session
@@ -62,12 +79,11 @@ class Client:
         self._closing: set[Socket] = set()
         self._queue: deque[tuple[Socket | None, SioPacket]] = deque()
         self._working = False
-        self._room = trio.Event()
-        self._room.set()
+        self._room = LazyEvent(True)
         # Handler tasks running (async_handlers), and an event set when one ends.
         self._running = 0
-        self._finished = trio.Event()
-        self._timer = trio.CancelScope()
+        self._finished = LazyEvent()
+        self._timer: trio.CancelScope | None = trio.CancelScope()
 
     # ------------------------------------------------------------ engine events
 
@@ -76,11 +92,17 @@ class Client:
         self.session.nursery.start_soon(self._connect_timeout)
 
     async def _connect_timeout(self) -> None:
-        with self._timer:
-            await trio.sleep(self.server.connect_timeout)
-            if not self.sockets:
-                log.info("session %s connected no namespace in time; closing", self.session.sid)
-                self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
+        assert self._timer is not None
+        try:
+            with self._timer:
+                await trio.sleep(self.server.connect_timeout)
+                if not self.sockets:
+                    log.info(
+                        "session %s connected no namespace in time; closing", self.session.sid
+                    )
+                    self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
+        finally:
+            self._timer = None  # nothing to keep for the life of the connection
 
     async def on_message(self, data: str | bytes) -> None:
         """Decode one Engine.IO message and act on the packet it completes."""
@@ -146,8 +168,7 @@ class Client:
         limit = self.server.max_pending_events
         while len(self._queue) >= limit:
             # This client sends faster than its handlers run: stop reading it.
-            if self._room.is_set():
-                self._room = trio.Event()
+            self._room.clear()
             await self._room.wait()
         self._queue.append((socket, packet))
         if not self._working:
@@ -171,8 +192,7 @@ class Client:
         # async_handlers: a task per event, but no more than max_pending_events
         # at once; past that, this client's reader waits (backpressure).
         while self._running >= self.server.max_pending_events:
-            if self._finished.is_set():
-                self._finished = trio.Event()
+            self._finished.clear()
             await self._finished.wait()
         self._running += 1
         self.session.nursery.start_soon(self._run_handler, socket, packet)
@@ -304,7 +324,8 @@ class Client:
         if socket.state is not SocketState.CONNECTED:
             self.sockets.pop(name, None)
             return
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         await self._run_connection_handlers(namespace, socket, auth)
 
     async def _run_connection_handlers(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
+from .._engine.lazy import LazyEvent
 from .._engine.packet import OutPacket, WriteBatch
 from .adapter import RoomTable
 from .handlers import GONE
@@ -242,7 +243,7 @@ class RemoveSocket(Command):
 
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
-        self.done = trio.Event()
+        self.done = LazyEvent()
 
     def apply(self, router: Router) -> None:
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import trio
 
+from .._engine.lazy import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
 from .handlers import GONE, Handler, ack_value, call_handler
@@ -73,6 +74,8 @@ def new_socket_id() -> str:
 
 class EventHandlers:
     """``on``/``once``/``off`` and catch-all listeners, shared by sockets and namespaces."""
+
+    __slots__ = ("_any", "_any_outgoing", "_handlers")
 
     def __init__(self) -> None:
         # (handler, once) pairs: a once-handler is removed when it is taken.
@@ -186,6 +189,25 @@ class Socket(EventHandlers):
         data: A dict for the application's own per-socket data.
     """
 
+    # Slots: an application's own per-socket data goes in ``data``.
+    __slots__ = (
+        "_close_step",
+        "_disconnected",
+        "_middlewares",
+        "_ready",
+        "_remove",
+        "_scopes",
+        "acks",
+        "client",
+        "data",
+        "handshake",
+        "id",
+        "nsp",
+        "reason",
+        "session",
+        "state",
+    )
+
     def __init__(self, nsp: Namespace, client: Client, handshake: Handshake) -> None:
         super().__init__()
         self.id = new_socket_id()
@@ -200,9 +222,9 @@ class Socket(EventHandlers):
         self._middlewares: list[Handler] = []
         # Cancel scopes of this socket's handlers and tasks, with the task of each.
         self._scopes: dict[trio.CancelScope, trio.lowlevel.Task] = {}
-        self._disconnected = trio.Event()
+        self._disconnected = LazyEvent()
         # Set once the connection handlers have run: events wait for it.
-        self._ready = trio.Event()
+        self._ready = LazyEvent()
         self._close_step = 0
         self._remove = RemoveSocket(self)
 
