@@ -183,8 +183,7 @@ def main() -> int:
     header = [
         f"# py-spy profile of {spec.label} during `{args.scenario}`"
         f" ({'quick' if args.quick else 'full'} sizes, {args.clients} clients), {stamp}",
-        f"# command: python benchmarks/profile.py"
-        f" {' '.join(sys.argv[1:])}",
+        f"# command: python benchmarks/profile.py {' '.join(sys.argv[1:])}",
         f"# {samples} samples at {args.rate}/s (CPU only, idle excluded); load generator result:",
         f"# {json.dumps(brief)}",
         f"# latency: {json.dumps(result.get('latency'))}",

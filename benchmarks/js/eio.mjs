@@ -291,7 +291,12 @@ export class RawClient {
 /** Opens a client and connects it to `nsp`; returns the client. */
 export async function connectClient(base, nsp, hooks, timeoutMs = 10000) {
   const client = new RawClient(base, hooks);
-  await client.open(timeoutMs);
-  await client.connect(nsp, timeoutMs);
+  try {
+    await client.open(timeoutMs);
+    await client.connect(nsp, timeoutMs);
+  } catch (err) {
+    client.close(); // a half-open client must not linger (nor be counted as dropped)
+    throw err;
+  }
   return client;
 }
