@@ -546,7 +546,8 @@ def render(
             " | server CPU | memory/connection (KiB) | connect time (s) |",
             lambda r: " | ".join(
                 [
-                    f"{r['clients'] - r['failures']:,}",
+                    f"{r['clients'] - r['failures']:,}"
+                    + (f" ({r['connect_retries']:,} retried)" if r.get("connect_retries") else ""),
                     f"{r['dropped']:,}",
                     f"{r['final_broadcast_received']:,}/{r['final_broadcast_expected']:,}",
                     str(r["pings_min"]),
@@ -622,8 +623,11 @@ def targets(results: dict[str, dict[str, Result]]) -> list[str]:
     if soak is None or _status(soak) is not None:
         measured, ok = ("not run (--soak)" if soak is None else _status(soak) or "-"), None
     else:
+        retried = soak.get("connect_retries") or 0
         measured = (
-            f"{soak['clients'] - soak['failures']:,} connected, {soak['dropped']} dropped,"
+            f"{soak['clients'] - soak['failures']:,} connected"
+            + (f" ({retried:,} handshakes retried)" if retried else "")
+            + f", {soak['dropped']} dropped,"
             f" {soak['final_broadcast_received']:,} got the final broadcast"
         )
         ok = bool(soak.get("ok")) and soak["clients"] >= 10_000 and soak["hold_s"] >= 119
@@ -644,6 +648,22 @@ def write_readme(section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n## Load benchmarks: results\n\n" + block + "\n"
     README.write_text(text)
+
+
+def render_saved(path: Path, specs: dict[str, ServerSpec], *, write: bool) -> int:
+    """Re-renders a saved run, e.g. after the table's layout changed."""
+    results: dict[str, dict[str, Result]] = json.loads(path.read_text())
+    meta = results["_meta"]
+    servers = [name for name in results if name != "_meta" and name in specs]
+    measured = {scenario for name in servers for scenario in results[name]}
+    scenarios = [scenario for scenario in SCENARIOS if scenario in measured]
+    s = Sizes(**meta["sizes"])
+    section = render(results, specs, servers, scenarios, s, meta["machine"], meta["command"])
+    print(section)
+    if write:
+        write_readme(section)
+        log(f"wrote {README.relative_to(BENCH_DIR.parent)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -674,7 +694,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="before each scenario, wait up to this long for other processes to go idle",
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the table of a saved run (its results.json) again",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        return render_saved(args.render, specs, write=not args.no_readme)
 
     scenarios = list(args.scenarios or DEFAULT_SCENARIOS)
     if args.soak and "soak" not in scenarios:
