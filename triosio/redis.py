@@ -893,3 +893,11 @@ async def _quietly(fn: Callable[..., Any], *args: Any) -> None:
 async def _forget_later(ack: ForwardedAck, seconds: float) -> None:
     await trio.sleep(seconds)
     ack.forget()
+
+
+if TYPE_CHECKING:
+    from ._server.cluster import Adapter
+
+    def _conforms(adapter: RedisAdapter) -> Adapter:
+        # mypy checks that RedisAdapter is what Server(adapter=...) expects.
+        return adapter
