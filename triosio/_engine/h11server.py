@@ -152,6 +152,47 @@ class H11Exchange(Exchange):
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+# Header names, and the values of headers that most clients send alike, are
+# shared between requests rather than decoded anew for each: every session
+# keeps its handshake request, and memory per idle connection counts.
+_SHARED_VALUES = frozenset(
+    {
+        b"accept",
+        b"accept-encoding",
+        b"accept-language",
+        b"cache-control",
+        b"connection",
+        b"host",
+        b"origin",
+        b"pragma",
+        b"sec-websocket-extensions",
+        b"sec-websocket-version",
+        b"upgrade",
+        b"user-agent",
+    }
+)
+_texts: dict[bytes, str] = {}
+
+
+def _text(raw: bytes) -> str:
+    text = _texts.get(raw)
+    if text is None:
+        if len(_texts) >= 4096:
+            _texts.clear()  # bounded, whatever clients send
+        text = _texts[raw] = raw.decode("latin-1")
+    return text
+
+
+def _name(raw: bytes) -> str:
+    # h11 gives names lower-cased already.
+    return _text(raw) if len(raw) <= 64 else raw.decode("latin-1")
+
+
+def _value(name: bytes, raw: bytes) -> str:
+    if name in _SHARED_VALUES and len(raw) <= 256:
+        return _text(raw)
+    return raw.decode("latin-1")
+
 
 def _handshake_problem(request: Request) -> str | None:
     """What is wrong with a WebSocket opening handshake, or None."""
@@ -285,9 +326,7 @@ class H11Connection:
                     return None
                 target = event.target.decode("latin-1")
                 path, _, query = target.partition("?")
-                headers = [
-                    (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers
-                ]
+                headers = [(_name(k), _value(k, v)) for k, v in event.headers]
                 return Request(
                     method=event.method.decode("ascii"),
                     path=path,

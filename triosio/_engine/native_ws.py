@@ -127,12 +127,27 @@ class NativeWebSocket(WebSocket):
                         self._write_raw(ws.send(event.response()))
                     raise WebSocketClosed(event.code, event.reason or "")
             try:
-                received = await self._stream.receive_some(_RECV_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                received = await self._receive_some()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 raise WebSocketClosed(1006, "connection lost") from None
             if not received:
                 raise WebSocketClosed(1006, "connection closed without a close frame")
             ws.receive_data(received if isinstance(received, bytes) else bytes(received))
+
+    async def _receive_some(self) -> bytes | bytearray:
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(_RECV_SIZE)
+        # A plain socket: read the fd directly (as we write it), which keeps the
+        # reader task's stack, and so each idle connection, small.
+        while True:
+            try:
+                data = os.read(fd, _RECV_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            await trio.lowlevel.checkpoint()
+            return data
 
     # ------------------------------------------------------------- writing
 

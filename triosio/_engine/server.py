@@ -369,8 +369,12 @@ class EngineServer:
     async def _run_session(
         self, session: EngineSession, ws: WebSocket | None, *, task_status: trio.TaskStatus[None]
     ) -> None:
+        # Hold no reference to task_status for the session's life: through it,
+        # trio keeps the finished HTTP task that started the session (memory).
+        status = [task_status]
+        del task_status
         try:
-            await session.run(websocket=ws, task_status=task_status)
+            await session.run(websocket=ws, started=lambda: status.pop().started())
         except Exception:
             # A bug must cost one session, never the server (the session's own
             # callbacks are guarded; this is the last line).

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -311,7 +311,7 @@ class EngineSession:
     # ------------------------------------------------------------ lifecycle
 
     async def run(
-        self, *, websocket: WebSocket | None = None, task_status: trio.TaskStatus[None]
+        self, *, websocket: WebSocket | None = None, started: Callable[[], None]
     ) -> None:
         """Run the session until it closes. Started by the engine server."""
         try:
@@ -323,7 +323,7 @@ class EngineSession:
                 if websocket is not None:
                     self._switch_to(websocket)
                     nursery.start_soon(self._read_websocket, websocket)
-                task_status.started()
+                started()
                 try:
                     await self._app.on_open(self)
                 except Exception:

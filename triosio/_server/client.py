@@ -31,7 +31,7 @@ from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType
 from .handlers import ack_args, call_handler, positional_count
 from .router import AddSocket, Emit
-from .socket import Handshake, Socket, SocketState
+from .socket import Handshake, HeaderMap, Socket, SocketState
 
 if TYPE_CHECKING:
     from .._engine.session import EngineSession
@@ -272,12 +272,9 @@ class Client:
 
     def _handshake(self, auth: dict[str, Any]) -> Handshake:
         request = self.session.request
-        headers: dict[str, str] = {}
-        for name, value in request.headers:
-            headers[name] = headers[name] + ", " + value if name in headers else value
         issued = int(request.time * 1000)
         return Handshake(
-            headers=headers,
+            headers=HeaderMap(request.headers),
             query=request.query,
             auth=auth,
             address=request.client[0] if request.client else "",
@@ -285,7 +282,7 @@ class Client:
             issued=issued,
             url=request.url,
             secure=request.secure,
-            xdomain="origin" in headers,
+            xdomain=request.header("origin") is not None,
         )
 
     async def _connect(self, packet: SioPacket) -> None:

@@ -7,7 +7,8 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -37,7 +38,10 @@ class SocketState(enum.Enum):
     DISCONNECTED = "disconnected"
 
 
-@dataclass(frozen=True)
+_NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """What the client sent when it connected (``socket.handshake``).
 
@@ -64,7 +68,35 @@ class Handshake:
     url: str
     secure: bool
     xdomain: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _NO_EXTRA)
+
+
+class HeaderMap(Mapping[str, str]):
+    """Request headers by name, as a read-only mapping over the request's list.
+
+    Repeated headers read as one value joined with ``", "``. A view, not a
+    copy: each socket keeps its handshake, and memory per connection counts.
+    """
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, name: str) -> str:
+        values = [v for k, v in self._pairs if k == name]
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k for k, _ in self._pairs))
+
+    def __len__(self) -> int:
+        return len({k for k, _ in self._pairs})
+
+    def __repr__(self) -> str:
+        return f"HeaderMap({dict(self)!r})"
 
 
 def new_socket_id() -> str:
