@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -75,9 +74,12 @@ class Client:
         self.decoder = server.parser.decoder(server.limits)
         self.sockets: dict[str, Socket] = {}
         self._seen: set[str] = set()
-        self._connecting: set[str] = set()
-        self._closing: set[Socket] = set()
-        self._queue: deque[tuple[Socket | None, SioPacket]] = deque()
+        # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
+        self._connecting: list[str] = []
+        self._closing: list[Socket] = []
+        # A list, not a deque (624 bytes empty); it holds at most
+        # max_pending_events items, so pop(0) stays cheap.
+        self._queue: list[tuple[Socket | None, SioPacket]] = []
         self._working = False
         self._room = LazyEvent(True)
         # Handler tasks running (async_handlers), and an event set when one ends.
@@ -137,7 +139,7 @@ class Client:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
             self._seen.add(nsp)
-            self._connecting.add(nsp)
+            self._connecting.append(nsp)
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
@@ -156,7 +158,7 @@ class Client:
         self.decoder.reset()
         while self._closing or self.sockets:
             if self._closing:
-                socket = next(iter(self._closing))
+                socket = self._closing[0]
             else:
                 socket = next(iter(self.sockets.values()))
                 self._mark_closing(socket, reason)
@@ -179,7 +181,7 @@ class Client:
         try:
             queue = self._queue
             while queue:
-                socket, packet = queue.popleft()
+                socket, packet = queue.pop(0)
                 self._room.set()
                 if socket is None:
                     await self._connect(packet)
@@ -289,7 +291,8 @@ class Client:
         try:
             await self._connect_namespace(packet)
         finally:
-            self._connecting.discard(packet.nsp)
+            if packet.nsp in self._connecting:
+                self._connecting.remove(packet.nsp)
 
     async def _connect_namespace(self, packet: SioPacket) -> None:
         name = packet.nsp
@@ -430,7 +433,8 @@ class Client:
         socket.reason = reason
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]
-        self._closing.add(socket)
+        if socket not in self._closing:
+            self._closing.append(socket)
         socket._cancel_tasks(spare)
         socket._ready.set()
         return True
@@ -466,7 +470,8 @@ class Client:
                 finally:
                     socket.state = SocketState.DISCONNECTED
                     socket._fail_acks()
-                    self._closing.discard(socket)
+                    if socket in self._closing:
+                        self._closing.remove(socket)
                 try:
                     await self._socket_event(socket, "disconnect", reason)
                 finally:
