@@ -3,7 +3,7 @@
 //
 //   node redis_emitter.js --redis redis://127.0.0.1:PORT/0 --ops '[...]'
 //
-// Operations: {op: "emit", nsp?, rooms?, except?, event, args}
+// Operations: {op: "emit", nsp?, rooms?, except?, event, args | dates: <ms>}
 //             {op: "socketsJoin" | "socketsLeave", nsp?, rooms?, change}
 //             {op: "disconnectSockets", nsp?, rooms?, close}
 //             {op: "serverSideEmit", nsp?, event, args}
@@ -49,7 +49,12 @@ async function main() {
     if (op.except && op.except.length) {
       target = target.except(op.except);
     }
-    const args = fromWire(op.args || []);
+    // "dates": values JSON and MessagePack carry differently, which only Node can
+    // write: a Date (ext -1 on Redis), NaN, -Infinity, undefined in an array and in
+    // an object.
+    const args = op.dates
+      ? [new Date(op.dates), NaN, -Infinity, [undefined, 1], { a: undefined, b: 2 }]
+      : fromWire(op.args || []);
     if (op.op === "emit") {
       target.emit(op.event, ...args);
     } else if (op.op === "socketsJoin") {
