@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import require_binary, require_node_modules
 from proc_helpers import ROOT, run_node, running_example
+from support import require_binary, require_node_modules
 
 OUTPUT = ROOT / "tests" / "_output"
 CHAT = "examples/chat/server.py"
