@@ -195,7 +195,10 @@ class MemoryServer:
 
 @contextlib.asynccontextmanager
 async def serve_memory(
-    app: Server | App | Mountable, *, window: int = DEFAULT_WINDOW
+    app: Server | App | Mountable,
+    *,
+    window: int = DEFAULT_WINDOW,
+    network: MemoryNetwork | None = None,
 ) -> AsyncIterator[MemoryServer]:
     """Serve ``app`` on an in-memory network for the duration of the block.
 
@@ -203,8 +206,12 @@ async def serve_memory(
         app: A :class:`triosio.Server` (or an :class:`triosio.App`).
         window: Bytes a side of a connection may leave unread before the other
             side's writes wait (a TCP window).
+        network: The network to serve on (a new one by default); its
+            ``connector`` connects any client, e.g. ``triosio.connect(url,
+            connector=network.connector)``.
     """
-    network = MemoryNetwork(window)
+    if network is None:
+        network = MemoryNetwork(window)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(serve, app, listeners=[network.listener]))
         try:

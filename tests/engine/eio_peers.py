@@ -26,7 +26,7 @@ import wsproto.events as wse
 from triosio import App, DisconnectReason, EngineServer, EngineSession, HTTPLimits, serve
 from triosio._engine.packet import OutPacket
 from triosio._engine.packet import message as _message
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent

@@ -19,7 +19,8 @@ import trio
 import trio.testing
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+import triosio.testing
+from triosio.testing import MemoryNetwork
 
 # A per-test limit in Trio (mock) time, so that a hang fails fast.
 LIMIT = 600
@@ -32,15 +33,9 @@ def net() -> MemoryNetwork:
 
 @asynccontextmanager
 async def serving(sio: triosio.Server, net: MemoryNetwork) -> AsyncIterator[triosio.Server]:
-    """Serve ``sio`` on ``net`` for the duration of the block."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: triosio.serve(
-            sio, listeners=[net.listener], task_status=task_status
-        ))
-        try:
-            yield sio
-        finally:
-            nursery.cancel_scope.cancel()
+    """Serve ``sio`` on ``net`` for the duration of the block (triosio.testing)."""
+    async with triosio.testing.serve_memory(sio, network=net):
+        yield sio
 
 
 def connect(

@@ -11,7 +11,7 @@ import trio
 from conftest import LIMIT, TRANSPORTS, connect, serving, settle
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 Reason = triosio.DisconnectReason
 

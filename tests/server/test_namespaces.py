@@ -10,7 +10,7 @@ import trio
 from conftest import LIMIT, RawPolling, connect, serving, settle
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 
 async def test_connection_handler_gets_socket_and_auth(

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import triosio
 from triosio._server.socket import SocketState
-from triosio._testing_net import MemoryConnection, MemoryNetwork
+from triosio.testing import MemoryConnection, MemoryNetwork
 
 CLIENTS = 6
 ROOMS = ["r0", "r1", "r2"]

@@ -15,7 +15,7 @@ import trio
 from conftest import LIMIT, connect, serving, settle
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 
 class World:

@@ -10,7 +10,7 @@ import trio
 from conftest import LIMIT, TRANSPORTS, RawPolling, connect, serving, settle, until
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 Reason = triosio.DisconnectReason
 

@@ -10,7 +10,7 @@ import trio
 from conftest import connect, serving, settle, until
 
 import triosio
-from triosio._testing_net import MemoryNetwork
+from triosio.testing import MemoryNetwork
 
 
 async def test_run_from_thread(net: MemoryNetwork) -> None:
