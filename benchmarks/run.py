@@ -301,7 +301,7 @@ def machine() -> dict[str, str]:
         "httptools",
     ]
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "revision": _revision(),
         "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$"),
         "cores": str(len(os.sched_getaffinity(0))),
@@ -719,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     # The command that reproduces the table (whether it rewrote the README does not matter).
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-readme"]
     command = " ".join(["python benchmarks/run.py", *shown])
+    # What is measured is what is checked out now (other commits may land during a run).
+    info = machine()
     results: dict[str, dict[str, Result]] = {"_meta": {}}
     if not args.no_check:
         results["_meta"]["check"] = {}
@@ -768,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                     results[name][rest] = result
                 break
 
-    info = machine()
+    info["date"] += dt.datetime.now(dt.UTC).strftime(" to %H:%M UTC")
     results["_meta"].update({"machine": info, "command": command, "sizes": s.__dict__})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     section = render(results, specs, args.servers, scenarios, s, info, command)
