@@ -653,7 +653,7 @@ def write_readme(section: str) -> None:
 def render_saved(path: Path, specs: dict[str, ServerSpec], *, write: bool) -> int:
     """Re-renders a saved run, e.g. after the table's layout changed."""
     results: dict[str, dict[str, Result]] = json.loads(path.read_text())
-    meta = results["_meta"]
+    meta: dict[str, Any] = results["_meta"]
     servers = [name for name in results if name != "_meta" and name in specs]
     measured = {scenario for name in servers for scenario in results[name]}
     scenarios = [scenario for scenario in SCENARIOS if scenario in measured]
@@ -771,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
 
     info["date"] += dt.datetime.now(dt.UTC).strftime(" to %H:%M UTC")
-    results["_meta"].update({"machine": info, "command": command, "sizes": s.__dict__})
+    meta: dict[str, Any] = results["_meta"]  # run-wide facts, beside the per-server results
+    meta.update({"machine": info, "command": command, "sizes": s.__dict__})
     (out / "results.json").write_text(json.dumps(results, indent=2))
     section = render(results, specs, args.servers, scenarios, s, info, command)
     (out / "table.md").write_text(section + "\n")
