@@ -68,6 +68,25 @@ class MemoryStream(trio.abc.Stream):
             out.wake()
         await trio.lowlevel.checkpoint()
 
+    def send_some_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what fits in the window now; return how many bytes that was.
+
+        The in-memory twin of a non-blocking ``write`` on a socket: triosio's
+        WebSocket writes through it as it does through a socket's fd.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        out = self._out
+        if out.broken or out.eof:
+            raise trio.BrokenResourceError("connection lost")
+        room = out.window - len(out.buffer)
+        if room <= 0:
+            return 0
+        chunk = memoryview(data)[:room]
+        out.buffer += chunk
+        out.wake()
+        return len(chunk)
+
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the window has room."""
         out = self._out

@@ -90,5 +90,12 @@ async def connect(
             retries=retries,
             max_buffer=max_buffer,
         )
-        await socket.connect()
+        # Events that come with the CONNECT reply wait until the block has run up
+        # to its first await, so handlers registered at its top get them (as
+        # handlers registered right after io() do in JavaScript).
+        manager._dispatcher.pause()
+        try:
+            await socket.connect()
+        finally:
+            manager._dispatcher.resume()
         yield socket

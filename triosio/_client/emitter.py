@@ -200,6 +200,22 @@ class Dispatcher:
         self._lot = trio.lowlevel.ParkingLot()
         self._idle = trio.lowlevel.ParkingLot()
         self._busy = False
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether jobs are held back."""
+        return self._paused
+
+    def pause(self) -> None:
+        """Hold jobs back (they queue) until :meth:`resume`."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Run held jobs again, from the next time the dispatcher gets to run."""
+        self._paused = False
+        if self._jobs:
+            self._lot.unpark_all()
 
     def submit(self, job: Job) -> None:
         """Queue ``job``; it runs after every job submitted before it."""
@@ -214,8 +230,9 @@ class Dispatcher:
     async def run(self) -> None:
         """Run jobs forever (in the client's nursery). Errors are logged, not raised."""
         while True:
-            while not self._jobs:
-                self._idle.unpark_all()
+            while not self._jobs or self._paused:
+                if not self._jobs:
+                    self._idle.unpark_all()
                 await self._lot.park()
             job = self._jobs.popleft()
             self._busy = True

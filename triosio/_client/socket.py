@@ -432,12 +432,27 @@ class ClientSocket(SocketListeners):
         event = Event(name, args, self.namespace, ack)
         for stream in list(self._streams):
             stream._push(event)
+        dispatcher = self.manager._dispatcher
+        if dispatcher.paused:
+            # An event that came with the CONNECT reply, while connect() holds
+            # the dispatcher: its handlers are chosen when its turn comes, so
+            # handlers registered at the top of the `async with` block get it.
+            dispatcher.submit(partial(self._run_event, event))
+            return
+        # Otherwise the handlers are those registered when the event arrives
+        # (as in JavaScript): an off() after that does not take it back.
         catch_all = list(self._any)
         handlers = self._take(name)
         if catch_all or handlers:
-            self.manager._dispatcher.submit(
-                partial(self._run_event_handlers, event, catch_all, handlers)
-            )
+            dispatcher.submit(partial(self._run_event_handlers, event, catch_all, handlers))
+
+    async def _run_event(self, event: Event) -> None:
+        catch_all = list(self._any)
+        handlers = self._take(event.name)
+        if catch_all or handlers:
+            await self._run_event_handlers(event, catch_all, handlers)
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def _send_ack(
         self, ack_id: int, session: int, sent: list[bool], args: tuple[Any, ...]

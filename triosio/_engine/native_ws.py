@@ -20,6 +20,7 @@ the last frames we sent (the Engine.IO CLOSE packet among them).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -51,9 +52,11 @@ class NativeWebSocket(WebSocket):
     __slots__ = (
         "_binary",
         "_closed",
+        "_direct",
         "_drained",
         "_fd",
         "_queue",
+        "_sending",
         "_size",
         "_stream",
         "_text",
@@ -66,6 +69,14 @@ class NativeWebSocket(WebSocket):
         self._stream = stream
         self._ws = connection
         self._fd = _fileno(stream)
+        # How to write without waiting, if the stream can: the socket's fd, or
+        # a test stream's send_some_nowait (so in-memory tests behave alike).
+        self._direct: Callable[[bytes], int] | None = (
+            functools.partial(os.write, self._fd)
+            if self._fd is not None
+            else getattr(stream, "send_some_nowait", None)
+        )
+        self._sending = False  # a send_all is under way (non-fd streams)
         # A list, not a deque: an empty deque costs 624 bytes per connection.
         self._queue: list[bytes] = []
         self.backlog = 0
@@ -146,7 +157,10 @@ class NativeWebSocket(WebSocket):
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)
                 continue
-            await trio.lowlevel.checkpoint()
+            if len(data) == _RECV_SIZE:
+                # More may be waiting: yield, so a flood cannot starve the others.
+                # (Otherwise the next read waits for the socket, and yields then.)
+                await trio.lowlevel.checkpoint()
             return data
 
     # ------------------------------------------------------------- writing
@@ -161,12 +175,13 @@ class NativeWebSocket(WebSocket):
     def _write_raw(self, data: bytes) -> None:
         if self.broken or self._closed or not data:
             return
-        if not self._queue and self._fd is not None:
+        direct = self._direct
+        if direct is not None and not self._queue and not self._sending:
             try:
-                written = os.write(self._fd, data)
+                written = direct(data)
             except BlockingIOError:
                 written = 0
-            except OSError:
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.broken = True
                 self._need_writer()  # it notices the break and ends the session
                 return
@@ -200,6 +215,7 @@ class NativeWebSocket(WebSocket):
             # The bytes count as backlog until send_all returns: a peer that
             # stops reading blocks it (a TLS or in-memory stream), and the
             # session must see that (volatile drops, slow-client limit).
+            self._sending = True
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -210,6 +226,7 @@ class NativeWebSocket(WebSocket):
                 self.broken = True
                 raise
             finally:
+                self._sending = False
                 self.backlog -= len(data)
             return
         try:

@@ -337,7 +337,9 @@ class EngineServer:
         session = EngineSession(sid, request, transport, self.options, self.app, self.write_batch)
         if transport == "websocket":
             ws = await exchange.accept_websocket(headers)
-            ws.write_nowait([self._open_packet(sid, ())])
+            # Queued, not written: the session writes it when it takes the
+            # WebSocket over, so the client hears OPEN once the session is set up.
+            session.send_nowait([self._open_packet(sid, ())], force=True)
             self.sessions[sid] = session
             await self._start(session, ws)
             return

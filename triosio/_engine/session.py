@@ -255,7 +255,11 @@ class EngineSession:
         )
 
     async def wait_for_room(self) -> None:
-        """Wait until this client's outbound queue is below its limits."""
+        """Wait until this client's outbound queue is below its limits.
+
+        Not a schedule point when there is room already (the hot path of every
+        emit): callers that loop must yield by other means.
+        """
         while self._reason is None:
             ws = self._ws
             if ws is not None:
@@ -266,7 +270,6 @@ class EngineSession:
                 return
             else:
                 await self._room.wait()
-        await trio.lowlevel.checkpoint()
 
     async def send(self, data: str | bytes) -> None:
         """Send one MESSAGE, waiting for room in the client's queue if it is full.

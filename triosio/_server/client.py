@@ -29,7 +29,7 @@ from .._engine.lazy import LazyEvent
 from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType
 from .handlers import ack_args, call_handler, positional_count
-from .router import AddSocket, Emit
+from .router import AddSocket
 from .socket import Handshake, HeaderMap, Socket, SocketState
 
 if TYPE_CHECKING:
@@ -207,7 +207,8 @@ class Client:
             self._finished.set()
 
     async def _dispatch(self, socket: Socket, packet: SioPacket) -> None:
-        await socket._ready.wait()
+        if not socket._ready.is_set():
+            await socket._ready.wait()
         if socket.state is not SocketState.CONNECTED:
             return
         data: list[Any] = packet.data
@@ -249,7 +250,7 @@ class Client:
                     # An ack waits for room like any emit: a client that asks
                     # for acks and never reads ends up not being read either.
                     await self.session.wait_for_room()
-                    await self.server.router.inbox.put(Emit(socket, packets))
+                    await self.server.router.send(socket, packets, False)
             except Exception:
                 log.exception(
                     "error in handler of event %r (socket %s, namespace %s)",

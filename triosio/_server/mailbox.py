@@ -45,6 +45,9 @@ class Mailbox(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
     def put_nowait(self, item: T) -> None:
         """Queue ``item`` now, whatever the capacity. Never waits, never fails.
 

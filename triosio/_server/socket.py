@@ -288,6 +288,11 @@ class Socket(EventHandlers):
         """The underlying Engine.IO session (transport, close...)."""
         return self.session
 
+    def _registered(self) -> bool:
+        # Whether the router has this socket in its tables: set by AddSocket,
+        # unset before RemoveSocket is sent (what Emit.apply checks, read here).
+        return self.state is SocketState.CONNECTED
+
     def _set_connected(self) -> None:
         if self.state is SocketState.CONNECTING:
             self.state = SocketState.CONNECTED
@@ -332,7 +337,7 @@ class Socket(EventHandlers):
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
         if not volatile:
             await self.session.wait_for_room()
-        await self.nsp.server.router.inbox.put(Emit(self, packets, volatile))
+        await self.nsp.server.router.send(self, packets, volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.
