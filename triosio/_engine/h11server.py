@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import h11
 import trio
-from wsproto import ConnectionType
-from wsproto.connection import Connection
 
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .native_ws import NativeWebSocket
@@ -119,9 +117,8 @@ class H11Exchange(Exchange):
         """Answer 101 and return the WebSocket; the stream is given away.
 
         The opening handshake (RFC 6455 section 4.2) is checked and answered
-        here, on the request h11 already parsed; wsproto takes over the frames.
-        (Not wsproto's own handshake machine: it would keep a second HTTP parser
-        alive for every connection, and memory per idle connection counts.)
+        here, on the request h11 already parsed; the frames are read by
+        :class:`~triosio._engine.wsframes.FrameReader`.
         """
         conn = self._conn
         problem = _handshake_problem(self.request)
@@ -146,8 +143,7 @@ class H11Exchange(Exchange):
         await conn.send_bytes(data or b"")
         self.upgraded = True
         trailing, _closed = conn.h11.trailing_data
-        ws = Connection(ConnectionType.SERVER, trailing_data=bytes(trailing))
-        return NativeWebSocket(conn.stream, ws)
+        return NativeWebSocket(conn.stream, bytes(trailing))
 
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -1,8 +1,9 @@
-"""A server-side WebSocket on a Trio stream: wsproto reads, we write.
+"""A server-side WebSocket on a Trio stream.
 
-Reading goes through wsproto (it validates masking, UTF-8, fragmentation and
-control frames). Writing does not: the frames of a broadcast are built once per
-packet (:attr:`OutPacket.ws_frame`) and the same bytes go to every recipient.
+Reading goes through :class:`~triosio._engine.wsframes.FrameReader` (it checks
+masking, UTF-8, fragmentation and control frames as RFC 6455 requires).
+Writing needs no parser: the frames of a broadcast are built once per packet
+(:attr:`OutPacket.ws_frame`) and the same bytes go to every recipient.
 
 On a plain TCP stream the bytes are written with a direct non-blocking
 ``os.write`` on the socket when nothing is queued, which costs no task switch;
@@ -21,22 +22,17 @@ the last frames we sent (the Engine.IO CLOSE packet among them).
 from __future__ import annotations
 
 import functools
-import io
 import os
 from collections.abc import Callable, Sequence
 
 import trio
-import wsproto.events as wse
-from wsproto.connection import Connection, ConnectionState
-from wsproto.utilities import LocalProtocolError as WSLocalError
 
 from .exchange import WebSocket, WebSocketClosed
 from .lazy import LazyEvent
-from .packet import OutPacket
+from .packet import OutPacket, close_frame, ws_frame_header
+from .wsframes import CLOSE, PING, Control, FrameError, FrameReader
 
 _RECV_SIZE = 65536
-# Close codes the peer's fault maps to (RFC 6455 section 7.4.1).
-_TOO_BIG = 1009
 #: Seconds :meth:`NativeWebSocket.close` may spend flushing and waiting for the peer.
 CLOSE_GRACE = 1.0
 
@@ -46,28 +42,28 @@ class NativeWebSocket(WebSocket):
 
     Args:
         stream: The connection. This object owns it from now on.
-        connection: The wsproto connection, past the handshake.
+        initial: Bytes the client sent right after its handshake, if any.
     """
 
     __slots__ = (
-        "_binary",
+        "_close_sent",
         "_closed",
         "_direct",
         "_drained",
         "_fd",
         "_queue",
+        "_reader",
         "_sending",
-        "_size",
         "_stream",
-        "_text",
-        "_ws",
         "backlog",
         "broken",
     )
 
-    def __init__(self, stream: trio.abc.Stream, connection: Connection) -> None:
+    def __init__(self, stream: trio.abc.Stream, initial: bytes = b"") -> None:
         self._stream = stream
-        self._ws = connection
+        self._reader = FrameReader()
+        if initial:
+            self._reader.feed(initial)
         self._fd = _fileno(stream)
         # How to write without waiting, if the stream can: the socket's fd, or
         # a test stream's send_some_nowait (so in-memory tests behave alike).
@@ -83,67 +79,42 @@ class NativeWebSocket(WebSocket):
         self.broken = False
         self._drained = LazyEvent(True)
         self._closed = False
+        self._close_sent = False
         self._writer_running = False
         self.on_backlog: Callable[[], bool] | None = None
-        # A fragmented message being assembled (io buffers keep it linear even
-        # for a flood of tiny fragments).
-        self._text: io.StringIO | None = None
-        self._binary: bytearray | None = None
-        self._size = 0
 
     # ------------------------------------------------------------- reading
 
     async def receive(self, max_size: int) -> str | bytes:
         """The next whole message (see :meth:`WebSocket.receive`)."""
-        ws = self._ws
+        reader = self._reader
+        reader.max_message_size = max_size
         while True:
-            for event in ws.events():
-                if isinstance(event, wse.TextMessage):
-                    text = event.data
-                    size = len(text)
-                    if (self._size + 4 * size) > max_size:
-                        size = len(text.encode("utf-8"))  # the limit is in bytes
-                    self._size += size
-                    if self._size > max_size:
-                        raise WebSocketClosed(_TOO_BIG, "message too big")
-                    if event.message_finished and self._text is None:
-                        self._size = 0
-                        return text
-                    if self._text is None:
-                        self._text = io.StringIO()
-                    self._text.write(text)
-                    if event.message_finished:
-                        message = self._text.getvalue()
-                        self._text, self._size = None, 0
-                        return message
-                elif isinstance(event, wse.BytesMessage):
-                    data = event.data
-                    self._size += len(data)
-                    if self._size > max_size:
-                        raise WebSocketClosed(_TOO_BIG, "message too big")
-                    if event.message_finished and self._binary is None:
-                        self._size = 0
-                        return bytes(data)
-                    if self._binary is None:
-                        self._binary = bytearray()
-                    self._binary += data
-                    if event.message_finished:
-                        binary = bytes(self._binary)
-                        self._binary, self._size = None, 0
-                        return binary
-                elif isinstance(event, wse.Ping):
-                    self._write_raw(ws.send(event.response()))
-                elif isinstance(event, wse.CloseConnection):
-                    if ws.state is ConnectionState.REMOTE_CLOSING:
-                        self._write_raw(ws.send(event.response()))
-                    raise WebSocketClosed(event.code, event.reason or "")
             try:
-                received = await self._receive_some()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                raise WebSocketClosed(1006, "connection lost") from None
-            if not received:
-                raise WebSocketClosed(1006, "connection closed without a close frame")
-            ws.receive_data(received if isinstance(received, bytes) else bytes(received))
+                item = reader.next()
+            except FrameError as exc:
+                raise WebSocketClosed(exc.code, exc.reason) from None
+            if item is None:
+                try:
+                    received = await self._receive_some()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    raise WebSocketClosed(1006, "connection lost") from None
+                if not received:
+                    raise WebSocketClosed(1006, "connection closed without a close frame")
+                reader.feed(received)
+                continue
+            if not isinstance(item, Control):
+                return item
+            if item.opcode == PING:
+                payload = item.payload
+                self._write_raw(ws_frame_header(0x8A, len(payload)) + payload)
+            elif item.opcode == CLOSE:
+                if not self._close_sent:
+                    # Answer with the same code (RFC 6455 section 5.5.1).
+                    self._close_sent = True
+                    self._write_raw(close_frame(item.code if item.code != 1005 else 1000))
+                raise WebSocketClosed(item.code, item.reason)
+            # A PONG answers nothing we sent: ignored.
 
     async def _receive_some(self) -> bytes | bytearray:
         fd = self._fd
@@ -273,35 +244,39 @@ class NativeWebSocket(WebSocket):
             with trio.move_on_after(CLOSE_GRACE):
                 if self.broken:
                     return
-                try:
-                    frame = self._ws.send(wse.CloseConnection(code=code, reason=reason))
-                except WSLocalError:
-                    frame = b""  # the closing handshake already happened
-                self._write_raw(frame)
+                answered = self._close_sent  # the peer closed first: nothing to wait for
+                if not self._close_sent:
+                    self._close_sent = True
+                    self._write_raw(close_frame(code, reason))
                 if self._writer_running:
                     await self.wait_drained()
                 else:
                     while self._queue and not self.broken:
                         await self._flush_some()
-                if frame and not self.broken:
+                if not answered and not self.broken:
                     await self._linger()
         finally:
             await self.abort()
 
     async def _linger(self) -> None:
         # Read (and drop) until the peer's close frame or EOF.
-        ws = self._ws
-        while ws.state is not ConnectionState.CLOSED:
+        reader = self._reader
+        while True:
+            try:
+                item = reader.next()
+            except FrameError:
+                return
+            if isinstance(item, Control) and item.opcode == CLOSE:
+                return
+            if item is not None:
+                continue
             try:
                 data = await self._stream.receive_some(_RECV_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:
                 return
-            ws.receive_data(bytes(data))
-            for event in ws.events():
-                if isinstance(event, wse.CloseConnection):
-                    return
+            reader.feed(data)
 
     async def abort(self) -> None:
         """Close the stream now."""
