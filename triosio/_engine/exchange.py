@@ -1,6 +1,6 @@
 """What the Engine.IO server needs from an HTTP front end, as two small interfaces.
 
-The built-in server (h11 + wsproto on Trio streams, :mod:`._h11server`) and the
+The built-in server (h11 on Trio streams, :mod:`.h11server`) and the
 ASGI adapter (:mod:`triosio.asgi`) both implement :class:`Exchange` (one HTTP
 request and its response) and :class:`WebSocket` (an accepted WebSocket), so
 the Engine.IO server and its sessions run unchanged over either.

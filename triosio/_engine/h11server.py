@@ -1,4 +1,4 @@
-"""The built-in HTTP/1.1 server: h11 on Trio streams, WebSocket handshakes by wsproto.
+"""The built-in HTTP/1.1 server: h11 on Trio streams, and the WebSocket handshake.
 
 One task per TCP connection reads requests in turn (keep-alive), hands each to
 the application as an :class:`Exchange`, and after a WebSocket handshake gives
