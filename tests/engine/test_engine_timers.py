@@ -7,6 +7,8 @@ take milliseconds and every instant asserted is exact.
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 from eio_peers import RS, HTTPClient, count_tasks, poll_url, raw_post_head, running_server
@@ -113,6 +115,63 @@ async def test_stray_pongs_start_nothing(autojump_clock: trio.testing.MockClock)
             assert await ws.receive() == "2"
             assert trio.current_time() == opened + 2 * INTERVAL
             await ws.close()
+
+
+async def test_pings_of_many_sessions_share_the_timer_wake_ups(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One timer task serves every session; a PING may go up to 5 ms early to
+    # ride along with another's, never late. 40 sessions opened 1 ms apart get
+    # their pings in a handful of instants, each in its own 5 ms window.
+    with trio.fail_after(1000):
+        async with running_server(memory=True) as srv:
+            pings: dict[str, list[float]] = {}
+            clients = []
+            for _ in range(40):
+                ws, sid = await srv.ws_handshake()
+                clients.append((ws, sid))
+                await trio.sleep(0.001)
+
+            async def answer(ws: Any, sid: str) -> None:
+                for _ in range(2):
+                    assert await ws.receive() == "2"
+                    pings.setdefault(sid, []).append(trio.current_time())
+                    await ws.send("3")
+
+            async with trio.open_nursery() as nursery:
+                for ws, sid in clients:
+                    nursery.start_soon(answer, ws, sid)
+            for _ws, sid in clients:
+                first, second = pings[sid]
+                due = srv.app.open_times[sid] + INTERVAL
+                assert due - 0.005 <= first <= due
+                assert first + INTERVAL - 0.005 <= second <= first + INTERVAL
+            instants = {t for times in pings.values() for t in times}
+            assert len(instants) <= 2 * (40 // 5 + 1)
+            assert srv.app.closed == []
+            for ws, _sid in clients:
+                await ws.close()
+
+
+async def test_closed_sessions_are_not_held_by_the_timers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A closed session's timer entry is emptied at once: the heap keeps a small
+    # list until the time passes, not the session (churn must not pile up).
+    with trio.fail_after(1000):
+        async with running_server(memory=True) as srv:
+            sids = []
+            for _ in range(30):
+                ws, sid = await srv.ws_handshake()
+                sids.append(sid)
+                await ws.close()
+            for sid in sids:
+                await srv.app.wait_closed(sid)
+            heap = srv.engine._heartbeats._heap
+            assert len(heap) >= 30  # their entries fall due only later...
+            assert all(entry[2] is None for entry in heap)  # ... and hold nothing
+            await trio.sleep(INTERVAL + 1)
+            assert len(srv.engine._heartbeats) == 0
 
 
 async def test_heartbeat_is_paused_during_the_probe(

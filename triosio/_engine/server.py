@@ -34,6 +34,7 @@ import trio
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
+from .heartbeats import HeartbeatTimers
 from .packet import OutPacket, WriteBatch
 from .session import EngineApp, EngineSession, PollOverlap
 
@@ -180,6 +181,8 @@ class EngineServer:
         self._polls_idle.set()
         #: Shared by the sessions; the layer above wraps bursts of sends in it.
         self.write_batch = WriteBatch()
+        # Every session's PINGs and PONG deadlines, from one task.
+        self._heartbeats = HeartbeatTimers()
 
     @property
     def path(self) -> str:
@@ -191,6 +194,7 @@ class EngineServer:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._shutting_down = False
+            nursery.start_soon(self._heartbeats.run)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -334,7 +338,9 @@ class EngineServer:
         headers = list(cors)
         if self.options.cookie is not None:
             headers.append(("set-cookie", self.options.cookie.header(sid)))
-        session = EngineSession(sid, request, transport, self.options, self.app, self.write_batch)
+        session = EngineSession(
+            sid, request, transport, self.options, self.app, self.write_batch, self._heartbeats
+        )
         if transport == "websocket":
             ws = await exchange.accept_websocket(headers)
             # Queued, not written: the session writes it when it takes the

@@ -4,11 +4,13 @@ Spec: https://socket.io/docs/v4/engine-io-protocol/ ("Heartbeat", "Upgrade",
 "HTTP long-polling", "WebSocket").
 
 Each session runs in a nursery of its own (``EngineSession.run``), started in
-the engine server's sessions nursery. It holds the heartbeat task and, once the
-session is on WebSocket, the reader and writer tasks of that WebSocket; the
+the engine server's sessions nursery. Once the session is on WebSocket, it holds
+the reader and writer tasks of that WebSocket; the
 application starts its per-client tasks there too (:attr:`EngineSession.nursery`).
 Polling requests are served by the HTTP connection tasks, which call into the
-session (:meth:`poll`, :meth:`receive_packets`).
+session (:meth:`poll`, :meth:`receive_packets`). The heartbeat needs no task
+of its own: the server's one timer task (:class:`HeartbeatTimers`) calls
+:meth:`EngineSession.on_timer` when a PING or a PONG falls due.
 
 Closing, from any side, goes through :meth:`close_nowait`: it records the first
 reason and cancels the nursery (and the processing of a polling POST, which runs
@@ -31,6 +33,7 @@ from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
+from .heartbeats import HeartbeatTimers, TimerEntry
 from .lazy import LazyEvent
 from .packet import OutPacket, WriteBatch
 
@@ -96,8 +99,8 @@ class EngineSession:
         "_nursery",
         "_nursery_open",
         "_options",
+        "_ping_held",
         "_poll_wake",
-        "_pong",
         "_pong_deadline",
         "_posting",
         "_probing",
@@ -105,7 +108,8 @@ class EngineSession:
         "_queued_bytes",
         "_reason",
         "_room",
-        "_upgrade_done",
+        "_timer",
+        "_timers",
         "_upgrading",
         "_ws",
         "app_state",
@@ -122,9 +126,13 @@ class EngineSession:
         options: EngineOptions,
         app: EngineApp,
         batch: WriteBatch | None = None,
+        timers: HeartbeatTimers | None = None,
     ) -> None:
         self.sid = sid
         self._batch = batch or WriteBatch()
+        # None: the session runs a timer task of its own (no server around it).
+        self._timers = timers
+        self._timer: TimerEntry | None = None
         self._held: list[OutPacket] = []
         self.request = request
         self.transport = transport
@@ -138,14 +146,14 @@ class EngineSession:
         self._ws: WebSocket | None = None
         self._probing = False
         self._upgrading = False
-        self._upgrade_done = LazyEvent(True)
         self._getting = False
         self._posting = False
-        self._pong: trio.Event | None = None
         # When the pending PING's pong is due (None: no PING pending). The one
         # truth about the deadline, so that whatever reaches the session first
-        # at that instant — the heartbeat task, a request, a packet — sees it.
+        # at that instant — the timer task, a request, a packet — sees it.
         self._pong_deadline: float | None = None
+        # A PING fell due during an upgrade's switch: it goes out after it.
+        self._ping_held = False
         self._reason: DisconnectReason | None = None
         self._close_event = LazyEvent()
         self._finished = LazyEvent()
@@ -296,7 +304,8 @@ class EngineSession:
         self._close_event.set()
         self._poll_wake.set()
         self._room.set()
-        self._upgrade_done.set()
+        HeartbeatTimers.cancel(self._timer)
+        self._timer = None
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         for scope in self._inbound:
@@ -313,9 +322,7 @@ class EngineSession:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run(
-        self, *, websocket: WebSocket | None = None, started: Callable[[], None]
-    ) -> None:
+    async def run(self, *, websocket: WebSocket | None = None, started: Callable[[], None]) -> None:
         """Run the session until it closes. Started by the engine server."""
         try:
             async with trio.open_nursery() as nursery:
@@ -323,6 +330,10 @@ class EngineSession:
                 if self._reason is not None:
                     nursery.cancel_scope.cancel()
                 opened = trio.current_time()
+                timers = self._timers
+                if timers is None:
+                    timers = self._timers = HeartbeatTimers()
+                    nursery.start_soon(timers.run)
                 if websocket is not None:
                     self._switch_to(websocket)
                     nursery.start_soon(self._read_websocket, websocket)
@@ -332,10 +343,8 @@ class EngineSession:
                 except Exception:
                     log.exception("error in on_open of session %s", self.sid)
                     self.close_nowait(DisconnectReason.FORCED_CLOSE)
-                # The session's own task is its heartbeat task, inside the
-                # nursery's scope: closing the session cancels it with the rest.
-                # (One task fewer per connection: memory per idle client counts.)
-                await self._heartbeat(opened)
+                if self._reason is None:  # pings count from the handshake
+                    self._timer = self._timers_at(opened + self._options.ping_interval, ping=True)
                 await self._close_event.wait()
         finally:
             self._nursery_open = False
@@ -369,34 +378,56 @@ class EngineSession:
 
     # ------------------------------------------------------------ heartbeat
 
-    async def _heartbeat(self, opened: float) -> None:
-        interval = self._options.ping_interval
-        timeout = self._options.ping_timeout
-        await trio.sleep_until(opened + interval)  # pings count from the handshake
-        while True:
-            await self._upgrade_done.wait()  # paused while a probe is switching
-            pong = self._pong = trio.Event()
-            self.send_nowait([P.PING], force=True)
-            self._pong_deadline = trio.current_time() + timeout
-            while not pong.is_set():
-                with trio.move_on_at(self._pong_deadline):
-                    await pong.wait()
-                if pong.is_set():
-                    break
-                if self._upgrading:
-                    # The deadline waits for the switch (the probe then moves it).
-                    await self._upgrade_done.wait()
-                    continue
-                if self.overdue():
-                    return
-            self._pong = None
-            self._pong_deadline = None
-            await trio.sleep(interval)
+    def on_timer(self, now: float) -> None:
+        """A PING or the pending PONG fell due (called by the timer task)."""
+        self._timer = None
+        if self._reason is not None:
+            return
+        deadline = self._pong_deadline
+        if self._upgrading:
+            # Paused while a probe is switching: the switch's end picks it up.
+            self._ping_held = deadline is None
+        elif deadline is None:
+            self._ping(now)
+        elif now >= deadline:
+            self.close_nowait(DisconnectReason.PING_TIMEOUT)
+        else:  # an upgrade moved the deadline
+            self._timer = self._timers_at(deadline)
+
+    def _timers_at(self, when: float, *, ping: bool = False) -> TimerEntry:
+        timers = self._timers
+        assert timers is not None  # set before the first timer, by run()
+        if ping:  # may go a little early, with other sessions' pings
+            return timers.at(when, self, min(_PING_SLACK, self._options.ping_interval / 100))
+        return timers.at(when, self)
+
+    def _ping(self, now: float) -> None:
+        self.send_nowait([P.PING], force=True)
+        deadline = self._pong_deadline = now + self._options.ping_timeout
+        self._timer = self._timers_at(deadline)
+
+    def _on_pong(self) -> None:
+        if self._pong_deadline is None:
+            return  # a stray pong starts nothing
+        self._pong_deadline = None
+        HeartbeatTimers.cancel(self._timer)
+        self._timer = self._timers_at(trio.current_time() + self._options.ping_interval, ping=True)
+
+    def _heartbeat_after_switch(self) -> None:
+        # The upgrade's switch ended (either way): a PING held back goes out
+        # now; a PONG deadline that passed meanwhile was moved by the probe.
+        if self._reason is not None:
+            return
+        if self._ping_held:
+            self._ping_held = False
+            self._ping(trio.current_time())
+        elif self._pong_deadline is not None and self._timer is None:
+            self._timer = self._timers_at(self._pong_deadline)
 
     def overdue(self) -> bool:
         """Close the session if its pong is overdue; return whether it is closed.
 
-        The heartbeat task closes the session at the deadline, but a request or a
+        The timer task closes the session at the deadline, but a request or a
         packet that becomes ready at the same instant may be run first: the
         engine calls this before serving anything, so that nothing is served
         past the deadline, whatever the order the scheduler picks.
@@ -424,9 +455,7 @@ class EngineSession:
                 log.exception("error in on_message of session %s", self.sid)
                 self.close_nowait(DisconnectReason.FORCED_CLOSE)
         elif ptype is EioType.PONG:
-            pong = self._pong
-            if pong is not None:  # a stray pong starts nothing
-                pong.set()
+            self._on_pong()
         elif ptype is EioType.CLOSE:
             self.close_nowait(DisconnectReason.TRANSPORT_CLOSE)
         elif ptype is EioType.NOOP:
@@ -584,7 +613,6 @@ class EngineSession:
                             ws.write_nowait([P.PROBE_PONG])
                             if not self._upgrading:
                                 self._upgrading = True
-                                self._upgrade_done.clear()
                                 self._poll_wake.set()  # release a pending GET with NOOP
                             continue
                         ok = self._upgrading and packet.type is EioType.UPGRADE
@@ -605,16 +633,21 @@ class EngineSession:
                         self._pong_deadline = now + self._options.ping_timeout
                 self._upgrading = False
                 self._probing = False
-                self._upgrade_done.set()
+                if not (ok and self._reason is None):
+                    self._heartbeat_after_switch()
             if ok and self._reason is None:
                 self._switch_to(ws)
                 switched = True
+                self._heartbeat_after_switch()  # a held PING goes over the new transport
                 await self._read_websocket(ws)
         finally:
             if not switched:
                 # Also when cancelled (the session closed during the probe).
                 await ws.close(1000 if ok else 1002)
 
+
+#: How early a PING may go out to share the timer task's wake-up with others.
+_PING_SLACK = 0.005
 
 _SAY_CLOSE = frozenset(
     {
