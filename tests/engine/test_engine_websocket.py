@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import trio
@@ -18,6 +19,7 @@ from eio_peers import (
 )
 
 from triosio import DisconnectReason
+from triosio._engine import native_ws
 
 
 async def test_websocket_only_session_echoes_text_and_binary() -> None:
@@ -39,6 +41,34 @@ async def test_websocket_only_session_echoes_text_and_binary() -> None:
             assert await ws.receive() == "4"
             await ws.close()
             assert await srv.app.wait_closed(data["sid"]) is DisconnectReason.TRANSPORT_CLOSE
+
+
+async def test_a_message_at_a_time_costs_no_failing_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a read that took all there was, the reader waits for the socket
+    # before reading again: no read that fails with EAGAIN per message.
+    failed = 0
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        nonlocal failed
+        try:
+            return real_read(fd, n)
+        except BlockingIOError:
+            failed += 1
+            raise
+
+    with trio.fail_after(10):
+        async with running_server() as srv:
+            ws, _sid = await srv.ws_handshake()
+            await ws.send("4warm-up")
+            assert await ws.receive() == "4warm-up"
+            monkeypatch.setattr(native_ws.os, "read", counting_read)
+            for k in range(20):
+                await ws.send(f"4m{k}")
+                assert await ws.receive() == f"4m{k}"
+            monkeypatch.undo()
+            assert failed == 0
+            await ws.close()
 
 
 async def test_fragmented_messages_are_reassembled() -> None:

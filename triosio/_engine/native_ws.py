@@ -52,6 +52,7 @@ class NativeWebSocket(WebSocket):
         "_drained",
         "_fd",
         "_queue",
+        "_read_dry",
         "_reader",
         "_sending",
         "_stream",
@@ -65,6 +66,10 @@ class NativeWebSocket(WebSocket):
         if initial:
             self._reader.feed(initial)
         self._fd = _fileno(stream)
+        # The last read took all there was: wait for the socket before the
+        # next one, instead of a read that fails with EAGAIN (a system call and
+        # an exception per message, at one message per wake-up).
+        self._read_dry = False
         # How to write without waiting, if the stream can: the socket's fd, or
         # a test stream's send_some_nowait (so in-memory tests behave alike).
         self._direct: Callable[[bytes], int] | None = (
@@ -122,6 +127,8 @@ class NativeWebSocket(WebSocket):
             return await self._stream.receive_some(_RECV_SIZE)
         # A plain socket: read the fd directly (as we write it), which keeps the
         # reader task's stack, and so each idle connection, small.
+        if self._read_dry:
+            await trio.lowlevel.wait_readable(fd)
         while True:
             try:
                 data = os.read(fd, _RECV_SIZE)
@@ -131,7 +138,10 @@ class NativeWebSocket(WebSocket):
             if len(data) == _RECV_SIZE:
                 # More may be waiting: yield, so a flood cannot starve the others.
                 # (Otherwise the next read waits for the socket, and yields then.)
+                self._read_dry = False
                 await trio.lowlevel.checkpoint()
+            else:
+                self._read_dry = True
             return data
 
     # ------------------------------------------------------------- writing
