@@ -5,6 +5,15 @@ python benchmarks/servers/triosio_server.py --port 5000
 
 from __future__ import annotations
 
+import os
+import sys
+
+# TRIOSIO_SRC=<a checkout>: benchmark that checkout's triosio, for before/after runs.
+# An editable install's import hook would win over PYTHONPATH, so drop it first.
+if os.environ.get("TRIOSIO_SRC"):
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, os.environ["TRIOSIO_SRC"])
+
 import time
 from typing import Any
 
@@ -54,6 +63,7 @@ def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
+    print("triosio from", os.path.dirname(triosio.__file__), flush=True)
     sio = build(args.ping_interval, args.ping_timeout)
     trio.run(triosio.serve, sio, args.host, args.port)
 
