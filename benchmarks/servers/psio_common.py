@@ -23,7 +23,8 @@ def build(async_mode: str, ping_interval: float, ping_timeout: float) -> socketi
     )
 
     @sio.on("echo")
-    async def echo(sid: str, *args: Any) -> tuple[Any, ...]:
+    def echo(sid: str, *args: Any) -> tuple[Any, ...]:
+        # A plain function, as it needs no await (so does triosio's).
         return args  # a tuple: each element is one ack argument
 
     @sio.on("join")

@@ -30,7 +30,8 @@ def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
     @sio.on("connection")
     async def connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:
         @socket.on("echo")
-        async def echo(*args: Any) -> tuple[Any, ...]:
+        def echo(*args: Any) -> tuple[Any, ...]:
+            # A plain function, as it needs no await (so does python-socketio's).
             return args  # a tuple: each element is one ack argument
 
         @socket.on("join")

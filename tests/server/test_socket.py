@@ -444,3 +444,149 @@ async def test_server_side_reasons(autojump_clock: Any, net: MemoryNetwork) -> N
         "cut": Reason.TRANSPORT_CLOSE,  # the WebSocket ended without a close frame
         "garbage": Reason.PARSE_ERROR,
     }
+
+
+class _SpawnCounter(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.spawned = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.spawned += 1
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_plain_handlers_run_without_a_task(
+    autojump_clock: Any, net: MemoryNetwork, concurrent: bool
+) -> None:
+    # A plain-function handler runs in the connection's reader as its event
+    # arrives: no task, so no task switch and no cancel scope per event.
+    sio = triosio.Server(async_handlers=concurrent)
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        socket.on("add", lambda a, b: a + b)
+
+    @sio.on("twice")
+    def twice(socket: triosio.Socket, x: int) -> int:
+        return 2 * x
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            assert await client.emit_with_ack("add", 1, 2) == 3  # warmed up
+            counter = _SpawnCounter()
+            trio.lowlevel.add_instrument(counter)
+            try:
+                for n in range(20):
+                    assert await client.emit_with_ack("add", n, 1) == n + 1
+                    assert await client.emit_with_ack("twice", n) == 2 * n
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+    assert counter.spawned == 0
+
+
+async def test_plain_handlers_wait_their_turn(autojump_clock: Any, net: MemoryNetwork) -> None:
+    # Order per client holds when plain and async handlers mix: a plain
+    # handler's event waits behind an earlier event whose handler still runs.
+    sio = triosio.Server()
+    log: list[str] = []
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        @socket.on("slow")
+        async def slow() -> None:
+            log.append("slow started")
+            await trio.sleep(5)
+            log.append("slow ended")
+
+        socket.on("fast", lambda n: log.append(f"fast {n}"))
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            await client.emit("slow")
+            await client.emit("fast", 1)
+            await client.emit("fast", 2)
+            await until(lambda: len(log) == 4, timeout=100)
+            await client.emit("fast", 3)  # the queue is empty again: run at once
+            await until(lambda: len(log) == 5)
+    assert log == ["slow started", "slow ended", "fast 1", "fast 2", "fast 3"]
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_plain_function_returning_an_awaitable(
+    autojump_clock: Any, net: MemoryNetwork, concurrent: bool
+) -> None:
+    # A plain function may return a coroutine (here one that waits for the
+    # client's own ack): it is awaited in a task of its own, so the reader goes
+    # on reading (no deadlock), the ack carries its result, and later events of
+    # the client still come after it (unless async_handlers).
+    sio = triosio.Server(async_handlers=concurrent)
+    log: list[Any] = []
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        async def ask(text: str) -> str:
+            answer = await socket.emit_with_ack("question", text, timeout=50)
+            log.append(("answered", answer))
+            return f"client said {answer}"
+
+        socket.on("ask", lambda text: ask(text))
+        socket.on("after", lambda: log.append("after"))
+        socket.on("count", lambda: len(log))
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+
+            async def answer(text: str) -> str:
+                await trio.sleep(3)
+                return text.upper()
+
+            client.on("question", answer)
+            async with trio.open_nursery() as nursery:
+
+                async def asking() -> None:
+                    log.append(("ack", await client.emit_with_ack("ask", "hi")))
+
+                nursery.start_soon(asking)
+                await settle()
+                await client.emit("after")
+            await until(lambda: len(log) == 3)
+            assert await client.emit_with_ack("count") == 3
+    if concurrent:
+        assert log[0] == "after"
+    else:
+        assert log[:2] == [("answered", "HI"), "after"]
+    assert ("ack", "client said HI") in log
+
+
+async def test_plain_handler_errors_and_disconnected_sockets(
+    autojump_clock: Any, net: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An exception in a plain handler is logged, sends no ack and stops the
+    # event's later handlers, as in an async one.
+    sio = triosio.Server()
+    ran: list[str] = []
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        def boom() -> None:
+            raise KeyError("nope")
+
+        socket.on("boom", boom)
+
+    @sio.on("boom")
+    def after_boom(socket: triosio.Socket) -> None:
+        ran.append("namespace handler")  # not reached: the first one raised
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            with (
+                caplog.at_level(logging.ERROR, "triosio.server"),
+                pytest.raises(triosio.AckTimeout),
+            ):
+                await client.emit_with_ack("boom", timeout=2)
+            await client.emit("boom")
+            await settle()
+    assert ran == []
+    failures = [r for r in caplog.records if r.exc_info]
+    assert len(failures) == 2
+    assert all("'boom'" in r.getMessage() for r in failures)

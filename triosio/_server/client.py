@@ -8,6 +8,8 @@ reply, then ``connection`` handlers run), and dispatches events to handlers.
 Handlers run in the session's nursery. By default one worker task per client
 runs them in arrival order (an event's handlers finish before the next event's
 start); with ``Server(async_handlers=True)`` each event gets a task of its own.
+Plain-function handlers need no task: the reader calls them as their event
+arrives, when nothing of the client's is queued or running.
 Acknowledgements from the client are handled at once, by the reader, so a
 handler waiting for one can never block its own answer.
 
@@ -19,8 +21,10 @@ tells it), then ``disconnect`` handlers run.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -28,7 +32,7 @@ import trio
 from .._engine.lazy import LazyEvent
 from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType
-from .handlers import ack_args, call_handler, positional_count
+from .handlers import Handler, ack_args, call_handler, is_plain, positional_count
 from .router import AddSocket
 from .socket import Handshake, HeaderMap, Socket, SocketState
 
@@ -99,9 +103,7 @@ class Client:
             with self._timer:
                 await trio.sleep(self.server.connect_timeout)
                 if not self.sockets:
-                    log.info(
-                        "session %s connected no namespace in time; closing", self.session.sid
-                    )
+                    log.info("session %s connected no namespace in time; closing", self.session.sid)
                     self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
         finally:
             self._timer = None  # nothing to keep for the life of the connection
@@ -129,7 +131,12 @@ class Client:
                     self.session.close_nowait(DisconnectReason.PARSE_ERROR)
                 return  # a namespace the server just left: ignore stragglers
             if self.server.async_handlers:
-                await self._start_handler(socket, packet)
+                if self._plain(socket, packet):
+                    await self._dispatch_plain(socket, packet, False)
+                else:
+                    await self._start_handler(socket, packet)
+            elif not self._working and self._plain(socket, packet):
+                await self._dispatch_plain(socket, packet, True)
             else:
                 await self._enqueue(socket, packet)
         elif ptype is SioType.ACK:
@@ -179,16 +186,19 @@ class Client:
 
     async def _work(self) -> None:
         try:
-            queue = self._queue
-            while queue:
-                socket, packet = queue.pop(0)
-                self._room.set()
-                if socket is None:
-                    await self._connect(packet)
-                else:
-                    await self._dispatch(socket, packet)
+            await self._drain_queue()
         finally:
             self._working = False
+
+    async def _drain_queue(self) -> None:
+        queue = self._queue
+        while queue:
+            socket, packet = queue.pop(0)
+            self._room.set()
+            if socket is None:
+                await self._connect(packet)
+            else:
+                await self._dispatch(socket, packet)
 
     async def _start_handler(self, socket: Socket, packet: SioPacket) -> None:
         # async_handlers: a task per event, but no more than max_pending_events
@@ -245,21 +255,133 @@ class Client:
                     ran = True
                     if result is None:
                         result = value
-                if packet.id is not None and ran and socket.state is SocketState.CONNECTED:
-                    packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
-                    # An ack waits for room like any emit: a client that asks
-                    # for acks and never reads ends up not being read either.
-                    await self.session.wait_for_room()
-                    await self.server.router.send(socket, packets, False)
+                if ran:
+                    await self._ack(socket, packet, result)
             except Exception:
-                log.exception(
-                    "error in handler of event %r (socket %s, namespace %s)",
-                    event,
-                    socket.id,
-                    socket.nsp.name,
-                )
+                self._log_handler_error(socket, event)
             finally:
                 del socket._scopes[scope]
+
+    async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
+        if packet.id is not None and socket.state is SocketState.CONNECTED:
+            packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+            # An ack waits for room like any emit: a client that asks for
+            # acks and never reads ends up not being read either.
+            await self.session.wait_for_room()
+            await self.server.router.send(socket, packets, False)
+
+    # Plain-function handlers run in the reader's task, as the event arrives:
+    # a function cannot await, so it cannot wait for its own client (the
+    # reason handlers have tasks), and a task, a task switch and a cancel scope
+    # per event are saved (the echo round trip's largest costs after the
+    # system calls). Order is kept: only when nothing of this client's is
+    # queued or running, so nothing can overtake; and only when every callable
+    # involved is a plain function, so an ``async def`` handler still gets its
+    # task and its cancel scope.
+
+    @staticmethod
+    def _plain(socket: Socket, packet: SioPacket) -> bool:
+        if socket._middlewares or socket._any or not socket._ready.is_set():
+            return False
+        event = packet.data[0]
+        entries = socket._handlers.get(event)
+        if entries and not all(is_plain(fn) for fn, _ in entries):
+            return False
+        return all(is_plain(fn) for fn in socket.nsp.event_handlers(event))
+
+    async def _dispatch_plain(self, socket: Socket, packet: SioPacket, ordered: bool) -> None:
+        if socket.state is not SocketState.CONNECTED:
+            return
+        data: list[Any] = packet.data
+        event: str = data[0]
+        args = tuple(data[1:])
+        calls: list[tuple[Handler, tuple[Any, ...]]] = [(h, args) for h in socket._take(event)]
+        calls += [(h, (socket, *args)) for h in socket.nsp.event_handlers(event)]
+        result: Any = None
+        try:
+            for i, (handler, call_args) in enumerate(calls):
+                value = handler(*call_args)
+                if inspect.isawaitable(value):
+                    # A plain function that returned an awaitable (a coroutine
+                    # made elsewhere): it and what follows go to a task, as
+                    # an async handler would.
+                    self._resume_in_task(socket, packet, value, calls[i + 1 :], result, ordered)
+                    return
+                if result is None:
+                    result = value
+        except Exception:
+            self._log_handler_error(socket, event)
+            return
+        if calls:
+            await self._ack(socket, packet, result)
+
+    def _resume_in_task(
+        self,
+        socket: Socket,
+        packet: SioPacket,
+        pending: Awaitable[Any],
+        rest: list[tuple[Handler, tuple[Any, ...]]],
+        result: Any,
+        ordered: bool,
+    ) -> None:
+        try:
+            self.session.nursery.start_soon(
+                self._resume, socket, packet, pending, rest, result, ordered
+            )
+        except RuntimeError:  # the session is closing: nothing more runs
+            close = getattr(pending, "close", None)
+            if close is not None:
+                close()
+            return
+        if ordered:
+            self._working = True  # later events queue behind this one
+        else:
+            self._running += 1
+
+    async def _resume(
+        self,
+        socket: Socket,
+        packet: SioPacket,
+        pending: Awaitable[Any],
+        rest: list[tuple[Handler, tuple[Any, ...]]],
+        result: Any,
+        ordered: bool,
+    ) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                socket._scopes[scope] = trio.lowlevel.current_task()
+                if socket.state is not SocketState.CONNECTED:
+                    scope.cancel()  # disconnected before this task started
+                try:
+                    value = await pending
+                    if result is None:
+                        result = value
+                    for handler, call_args in rest:
+                        value = await call_handler(handler, *call_args)
+                        if result is None:
+                            result = value
+                    await self._ack(socket, packet, result)
+                except Exception:
+                    self._log_handler_error(socket, packet.data[0])
+                finally:
+                    del socket._scopes[scope]
+            if ordered:
+                await self._drain_queue()
+        finally:
+            if ordered:
+                self._working = False
+            else:
+                self._running -= 1
+                self._finished.set()
+
+    @staticmethod
+    def _log_handler_error(socket: Socket, event: str) -> None:
+        log.exception(
+            "error in handler of event %r (socket %s, namespace %s)",
+            event,
+            socket.id,
+            socket.nsp.name,
+        )
 
     async def _report_error(self, socket: Socket, exc: Exception) -> None:
         handlers = socket._take("error")

@@ -26,6 +26,20 @@ async def call_handler(handler: Handler, *args: Any) -> Any:
     return result
 
 
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def is_plain(handler: Handler) -> bool:
+    """Whether ``handler`` is a plain function or method (``def``, ``lambda``).
+
+    Anything else (``async def``, ``functools.partial``, an object with
+    ``__call__``) counts as possibly asynchronous. A plain function may still
+    return an awaitable; callers check the result too.
+    """
+    code = getattr(handler, "__code__", None)
+    return code is not None and not code.co_flags & _ASYNC_CODE
+
+
 def ack_args(value: Any) -> list[Any]:
     """A handler's return value as acknowledgement arguments.
 
