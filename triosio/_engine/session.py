@@ -262,6 +262,15 @@ class EngineSession:
             or self._queued_bytes > self._options.max_buffered_bytes
         )
 
+    def has_room(self) -> bool:
+        """Whether :meth:`wait_for_room` would return at once."""
+        if self._reason is not None:
+            return True
+        ws = self._ws
+        if ws is not None:
+            return ws.backlog <= self._options.max_buffered_bytes
+        return not self._over_limit()
+
     async def wait_for_room(self) -> None:
         """Wait until this client's outbound queue is below its limits.
 

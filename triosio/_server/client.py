@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triosio.server")
 
+# Return values that cannot be awaitable (spares inspect.isawaitable for them).
+_PLAIN_VALUES = frozenset({str, int, float, bool, tuple, list, dict, bytes})
+
 # How long the router may take to confirm a socket's removal before the
 # disconnect handlers run anyway (it can only be slow while shutting down).
 _REMOVE_WAIT = 5.0
@@ -130,15 +133,17 @@ class Client:
                     log.info("session %s: event before CONNECT on %s", self.session.sid, nsp)
                     self.session.close_nowait(DisconnectReason.PARSE_ERROR)
                 return  # a namespace the server just left: ignore stragglers
-            if self.server.async_handlers:
-                if self._plain(socket, packet):
-                    await self._dispatch_plain(socket, packet, False)
-                else:
-                    await self._start_handler(socket, packet)
-            elif not self._working and self._plain(socket, packet):
-                await self._dispatch_plain(socket, packet, True)
-            else:
+            ordered = not self.server.async_handlers
+            if not (ordered and self._working) and socket.state is SocketState.CONNECTED:
+                items: list[Any] = packet.data
+                calls = self._plain_calls(socket, items[0], tuple(items[1:]))
+                if calls is not None:
+                    await self._dispatch_plain(socket, packet, calls)
+                    return
+            if ordered:
                 await self._enqueue(socket, packet)
+            else:
+                await self._start_handler(socket, packet)
         elif ptype is SioType.ACK:
             if socket is not None:
                 socket._on_ack(packet.id, packet.data)
@@ -280,40 +285,54 @@ class Client:
     # task and its cancel scope.
 
     @staticmethod
-    def _plain(socket: Socket, packet: SioPacket) -> bool:
+    def _plain_calls(
+        socket: Socket, event: str, args: tuple[Any, ...]
+    ) -> list[tuple[Handler, tuple[Any, ...]]] | None:
+        # The calls for this event if every callable involved is a plain
+        # function (once-handlers taken), else None (nothing taken).
         if socket._middlewares or socket._any or not socket._ready.is_set():
-            return False
-        event = packet.data[0]
+            return None
         entries = socket._handlers.get(event)
-        if entries and not all(is_plain(fn) for fn, _ in entries):
-            return False
-        return all(is_plain(fn) for fn in socket.nsp.event_handlers(event))
+        if entries:
+            for fn, _ in entries:
+                if not is_plain(fn):
+                    return None
+        shared = socket.nsp.event_handlers(event)
+        for fn in shared:
+            if not is_plain(fn):
+                return None
+        calls: list[tuple[Handler, tuple[Any, ...]]] = (
+            [(fn, args) for fn in socket._take(event)] if entries else []
+        )
+        if shared:
+            with_socket = (socket, *args)
+            calls += [(fn, with_socket) for fn in shared]
+        return calls
 
-    async def _dispatch_plain(self, socket: Socket, packet: SioPacket, ordered: bool) -> None:
-        if socket.state is not SocketState.CONNECTED:
-            return
-        data: list[Any] = packet.data
-        event: str = data[0]
-        args = tuple(data[1:])
-        calls: list[tuple[Handler, tuple[Any, ...]]] = [(h, args) for h in socket._take(event)]
-        calls += [(h, (socket, *args)) for h in socket.nsp.event_handlers(event)]
+    async def _dispatch_plain(
+        self, socket: Socket, packet: SioPacket, calls: list[tuple[Handler, tuple[Any, ...]]]
+    ) -> None:
         result: Any = None
-        try:
-            for i, (handler, call_args) in enumerate(calls):
+        for i, (handler, call_args) in enumerate(calls):
+            try:
                 value = handler(*call_args)
-                if inspect.isawaitable(value):
+            except Exception:
+                self._log_handler_error(socket, packet.data[0])
+                return
+            if value is not None:
+                if value.__class__ not in _PLAIN_VALUES and inspect.isawaitable(value):
                     # A plain function that returned an awaitable (a coroutine
-                    # made elsewhere): it and what follows go to a task, as
-                    # an async handler would.
-                    self._resume_in_task(socket, packet, value, calls[i + 1 :], result, ordered)
+                    # made elsewhere): it and what follows go to a task, as an
+                    # async handler would.
+                    self._resume_in_task(socket, packet, value, calls[i + 1 :], result)
                     return
                 if result is None:
                     result = value
-        except Exception:
-            self._log_handler_error(socket, event)
-            return
-        if calls:
-            await self._ack(socket, packet, result)
+        if calls and packet.id is not None and socket.state is SocketState.CONNECTED:
+            packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+            if not self.session.has_room():
+                await self.session.wait_for_room()
+            await self.server.router.send(socket, packets, False)
 
     def _resume_in_task(
         self,
@@ -322,8 +341,8 @@ class Client:
         pending: Awaitable[Any],
         rest: list[tuple[Handler, tuple[Any, ...]]],
         result: Any,
-        ordered: bool,
     ) -> None:
+        ordered = not self.server.async_handlers
         try:
             self.session.nursery.start_soon(
                 self._resume, socket, packet, pending, rest, result, ordered
