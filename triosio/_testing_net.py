@@ -163,6 +163,15 @@ class MemoryConnection:
         self._to_client.paused = False
         self._to_client.wake()
 
+    def pause_server(self) -> None:
+        """The server stops reading (the client's bytes pile up, then its writes wait)."""
+        self._to_server.paused = True
+
+    def resume_server(self) -> None:
+        """The server reads again: what piled up arrives together."""
+        self._to_server.paused = False
+        self._to_server.wake()
+
     def freeze(self) -> None:
         """Nothing gets through either way any more, not even a close.
 

@@ -100,6 +100,16 @@ class Link:
         for connection in self.connections:
             connection.resume_client()
 
+    def hold(self) -> None:
+        """The server stops reading the client: what it sends piles up, then waits."""
+        for connection in self.connections:
+            connection.pause_server()
+
+    def release(self) -> None:
+        """The server reads the client again: what piled up arrives at once, as a burst."""
+        for connection in self.connections:
+            connection.resume_server()
+
     def freeze(self) -> None:
         """The client's machine freezes: nothing gets through, either way.
 

@@ -590,3 +590,38 @@ async def test_plain_handler_errors_and_disconnected_sockets(
     failures = [r for r in caplog.records if r.exc_info]
     assert len(failures) == 2
     assert all("'boom'" in r.getMessage() for r in failures)
+
+
+async def test_a_burst_of_plain_events_lets_other_tasks_run(
+    autojump_clock: Any, net: MemoryNetwork
+) -> None:
+    # Plain handlers run in the reader, so a burst of buffered events would run
+    # back to back; the reader yields every 64 messages, so other tasks (here,
+    # one that counts its turns) still get the CPU during the burst.
+    sio = triosio.Server()
+    turns = [0]
+    seen: list[int] = []
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        socket.on("n", lambda n: seen.append(turns[0]))
+
+    async def count_turns() -> None:
+        while len(seen) < 640 and turns[0] < 100_000:
+            await trio.lowlevel.checkpoint()
+            turns[0] += 1
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            await settle()
+            connection = net.connections[-1]
+            connection.pause_server()
+            for n in range(640):
+                await client.emit("n", n)
+            await settle()
+            assert seen == []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(count_turns)
+                connection.resume_server()
+    assert len(seen) == 640
+    assert len(set(seen)) >= 5  # about 640 / 64 turns; without the yields, one

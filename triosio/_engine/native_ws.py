@@ -56,6 +56,7 @@ class NativeWebSocket(WebSocket):
         "_reader",
         "_sending",
         "_stream",
+        "_taken",
         "backlog",
         "broken",
     )
@@ -70,6 +71,7 @@ class NativeWebSocket(WebSocket):
         # next one, instead of a read that fails with EAGAIN (a system call and
         # an exception per message, at one message per wake-up).
         self._read_dry = False
+        self._taken = 0  # messages returned since the last forced yield
         # How to write without waiting, if the stream can: the socket's fd, or
         # a test stream's send_some_nowait (so in-memory tests behave alike).
         self._direct: Callable[[bytes], int] | None = (
@@ -109,6 +111,12 @@ class NativeWebSocket(WebSocket):
                 reader.feed(received)
                 continue
             if not isinstance(item, Control):
+                self._taken += 1
+                if self._taken >= 64:
+                    # Many messages may wait in the buffer, each handled at once
+                    # (plain handlers run in the reader): let the others run.
+                    self._taken = 0
+                    await trio.lowlevel.checkpoint()
                 return item
             if item.opcode == PING:
                 payload = item.payload

@@ -332,7 +332,9 @@ class Client:
             packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
             if not self.session.has_room():
                 await self.session.wait_for_room()
-            await self.server.router.send(socket, packets, False)
+            router = self.server.router
+            if not router.send_now(socket, packets):
+                await router.send(socket, packets, False)
 
     def _resume_in_task(
         self,

@@ -392,6 +392,19 @@ class Router:
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
 
+    def send_now(self, socket: Socket, packets: Sequence[OutPacket]) -> bool:
+        """:meth:`send` without a coroutine, when it would not wait or yield.
+
+        Returns False, having sent nothing, when the packets must go through
+        :meth:`send` instead: the inbox holds commands, or a yield is due.
+        """
+        if self.inbox or self.inbox.closed or self._direct >= 63:
+            return False
+        self._direct += 1
+        if socket._registered():
+            socket.session.send_nowait(packets, force=True)
+        return True
+
     async def call(self, fn: Callable[[Router], T]) -> T:
         """Run ``fn`` in the router task and return its result (or raise its error)."""
         command: Call[T] = Call(fn)
