@@ -10,6 +10,7 @@ import trio
 from conftest import LIMIT, TRANSPORTS, RawPolling, connect, serving, settle, until
 
 import triosio
+from triosio._proto.sio import SioType
 from triosio.testing import MemoryNetwork
 
 Reason = triosio.DisconnectReason
@@ -625,3 +626,49 @@ async def test_a_burst_of_plain_events_lets_other_tasks_run(
                 connection.resume_server()
     assert len(seen) == 640
     assert len(set(seen)) >= 5  # about 640 / 64 turns; without the yields, one
+
+
+async def test_a_plain_handler_returning_what_json_cannot_carry(
+    autojump_clock: Any, net: MemoryNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The acknowledgement cannot be encoded: logged like a handler error, no
+    # ack, and the client's connection is unharmed.
+    sio = triosio.Server()
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        socket.on("bad", lambda: {1, 2})  # a set: not JSON
+        socket.on("good", lambda: "fine")
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            with (
+                caplog.at_level(logging.ERROR, "triosio.server"),
+                pytest.raises(triosio.AckTimeout),
+            ):
+                await client.emit_with_ack("bad", timeout=2)
+            assert await client.emit_with_ack("good") == "fine"
+            assert client.connected
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert "'bad'" in record.getMessage()
+
+
+@pytest.mark.parametrize("name", ["/", "/chat"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        [None],
+        [1, "two", {"b": 1, "a": [1.0, 1e21, 1e-7]}],
+        ["é😀\u2028", True, -0.0],
+        [b"\x00\x01", {"x": bytearray(b"y")}],
+    ],
+)
+def test_encode_ack_is_encode(name: str, args: list[Any]) -> None:
+    # The ACK fast path writes exactly what the general encoder writes.
+    sio = triosio.Server()
+    nsp = sio.of(name)
+    for ack_id in (0, 7, 2**53):
+        fast = [(p.type, p.data) for p in nsp.encode_ack(args, ack_id)]
+        general = [(p.type, p.data) for p in nsp.encode(SioType.ACK, args, ack_id)]
+        assert fast == general

@@ -357,18 +357,31 @@ class JSONDecoder:
         ptype = _TYPE_BY_CHAR.get(text[0])
         if ptype is None:
             raise UnknownPacketType(f"unknown Socket.IO packet type {text[0]!r}")
-        if ptype is SioType.EVENT and text[1:2] == "[":
-            # The common case, an event on "/" with no ack id: skip the header walk
-            # and the general payload check (this is the same check, inlined).
-            args = self._reader.loads(text, 1)
-            if (
-                type(args) is not list
-                or not args
-                or type(args[0]) is not str
-                or args[0] in RESERVED_EVENTS
-            ):
-                check_data(ptype, args, None, present=True)  # raises the right error
-            return SioPacket(ptype, "/", args, None)
+        if ptype is SioType.EVENT:
+            # The common case, an event on "/" with or without an ack id: skip the
+            # header walk and the general payload check (the same checks, inlined).
+            start = 1
+            ack_id: int | None = None
+            if text[1:2] != "[":
+                start = text.find("[", 2, 2 + _MAX_ACK_ID_DIGITS)
+                if start > 0:
+                    digits = text[1:start]
+                    if digits.isascii() and digits.isdigit():
+                        ack_id = int(digits)
+                        if ack_id > MAX_ACK_ID:
+                            start = -1  # the general path says what is wrong
+                    else:
+                        start = -1
+            if start > 0:
+                args = self._reader.loads(text, start)
+                if (
+                    type(args) is not list
+                    or not args
+                    or type(args[0]) is not str
+                    or args[0] in RESERVED_EVENTS
+                ):
+                    check_data(ptype, args, ack_id, present=True)  # raises the right error
+                return SioPacket(ptype, "/", args, ack_id)
         i = 1
         count = 0
         binary = ptype is SioType.BINARY_EVENT or ptype is SioType.BINARY_ACK

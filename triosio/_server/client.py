@@ -269,7 +269,7 @@ class Client:
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
-            packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+            packets = socket.nsp.encode_ack(ack_args(result), packet.id)
             # An ack waits for room like any emit: a client that asks for
             # acks and never reads ends up not being read either.
             await self.session.wait_for_room()
@@ -329,7 +329,11 @@ class Client:
                 if result is None:
                     result = value
         if calls and packet.id is not None and socket.state is SocketState.CONNECTED:
-            packets = socket.nsp.encode(SioType.ACK, ack_args(result), packet.id)
+            try:
+                packets = socket.nsp.encode_ack(ack_args(result), packet.id)
+            except Exception:  # a value the parser cannot carry: as if it raised
+                self._log_handler_error(socket, packet.data[0])
+                return
             if not self.session.has_room():
                 await self.session.wait_for_room()
             router = self.server.router

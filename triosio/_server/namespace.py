@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from .._engine.packet import OutPacket
+from .._proto._json import dumps_binary
 from .._proto.eio import EioType
-from .._proto.sio import SioPacket, SioType
+from .._proto.sio import JSONEncoder, SioPacket, SioType
 from .adapter import ADAPTER_EVENTS, AdapterListener
 from .broadcast import BroadcastOperator
 from .handlers import Handler, call_handler
@@ -168,6 +169,11 @@ class Namespace(_NamespaceBase, _Broadcasting):
         self.parent = parent
         self._ack_ids = itertools.count()
         self._adapter_listeners: dict[str, list[AdapterListener]] = {}
+        # The text before the ack id of this namespace's JSON ACK packets, for
+        # encode_ack (None: a name the JSON format cannot carry; encode raises).
+        self._ack_head: str | None = (
+            ("3" if name == "/" else f"3{name},") if name[:1] == "/" and "," not in name else None
+        )
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -182,6 +188,20 @@ class Namespace(_NamespaceBase, _Broadcasting):
         """Encode a packet of this namespace as Engine.IO MESSAGE packets, once."""
         frames = self.server.encoder.encode(SioPacket(ptype, self.name, data, ack_id))
         return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
+
+    def encode_ack(self, args: list[Any], ack_id: int) -> list[OutPacket]:
+        """:meth:`encode` for an ACK answering ``ack_id`` (an id received, so valid).
+
+        With the default JSON parser and no binary arguments, the packet is
+        written here directly (the same text), skipping the general checks: an
+        acknowledgement from a handler is on the echo round trip's path.
+        """
+        head = self._ack_head
+        if head is not None and type(self.server.encoder) is JSONEncoder:
+            text, attachments = dumps_binary(args)
+            if not attachments:
+                return [OutPacket(EioType.MESSAGE, head + int.__repr__(ack_id) + text)]
+        return self.encode(SioType.ACK, args, ack_id)
 
     def _chain(self) -> list[_NamespaceBase]:
         return [self.parent, self] if self.parent is not None else [self]
