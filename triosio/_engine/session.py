@@ -579,9 +579,19 @@ class EngineSession:
 
     async def _read_websocket(self, ws: WebSocket) -> None:
         limit = self._options.max_http_buffer_size
+        on_message = self._app.on_message
         try:
             while self._reason is None:
                 message = await ws.receive(limit)
+                if type(message) is str and message[:1] == "4" and self._pong_deadline is None:
+                    # A text MESSAGE with no PONG due, the common case: what
+                    # _on_packet does for it, without building the packet.
+                    try:
+                        await on_message(self, message[1:])
+                    except Exception:
+                        log.exception("error in on_message of session %s", self.sid)
+                        self.close_nowait(DisconnectReason.FORCED_CLOSE)
+                    continue
                 await self._on_packet(decode_ws(message))
         except WebSocketClosed as exc:
             self.close_nowait(_reason_for_close_code(exc.code))
