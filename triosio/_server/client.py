@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -37,6 +37,7 @@ from .router import AddSocket
 from .socket import Handshake, HeaderMap, Socket, SocketState
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
     from .._engine.session import EngineSession
     from .namespace import Namespace
     from .router import Router
@@ -138,7 +139,13 @@ class Client:
                 items: list[Any] = packet.data
                 calls = self._plain_calls(socket, items[0], tuple(items[1:]))
                 if calls is not None:
-                    await self._dispatch_plain(socket, packet, calls)
+                    packets = self._run_plain(socket, packet, calls)
+                    if packets is not None:  # the acknowledgement
+                        if not self.session.has_room():
+                            await self.session.wait_for_room()
+                        router = self.server.router
+                        if not router.send_now(socket, packets):
+                            await router.send(socket, packets, False)
                     return
             if ordered:
                 await self._enqueue(socket, packet)
@@ -309,36 +316,33 @@ class Client:
             calls += [(fn, with_socket) for fn in shared]
         return calls
 
-    async def _dispatch_plain(
+    def _run_plain(
         self, socket: Socket, packet: SioPacket, calls: list[tuple[Handler, tuple[Any, ...]]]
-    ) -> None:
+    ) -> list[OutPacket] | None:
+        # Calls the handlers; returns the acknowledgement to send, if any.
         result: Any = None
         for i, (handler, call_args) in enumerate(calls):
             try:
                 value = handler(*call_args)
             except Exception:
                 self._log_handler_error(socket, packet.data[0])
-                return
+                return None
             if value is not None:
                 if value.__class__ not in _PLAIN_VALUES and inspect.isawaitable(value):
                     # A plain function that returned an awaitable (a coroutine
                     # made elsewhere): it and what follows go to a task, as an
                     # async handler would.
                     self._resume_in_task(socket, packet, value, calls[i + 1 :], result)
-                    return
+                    return None
                 if result is None:
                     result = value
-        if calls and packet.id is not None and socket.state is SocketState.CONNECTED:
-            try:
-                packets = socket.nsp.encode_ack(ack_args(result), packet.id)
-            except Exception:  # a value the parser cannot carry: as if it raised
-                self._log_handler_error(socket, packet.data[0])
-                return
-            if not self.session.has_room():
-                await self.session.wait_for_room()
-            router = self.server.router
-            if not router.send_now(socket, packets):
-                await router.send(socket, packets, False)
+        if not calls or packet.id is None or socket.state is not SocketState.CONNECTED:
+            return None
+        try:
+            return socket.nsp.encode_ack(ack_args(result), packet.id)
+        except Exception:  # a value the parser cannot carry: as if it raised
+            self._log_handler_error(socket, packet.data[0])
+            return None
 
     def _resume_in_task(
         self,
@@ -657,9 +661,14 @@ class EngineBridge:
         client.start()
         await trio.lowlevel.checkpoint()
 
-    async def on_message(self, session: EngineSession, data: str | bytes) -> None:
-        """A message for the connection's client."""
-        await session.app_state.on_message(data)
+    def on_message(self, session: EngineSession, data: str | bytes) -> Coroutine[Any, Any, None]:
+        """A message for the connection's client.
+
+        Returns the client's coroutine itself (no coroutine of its own: one
+        less frame on every message).
+        """
+        client: Client = session.app_state
+        return client.on_message(data)
 
     async def on_close(self, session: EngineSession, reason: DisconnectReason) -> None:
         """The connection closed."""

@@ -219,6 +219,9 @@ class Namespace(_NamespaceBase, _Broadcasting):
 
     def event_handlers(self, event: str) -> list[Handler]:
         """Namespace-level handlers of ``event``: the parent's first."""
+        if self.parent is None:  # the usual case, looked up for every event
+            own = self._event_handlers.get(event)
+            return list(own) if own else []
         return [h for ns in self._chain() for h in ns._event_handlers.get(event, ())]
 
     def disconnect_handlers(self, event: str) -> list[Handler]:
