@@ -141,14 +141,17 @@ def main() -> int:
         "--format",
         "raw",
         "--function",  # aggregate by function, not by line
-        "--nonblocking",  # never pause the server to read its stacks
         "--rate",
         str(args.rate),
         "--output",
         str(collapsed),
     ]
     if args.native:
+        # py-spy reads C stacks only from a paused process: each sample stops
+        # the server briefly, which over-weights system calls somewhat.
         spy_argv.append("--native")
+    else:
+        spy_argv.append("--nonblocking")  # never pause the server to read its stacks
     with running_server(spec, stem.with_suffix(".server.log")) as server:
         spy_log = stem.with_suffix(".py-spy.log").open("wb")
         spy = subprocess.Popen(
