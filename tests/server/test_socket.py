@@ -672,3 +672,38 @@ def test_encode_ack_is_encode(name: str, args: list[Any]) -> None:
         fast = [(p.type, p.data) for p in nsp.encode_ack(args, ack_id)]
         general = [(p.type, p.data) for p in nsp.encode(SioType.ACK, args, ack_id)]
         assert fast == general
+
+
+async def test_a_returned_coroutine_of_a_socket_gone_meanwhile_is_cancelled(
+    autojump_clock: Any, net: MemoryNetwork
+) -> None:
+    # The event and the namespace's DISCONNECT arrive together: the coroutine a
+    # plain handler returned gets its task after the socket began closing, and
+    # is cancelled at its first checkpoint instead of running on.
+    sio = triosio.Server()
+    log: list[str] = []
+
+    async def slow() -> str:
+        log.append("started")
+        await trio.sleep(5)
+        log.append("finished")
+        return "done"
+
+    @sio.of("/chat").on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        socket.on("slow", lambda: slow())
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as main:
+            chat = main.manager.socket("/chat")
+            await chat.connect()
+            await settle()
+            wire = net.connections[-1]
+            wire.pause_server()
+            await chat.emit("slow")
+            await chat.disconnect()
+            await settle()
+            wire.resume_server()
+            await trio.sleep(10)
+            assert main.connected  # "/" is unharmed
+    assert log == ["started"]
