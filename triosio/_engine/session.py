@@ -277,14 +277,10 @@ class EngineSession:
         Not a schedule point when there is room already (the hot path of every
         emit): callers that loop must yield by other means.
         """
-        while self._reason is None:
+        while not self.has_room():
             ws = self._ws
             if ws is not None:
-                if ws.backlog <= self._options.max_buffered_bytes:
-                    return
                 await ws.wait_drained()
-            elif not self._over_limit():
-                return
             else:
                 await self._room.wait()
 

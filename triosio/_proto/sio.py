@@ -242,16 +242,9 @@ class JSONEncoder:
                 cannot carry (NaN, Infinity, objects of unknown types).
         """
         ptype = packet.type
-        nsp = packet.nsp
         packet_id = packet.id
         data = packet.data
-        if nsp == "/":
-            head = ""
-        elif nsp[:1] == "/" and "," not in nsp:
-            # The text format ends the namespace at the first comma, unescaped.
-            head = nsp + ","
-        else:
-            raise LocalProtocolError(f"namespace must start with '/' and hold no ',': {nsp!r}")
+        head = _nsp_head(packet.nsp)
         if packet_id is not None:
             if (
                 not isinstance(packet_id, int)
@@ -269,6 +262,28 @@ class JSONEncoder:
                 return [f"{5 if is_event else 6}{len(attachments)}-{head}{text}", *attachments]
             return [("2" if is_event else "3") + head + text]
         return [_TYPE_CHAR[ptype] + head + dumps(data)]
+
+    def encode_ack(self, nsp: str, args: list[Any], ack_id: int) -> list[str | bytes]:
+        """``encode(SioPacket(SioType.ACK, nsp, args, ack_id))``, with fewer checks.
+
+        For an acknowledgement of an ack id the decoder accepted (so valid): a
+        handler's answer, on the echo round trip's path.
+        """
+        text, attachments = dumps_binary(args)
+        head = _nsp_head(nsp) + int.__repr__(ack_id)
+        if attachments:
+            return [f"6{len(attachments)}-{head}{text}", *attachments]
+        return ["3" + head + text]
+
+
+def _nsp_head(nsp: str) -> str:
+    # What precedes the ack id and the data in the text format.
+    if nsp == "/":
+        return ""
+    if nsp[:1] == "/" and "," not in nsp:
+        # The text format ends the namespace at the first comma, unescaped.
+        return nsp + ","
+    raise LocalProtocolError(f"namespace must start with '/' and hold no ',': {nsp!r}")
 
 
 _ACK_DIGITS = re.compile(r"[0-9]*")

@@ -140,12 +140,8 @@ class Client:
                 calls = self._plain_calls(socket, items[0], tuple(items[1:]))
                 if calls is not None:
                     packets = self._run_plain(socket, packet, calls)
-                    if packets is not None:  # the acknowledgement
-                        if not self.session.has_room():
-                            await self.session.wait_for_room()
-                        router = self.server.router
-                        if not router.send_now(socket, packets):
-                            await router.send(socket, packets, False)
+                    if packets is not None:
+                        await self._send_ack(socket, packets)
                     return
             if ordered:
                 await self._enqueue(socket, packet)
@@ -276,11 +272,17 @@ class Client:
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
-            packets = socket.nsp.encode_ack(ack_args(result), packet.id)
-            # An ack waits for room like any emit: a client that asks for
-            # acks and never reads ends up not being read either.
+            await self._send_ack(socket, socket.nsp.encode_ack(ack_args(result), packet.id))
+
+    async def _send_ack(self, socket: Socket, packets: list[OutPacket]) -> None:
+        # An ack waits for room like any emit: a client that asks for acks and
+        # never reads ends up not being read either. (Both checks spare the
+        # common case a coroutine: acks of plain handlers are on the echo path.)
+        if not self.session.has_room():
             await self.session.wait_for_room()
-            await self.server.router.send(socket, packets, False)
+        router = self.server.router
+        if not router.send_now(socket, packets):
+            await router.send(socket, packets, False)
 
     # Plain-function handlers run in the reader's task, as the event arrives:
     # a function cannot await, so it cannot wait for its own client (the

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from .._engine.packet import OutPacket
-from .._proto._json import dumps_binary
 from .._proto.eio import EioType
 from .._proto.sio import JSONEncoder, SioPacket, SioType
 from .adapter import ADAPTER_EVENTS, AdapterListener
@@ -169,11 +168,6 @@ class Namespace(_NamespaceBase, _Broadcasting):
         self.parent = parent
         self._ack_ids = itertools.count()
         self._adapter_listeners: dict[str, list[AdapterListener]] = {}
-        # The text before the ack id of this namespace's JSON ACK packets, for
-        # encode_ack (None: a name the JSON format cannot carry; encode raises).
-        self._ack_head: str | None = (
-            ("3" if name == "/" else f"3{name},") if name[:1] == "/" and "," not in name else None
-        )
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -192,16 +186,16 @@ class Namespace(_NamespaceBase, _Broadcasting):
     def encode_ack(self, args: list[Any], ack_id: int) -> list[OutPacket]:
         """:meth:`encode` for an ACK answering ``ack_id`` (an id received, so valid).
 
-        With the default JSON parser and no binary arguments, the packet is
-        written here directly (the same text), skipping the general checks: an
-        acknowledgement from a handler is on the echo round trip's path.
+        The default JSON encoder has a shorter path for it
+        (:meth:`JSONEncoder.encode_ack`): a handler's acknowledgement is on the
+        echo round trip's path.
         """
-        head = self._ack_head
-        if head is not None and type(self.server.encoder) is JSONEncoder:
-            text, attachments = dumps_binary(args)
-            if not attachments:
-                return [OutPacket(EioType.MESSAGE, head + int.__repr__(ack_id) + text)]
-        return self.encode(SioType.ACK, args, ack_id)
+        encoder = self.server.encoder
+        if type(encoder) is JSONEncoder:
+            frames = encoder.encode_ack(self.name, args, ack_id)
+        else:
+            frames = encoder.encode(SioPacket(SioType.ACK, self.name, args, ack_id))
+        return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
 
     def _chain(self) -> list[_NamespaceBase]:
         return [self.parent, self] if self.parent is not None else [self]

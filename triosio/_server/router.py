@@ -383,9 +383,7 @@ class Router:
         if self.inbox or self.inbox.closed:
             await self.inbox.put(Emit(socket, packets, volatile))
             return
-        if socket._registered():
-            socket.session.send_nowait(packets, volatile=volatile, force=True)
-        self._direct += 1
+        self._write(socket, packets, volatile)
         if self._direct >= 64:
             self._direct = 0
             await trio.lowlevel.checkpoint()
@@ -400,10 +398,14 @@ class Router:
         """
         if self.inbox or self.inbox.closed or self._direct >= 63:
             return False
+        self._write(socket, packets, False)
+        return True
+
+    def _write(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
+        # A direct send: nothing queued in the inbox can come before it.
         self._direct += 1
         if socket._registered():
-            socket.session.send_nowait(packets, force=True)
-        return True
+            socket.session.send_nowait(packets, volatile=volatile, force=True)
 
     async def call(self, fn: Callable[[Router], T]) -> T:
         """Run ``fn`` in the router task and return its result (or raise its error)."""
