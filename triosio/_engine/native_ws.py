@@ -289,8 +289,8 @@ class NativeWebSocket(WebSocket):
             if item is not None:
                 continue
             try:
-                data = await self._stream.receive_some(_RECV_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = await self._receive_some()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return
             if not data:
                 return

@@ -457,8 +457,7 @@ class EngineSession:
             try:
                 await self._app.on_message(self, packet.data)
             except Exception:
-                log.exception("error in on_message of session %s", self.sid)
-                self.close_nowait(DisconnectReason.FORCED_CLOSE)
+                self._app_failed()
         elif ptype is EioType.PONG:
             self._on_pong()
         elif ptype is EioType.CLOSE:
@@ -470,6 +469,11 @@ class EngineSession:
             self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
         else:
             self.close_nowait(DisconnectReason.PARSE_ERROR)
+
+    def _app_failed(self) -> None:
+        # Called in an ``except`` block: the traceback goes to the log.
+        log.exception("error in on_message of session %s", self.sid)
+        self.close_nowait(DisconnectReason.FORCED_CLOSE)
 
     async def receive_packets(self, packets: Sequence[EioPacket]) -> None:
         """Handle packets that came in a polling POST body, in order.
@@ -585,8 +589,7 @@ class EngineSession:
                     try:
                         await on_message(self, message[1:])
                     except Exception:
-                        log.exception("error in on_message of session %s", self.sid)
-                        self.close_nowait(DisconnectReason.FORCED_CLOSE)
+                        self._app_failed()
                     continue
                 await self._on_packet(decode_ws(message))
         except WebSocketClosed as exc:
