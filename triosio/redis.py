@@ -30,14 +30,14 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ._common.handlers import call_handler
+from ._common.sync import Mailbox
 from ._errors import ClusterTimeout, LocalProtocolError
 from ._proto.backoff import Backoff
 from ._proto.sio import SioType
 from ._redis import wire
 from ._redis.wire import Channels, Request, RequestType, WireError
 from ._server.cluster import ClusterAcks, ForwardedAck, deliver, first_ack_arg, socket_info
-from ._server.handlers import call_handler
-from ._server.mailbox import Mailbox
 from ._server.router import Broadcast
 from ._server.socket import Socket
 

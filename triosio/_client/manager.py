@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import trio
 
+from .._common.handlers import HandlerRegistry
 from .._engine.client import (
     TRANSPORTS,
     Connector,
@@ -36,7 +37,7 @@ from .._engine.client import (
 from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
 from .._proto.backoff import Backoff
 from .._proto.sio import Decoder, Limits, Parser, SioPacket, check_namespace, get_parser
-from .emitter import Dispatcher, Listeners
+from .emitter import Dispatcher, submit
 from .socket import Auth, ClientSocket
 
 log = logging.getLogger("triosio.client")
@@ -65,7 +66,7 @@ def parse_url(url: str) -> tuple[bool, str, int, str, list[tuple[str, str]]]:
     return secure, parts.hostname, port, namespace, parse_qsl(parts.query, keep_blank_values=True)
 
 
-class Manager(Listeners):
+class Manager(HandlerRegistry):
     """One connection to a Socket.IO server, shared by namespace sockets.
 
     Use it as an async context manager; it runs its tasks (the connection, the
@@ -347,7 +348,7 @@ class Manager(Listeners):
         await trio.lowlevel.checkpoint()
 
     def _emit(self, name: str, *args: Any) -> None:
-        self._submit(self._dispatcher, name, args, "manager")
+        submit(self, self._dispatcher, name, args, "manager")
 
     def _emit_sockets(self, name: str, *args: Any) -> None:
         for sock in self._sockets.values():

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._common.handlers import CatchAllRegistry, Handler, call_handler
 from .._errors import (
     AckTimeout,
     ConnectError,
@@ -37,8 +38,8 @@ from .._errors import (
     LocalProtocolError,
     TriosioError,
 )
-from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType
-from .emitter import Handler, SocketListeners, call_handler, run_handlers
+from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType, ack_args, ack_value
+from .emitter import run_handlers, submit
 from .stream import Event, EventStream, Overflow
 
 if TYPE_CHECKING:
@@ -121,24 +122,6 @@ class _Waiter:
         self.error: ConnectError | None = None
 
 
-def ack_value(args: tuple[Any, ...] | list[Any]) -> Any:
-    """What ``emit_with_ack`` returns: ``None``, the one argument, or a tuple."""
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
-
-
-def ack_args(result: Any) -> list[Any]:
-    """The ACK arguments for a handler's return value (a tuple = several)."""
-    if result is None:
-        return []
-    if isinstance(result, tuple):
-        return list(result)
-    return [result]
-
-
 class EmitFlags:
     """Emit modifiers, chainable: ``socket.volatile.timeout(5).emit_with_ack(...)``."""
 
@@ -174,7 +157,7 @@ class EmitFlags:
         await self.emit("message", *args)
 
 
-class ClientSocket(SocketListeners):
+class ClientSocket(CatchAllRegistry):
     """One namespace of a Socket.IO connection. Make them with :meth:`Manager.socket`
     (or get one from :func:`triosio.connect`).
 
@@ -495,7 +478,7 @@ class ClientSocket(SocketListeners):
             await event.ack(*ack_args(result))
 
     def _emit_reserved(self, name: str, *args: Any) -> None:
-        self._submit(self.manager._dispatcher, name, args, f"namespace {self.namespace}")
+        submit(self, self.manager._dispatcher, name, args, f"namespace {self.namespace}")
 
     def events(
         self, *names: str, max_buffer: int = 1024, overflow: Overflow = "error"

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from .._common.sync import LazyEvent
 from .exchange import WebSocket, WebSocketClosed
-from .lazy import LazyEvent
 from .packet import OutPacket, close_frame, ws_frame_header
 from .wsframes import CLOSE, PING, Control, FrameError, FrameReader
 

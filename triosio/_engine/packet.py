@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any
 
 from .._proto.eio import EioType
 
@@ -53,11 +52,6 @@ class OutPacket:
         self._poll: str | None = None
 
     @property
-    def is_binary(self) -> bool:
-        """Whether this packet travels as binary."""
-        return isinstance(self.data, bytes)
-
-    @property
     def ws_message(self) -> str | bytes:
         """The WebSocket message (unframed): ``"<type><data>"`` or the bytes."""
         data = self.data
@@ -97,35 +91,6 @@ class OutPacket:
 
 
 _TYPE_CHARS = {t: str(int(t)) for t in EioType}
-
-
-class WriteBatch:
-    """Coalesces the writes of many sends into one write per client.
-
-    Between :meth:`begin` and :meth:`end` (the router wraps each batch of
-    commands in them, without awaiting in between), a WebSocket session keeps
-    what it is sent and registers here; :meth:`end` then has each one write all
-    of it at once: one system call per client per batch instead of one per packet.
-    Order is kept, since nothing else can write to the session meanwhile.
-    """
-
-    __slots__ = ("depth", "pending")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending: list[Any] = []
-
-    def begin(self) -> None:
-        """Start holding writes."""
-        self.depth += 1
-
-    def end(self) -> None:
-        """Stop holding writes and flush every session that holds some."""
-        self.depth -= 1
-        if self.depth == 0 and self.pending:
-            pending, self.pending = self.pending, []
-            for session in pending:
-                session.flush_batch()
 
 
 PING = OutPacket(EioType.PING)

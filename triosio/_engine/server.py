@@ -31,11 +31,12 @@ from urllib.parse import urlsplit
 
 import trio
 
+from .._common.sync import WriteBatch
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .heartbeats import HeartbeatTimers
-from .packet import OutPacket, WriteBatch
+from .packet import OutPacket
 from .session import EngineApp, EngineSession, PollOverlap
 
 log = logging.getLogger("triosio.engine")

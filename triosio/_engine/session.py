@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from .._common.sync import LazyEvent, WriteBatch
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
 from .heartbeats import HeartbeatTimers, TimerEntry
-from .lazy import LazyEvent
-from .packet import OutPacket, WriteBatch
+from .packet import OutPacket
 
 if TYPE_CHECKING:
     from .server import EngineOptions

@@ -172,6 +172,28 @@ class Parser(Protocol):
 # ---------------------------------------------------------------- validation
 
 
+def ack_args(value: Any) -> list[Any]:
+    """A handler's return value as acknowledgement arguments.
+
+    ``None`` acknowledges with no argument, a tuple with several, anything else
+    with one. The inverse of :func:`ack_value`.
+    """
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+def ack_value(args: tuple[Any, ...] | list[Any]) -> Any:
+    """Acknowledgement arguments as one value: ``None``, the argument, or a tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
 def check_data(ptype: SioType, data: Any, packet_id: int | None, *, present: bool = False) -> None:
     """Check that ``data`` fits a packet of type ``ptype`` (shared by all parsers).
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._engine.lazy import LazyEvent
+from .._common.handlers import Handler, call_handler, is_plain, positional_count
+from .._common.sync import LazyEvent
 from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
-from .._proto.sio import SioPacket, SioType
-from .handlers import Handler, ack_args, call_handler, is_plain, positional_count
+from .._proto.sio import SioPacket, SioType, ack_args
 from .router import AddSocket
 from .socket import Handshake, HeaderMap, Socket, SocketState
 

@@ -18,12 +18,12 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
+from .._common.handlers import Handler, call_handler
 from .._engine.packet import OutPacket
 from .._proto.eio import EioType
 from .._proto.sio import JSONEncoder, SioPacket, SioType
 from .adapter import ADAPTER_EVENTS, AdapterListener
 from .broadcast import BroadcastOperator
-from .handlers import Handler, call_handler
 
 if TYPE_CHECKING:
     from .cluster import RemoteSocket

@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from .._engine.lazy import LazyEvent
-from .._engine.packet import OutPacket, WriteBatch
+from .._common.sync import LazyEvent, Mailbox, WriteBatch
+from .._engine.packet import OutPacket
 from .adapter import RoomTable
 from .handlers import GONE
-from .mailbox import Mailbox
 
 if TYPE_CHECKING:
     from .socket import Socket

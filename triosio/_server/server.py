@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import trio
 
+from .._common.handlers import Handler
 from .._engine.exchange import Exchange
 from .._engine.packet import OutPacket
 from .._engine.server import EngineServer
@@ -18,7 +19,6 @@ from .._proto.sio import Limits, Parser, SioPacket, SioType, get_parser
 from .broadcast import BroadcastOperator
 from .client import EngineBridge
 from .cluster import Adapter, ClusterAcks, RemoteSocket
-from .handlers import Handler
 from .namespace import Namespace, ParentNamespace
 from .router import Router
 

@@ -10,14 +10,15 @@ import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._engine.lazy import LazyEvent
+from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
+from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType
-from .handlers import GONE, Handler, ack_value, call_handler
+from .._proto.sio import RESERVED_EVENTS, SioType, ack_value
+from .handlers import GONE
 from .router import Call, Emit, RemoveSocket, Rooms
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from .namespace import Namespace
 
 log = logging.getLogger("triosio.server")
-
-H = TypeVar("H", bound=Handler)
 
 
 class SocketState(enum.Enum):
@@ -104,111 +103,8 @@ def new_socket_id() -> str:
     return secrets.token_urlsafe(15)
 
 
-class EventHandlers:
-    """``on``/``once``/``off`` and catch-all listeners, shared by sockets and namespaces."""
-
-    __slots__ = ("_any", "_any_outgoing", "_handlers")
-
-    def __init__(self) -> None:
-        # (handler, once) pairs: a once-handler is removed when it is taken.
-        self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
-        self._any: list[Handler] = []
-        self._any_outgoing: list[Handler] = []
-
-    def on(self, event: str, handler: H | None = None) -> Any:
-        """Register ``handler`` for ``event``; usable as a decorator.
-
-        The handler gets the event's arguments; its return value is the
-        acknowledgement when the client asked for one (a tuple for several
-        arguments). Plain functions and ``async def`` both work.
-        """
-        return self._register(event, handler, once=False)
-
-    def once(self, event: str, handler: H | None = None) -> Any:
-        """Like :meth:`on`, for the next ``event`` only."""
-        return self._register(event, handler, once=True)
-
-    def _register(self, event: str, handler: H | None, *, once: bool) -> Any:
-        def add(fn: H) -> H:
-            if not callable(fn):
-                raise TypeError("handlers must be callable")
-            self._handlers.setdefault(event, []).append((fn, once))
-            return fn
-
-        return add if handler is None else add(handler)
-
-    def off(self, event: str | None = None, handler: Handler | None = None) -> None:
-        """Remove ``handler`` from ``event``, all of ``event``'s handlers, or all."""
-        if event is None:
-            self._handlers.clear()
-        elif handler is None:
-            self._handlers.pop(event, None)
-        else:
-            entries = self._handlers.get(event, [])
-            for i, (fn, _) in enumerate(entries):
-                if fn == handler:
-                    del entries[i]
-                    break
-
-    def listeners(self, event: str) -> list[Handler]:
-        """The handlers registered for ``event``."""
-        return [fn for fn, _ in self._handlers.get(event, ())]
-
-    def on_any(self, handler: H) -> H:
-        """Call ``handler(event, *args)`` for every incoming event."""
-        self._any.append(handler)
-        return handler
-
-    def prepend_any(self, handler: H) -> H:
-        """Like :meth:`on_any`, called before the others."""
-        self._any.insert(0, handler)
-        return handler
-
-    def off_any(self, handler: Handler | None = None) -> None:
-        """Remove one catch-all listener, or all of them."""
-        if handler is None:
-            self._any.clear()
-        elif handler in self._any:
-            self._any.remove(handler)
-
-    def listeners_any(self) -> list[Handler]:
-        """The catch-all listeners, in calling order."""
-        return list(self._any)
-
-    def on_any_outgoing(self, handler: H) -> H:
-        """Call ``handler(event, *args)`` for every event emitted to this client."""
-        self._any_outgoing.append(handler)
-        return handler
-
-    def prepend_any_outgoing(self, handler: H) -> H:
-        """Like :meth:`on_any_outgoing`, called before the others."""
-        self._any_outgoing.insert(0, handler)
-        return handler
-
-    def off_any_outgoing(self, handler: Handler | None = None) -> None:
-        """Remove one outgoing catch-all listener, or all of them."""
-        if handler is None:
-            self._any_outgoing.clear()
-        elif handler in self._any_outgoing:
-            self._any_outgoing.remove(handler)
-
-    def listeners_any_outgoing(self) -> list[Handler]:
-        """The outgoing catch-all listeners, in calling order."""
-        return list(self._any_outgoing)
-
-    def _take(self, event: str) -> list[Handler]:
-        """The handlers to call for one ``event``; once-handlers are removed."""
-        entries = self._handlers.get(event)
-        if not entries:
-            return []
-        found = [fn for fn, _ in entries]
-        if any(once for _, once in entries):
-            entries[:] = [entry for entry in entries if not entry[1]]
-        return found
-
-
 @final
-class Socket(EventHandlers):
+class Socket(CatchAllRegistry):
     """One client's connection to one namespace (``socket`` in handlers).
 
     Created by triosio when a client connects; you get it in ``connection``
