@@ -61,9 +61,9 @@ from ._errors import UnknownPacketType as UnknownPacketType
 
 # server
 from ._server.broadcast import BroadcastOperator as BroadcastOperator
-from ._server.cluster import RemoteSocket as RemoteSocket
 from ._server.namespace import Namespace as Namespace
 from ._server.namespace import ParentNamespace as ParentNamespace
+from ._server.remote import RemoteSocket as RemoteSocket
 from ._server.server import Server as Server
 from ._server.socket import Handshake as Handshake
 from ._server.socket import Socket as Socket

@@ -34,12 +34,10 @@ from ._common.handlers import call_handler
 from ._common.sync import Mailbox
 from ._errors import ClusterTimeout, LocalProtocolError
 from ._proto.backoff import Backoff
-from ._proto.sio import SioType
 from ._redis import wire
 from ._redis.wire import Channels, Request, RequestType, WireError
-from ._server.cluster import ClusterAcks, ForwardedAck, deliver, first_ack_arg, socket_info
-from ._server.router import Broadcast
-from ._server.socket import Socket
+from ._server.cluster import ClusterPort
+from ._server.remote import ClusterAcks, ForwardedAck, first_ack_arg, socket_info
 
 try:
     import anyio
@@ -50,10 +48,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(
         "triosio.redis needs the 'redis' extra: pip install 'triosio[redis]'"
     ) from exc
-
-if TYPE_CHECKING:
-    from ._server.namespace import Namespace
-    from ._server.server import Server
 
 __all__ = ["RedisAdapter"]
 
@@ -261,7 +255,7 @@ class RedisAdapter:
         self._by_channel: dict[bytes, tuple[_Namespace, bool]] = {}
         self._health = _Health(_safe_url(url))
         self._malformed = _Malformed()
-        self._server: Server | None = None
+        self._server: ClusterPort | None = None
         self._pub: Any = None
         self._pubsub: Any = None
         self._nursery: trio.Nursery | None = None
@@ -272,7 +266,7 @@ class RedisAdapter:
     # ------------------------------------------------------------ running
 
     async def run(
-        self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, server: ClusterPort, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Connect and subscribe; then serve until cancelled (``Server.run`` starts this).
 
@@ -282,7 +276,7 @@ class RedisAdapter:
         if self._server is not None:
             raise RuntimeError("a RedisAdapter serves one server, once")
         self._server = server
-        for name in server.namespaces:
+        for name in server.namespace_names():
             self._add_namespace(name)
         # On cancellation, coredis must see its subscriber closed before its
         # connections (else its clean-up writes to a closed connection and
@@ -431,17 +425,14 @@ class RedisAdapter:
             return
         server = self._server
         assert server is not None
-        if room:
-            # As Node: a room this server does not have is skipped without decoding.
-            state = server.router.namespaces.get(link.name)
-            if state is None or room not in state.rooms.rooms:
-                return
+        # As Node: a room this server does not have is skipped without decoding.
+        if room and not server.has_room(link.name, room):
+            return
         broadcast = wire.decode_broadcast(payload, link.name)
         if broadcast is None or broadcast.uid == link.channels.uid:
             return  # another namespace's, or our own echo
         try:
-            await deliver(
-                server,
+            await server.deliver(
                 link.name,
                 broadcast.data,
                 broadcast.rooms,
@@ -451,10 +442,6 @@ class RedisAdapter:
             )
         except LocalProtocolError as exc:
             raise WireError(f"cannot pass the broadcast on: {exc}") from None
-
-    def _namespace(self, link: _Namespace) -> Namespace | None:
-        assert self._server is not None
-        return self._server.namespaces.get(link.name)
 
     async def _on_request(self, link: _Namespace, payload: bytes) -> None:
         request = wire.parse_request(wire.load_message(payload), link.name)
@@ -486,19 +473,15 @@ class RedisAdapter:
             await self._forward_broadcast(link, request)
 
     async def _answer_query(self, link: _Namespace, request: Request) -> None:
-        nsp = self._namespace(link)
+        server = self._server
         request_id = request.request_id
-        assert request_id is not None
+        assert request_id is not None and server is not None
         channel = link.channels.response_for(request.uid, self.publish_on_specific_response_channel)
         if request.type is RequestType.ALL_ROOMS:
-            rooms = list(nsp.adapter.rooms) if nsp is not None else []
+            rooms = server.rooms(link.name)
             await self._publish(channel, wire.encode_rooms_response(request_id, rooms))
             return
-        sockets: list[Socket] = []
-        if nsp is not None:
-            operator = nsp.local.to(request.rooms).except_(request.exclude)
-            # A local operator finds this server's sockets only.
-            sockets = [s for s in await operator.fetch_sockets() if isinstance(s, Socket)]
+        sockets = await server.sockets(link.name, request.rooms, request.exclude)
         if request.type is RequestType.SOCKETS:
             ids = [s.id for s in sockets]
             await self._publish(channel, wire.encode_sockets_response(request_id, ids))
@@ -507,36 +490,30 @@ class RedisAdapter:
             await self._publish(channel, wire.encode_fetch_response(request_id, info))
 
     async def _apply_remote(self, link: _Namespace, request: Request) -> None:
-        nsp = self._namespace(link)
-        if nsp is None:
-            return
+        server = self._server
+        assert server is not None and self._nursery is not None
         kind = request.type
+        rooms, exclude = request.rooms, request.exclude
         if request.legacy:
-            socket = nsp.sockets.get(request.sid or "")
-            if socket is None:
+            # One socket, by id: its own room selects it.
+            sid = request.sid or ""
+            if server.socket(link.name, sid) is None:
                 return
-            if kind is RequestType.REMOTE_JOIN:
-                await socket.join(request.change)
-            elif kind is RequestType.REMOTE_LEAVE:
-                await socket.leave(request.change)
-            else:
-                assert self._nursery is not None
-                self._nursery.start_soon(_quietly, socket.disconnect, request.close)
-            if request.request_id is not None:
-                channel = link.channels.response_for(
-                    request.uid, self.publish_on_specific_response_channel
-                )
-                await self._publish(channel, wire.encode_done_response(request.request_id))
-            return
-        operator = nsp.local.to(request.rooms).except_(request.exclude)
-        if kind is RequestType.REMOTE_JOIN:
-            await operator.sockets_join(request.change)
-        elif kind is RequestType.REMOTE_LEAVE:
-            await operator.sockets_leave(request.change)
+            rooms, exclude = frozenset({sid}), frozenset()
+        if kind is RequestType.REMOTE_JOIN or kind is RequestType.REMOTE_LEAVE:
+            join = kind is RequestType.REMOTE_JOIN
+            change = frozenset(request.change)
+            await server.change_rooms(link.name, rooms, exclude, change, join)
         else:
             # It waits for every socket to be gone: not here, in the subscriber.
-            assert self._nursery is not None
-            self._nursery.start_soon(_quietly, operator.disconnect_sockets, request.close)
+            self._nursery.start_soon(
+                _quietly, server.disconnect, link.name, rooms, exclude, request.close
+            )
+        if request.legacy and request.request_id is not None:
+            channel = link.channels.response_for(
+                request.uid, self.publish_on_specific_response_channel
+            )
+            await self._publish(channel, wire.encode_done_response(request.request_id))
 
     def _server_side_event(self, link: _Namespace, request: Request) -> None:
         assert self._server is not None and self._nursery is not None
@@ -573,10 +550,6 @@ class RedisAdapter:
         request_id = request.request_id
         assert request_id is not None and self._server is not None
         channel = link.channels.response_for(request.uid, self.publish_on_specific_response_channel)
-        nsp = self._namespace(link)
-        if nsp is None:
-            await self._publish(channel, wire.encode_client_count(request_id, 0))
-            return
 
         def on_count(count: int) -> None:
             self._publish_nowait(channel, wire.encode_client_count(request_id, count))
@@ -584,18 +557,20 @@ class RedisAdapter:
         def on_ack(value: Any) -> None:
             self._publish_nowait(channel, wire.encode_broadcast_ack(request_id, value))
 
-        ack = ForwardedAck(nsp.next_ack_id(), on_count, on_ack)
         try:
-            try:
-                packets = nsp.encode(SioType.EVENT, request.data, ack.id)
-            except LocalProtocolError:
-                packets = nsp.encode(SioType.EVENT, wire.plain(request.data), ack.id)
+            ack = await self._server.deliver_with_ack(
+                link.name,
+                request.data,
+                request.rooms,
+                request.exclude,
+                request.volatile,
+                on_count,
+                on_ack,
+                wire.plain,
+            )
         except LocalProtocolError as exc:
             on_count(0)  # sent to nobody: the requester need not wait for us
             raise WireError(f"cannot pass the broadcast on: {exc}") from None
-        await self._server.router.inbox.put(
-            Broadcast(link.name, packets, request.rooms, request.exclude, request.volatile, ack)
-        )
         assert self._nursery is not None
         # The requester forgets the request after its timeout (§5.5); so do we.
         wait = request.timeout if request.timeout is not None else self.requests_timeout

@@ -199,7 +199,7 @@ class MemoryServer:
         """
         while True:
             await trio.testing.wait_all_tasks_blocked()
-            if all(len(server.router.inbox) == 0 for server in self.servers):
+            if all(server.router.queued == 0 for server in self.servers):
                 return
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import triosio
-from triosio._server.socket import SocketState
+from triosio._server.lifecycle import SocketState
 from triosio.testing import MemoryConnection, MemoryNetwork
 
 CLIENTS = 6
@@ -236,32 +236,32 @@ class Scenario:
             await trio.sleep_forever()
 
     def check_tables(self, final: bool = True) -> None:
-        state = self.sio.router.namespace("/")
+        router = self.sio.router
         live = {sid: s for sid, s in self.sockets.items() if s.state is SocketState.CONNECTED}
-        assert set(state.sockets) == set(live)
+        assert set(router.sockets("/")) == set(live)
         expected = {sid: self.model[sid] | {sid} for sid in live}
-        assert state.rooms.sids == expected
+        assert router.socket_rooms("/") == expected
         inverse: dict[str, set[str]] = {}
         for sid, names in expected.items():
             for room in names:
                 inverse.setdefault(room, set()).add(sid)
-        assert state.rooms.rooms == inverse  # and so no empty room is left
+        assert router.room_members("/") == inverse  # and so no empty room is left
         for sid, socket in self.sockets.items():
             if sid not in live:
                 assert socket.state is not SocketState.CONNECTING
             if final:
                 assert socket.state is SocketState.CONNECTED or socket.reason is not None
-                assert socket.acks == {}  # broadcast acks (1 s timeout) are over
+                assert len(socket.acks) == 0  # broadcast acks (1 s timeout) are over
         if final:
             for client in {s.client for s in self.sockets.values()}:
-                assert not client._closing
+                assert not client.closer.pending
                 assert all(s.connected for s in client.sockets.values())
 
     def check_all_gone(self) -> None:
-        state = self.sio.router.namespace("/")
-        assert state.sockets == {}
-        assert state.rooms.rooms == {}
-        assert state.rooms.sids == {}
+        router = self.sio.router
+        assert router.sockets("/") == {}
+        assert router.room_members("/") == {}
+        assert router.socket_rooms("/") == {}
         assert self.sio.engine.sessions == {}
         assert all(s.state is SocketState.DISCONNECTED for s in self.sockets.values())
 

@@ -2,25 +2,24 @@
 
 A :class:`BroadcastOperator` is an immutable description of a set of sockets
 (rooms to include, rooms to exclude, flags). Every method encodes its packet
-once and sends one command to the router, which fans it out without waiting
-for any client.
+once and hands it to the router, which fans it out without waiting for any
+client; with a cluster adapter, the other servers get it too.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._errors import BroadcastAckTimeout, ClusterTimeout, DisconnectReason, LocalProtocolError
+from .._errors import BroadcastAckTimeout, ClusterTimeout, LocalProtocolError
 from .._proto.sio import RESERVED_EVENTS, SioType
-from .router import Broadcast, BroadcastAck, Router
+from .acks import BroadcastAck
 
 if TYPE_CHECKING:
-    from .cluster import ClusterAcks, RemoteSocket
     from .namespace import Namespace
+    from .remote import ClusterAcks, RemoteSocket
     from .socket import Socket
 
 
@@ -119,16 +118,27 @@ class BroadcastOperator:
         """
         if event in RESERVED_EVENTS:
             raise LocalProtocolError(f"{event!r} is a reserved event name")
-        for nsp in self._namespaces:
-            packets = nsp.encode(SioType.EVENT, [event, *args], None)
+        # Encoded first: an error leaves nothing half sent.
+        encoded = [
+            (nsp, nsp.encode(SioType.EVENT, [event, *args], None)) for nsp in self._namespaces
+        ]
+        rooms, exclude, volatile = self._rooms, self._exclude, self._volatile
+        for i, (nsp, packets) in enumerate(encoded):
             router = nsp.server.router
-            await router.inbox.put(
-                Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile)
-            )
-            if not self._local and nsp.server.adapter is not None:
-                await nsp.server.adapter_publish(
-                    nsp, event, args, self._rooms, self._exclude, self._volatile
-                )
+            if i == 0:
+                # The one point where cancellation may stop it: before anything
+                # was queued (Cancelled means it did not happen).
+                await router.broadcast(nsp.name, packets, rooms, exclude, volatile)
+            else:
+                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile)
+        if not self._local:
+            # Queued here already: the other servers get it too, even if the
+            # caller is cancelled meanwhile.
+            with trio.CancelScope(shield=True):
+                for nsp, _ in encoded:
+                    await nsp.server.cluster.publish(
+                        nsp.name, event, args, rooms, exclude, volatile
+                    )
 
     async def emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
@@ -164,12 +174,12 @@ class BroadcastOperator:
                 ack = BroadcastAck(nsp.next_ack_id())
                 collectors.append(ack)
                 packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
-                await nsp.server.router.inbox.put(
-                    Broadcast(nsp.name, packets, self._rooms, self._exclude, self._volatile, ack)
+                await nsp.server.router.broadcast(
+                    nsp.name, packets, self._rooms, self._exclude, self._volatile, ack
                 )
                 if not self._local:
-                    remote = await nsp.server.adapter_broadcast_with_ack(
-                        nsp, event, args, self._rooms, self._exclude, self._volatile, limit
+                    remote = await nsp.server.cluster.broadcast_with_ack(
+                        nsp.name, event, args, self._rooms, self._exclude, self._volatile, limit
                     )
                     if remote is not None:
                         remotes.append(remote)
@@ -216,24 +226,12 @@ class BroadcastOperator:
         """
         found: list[Socket | RemoteSocket] = []
         for nsp in self._namespaces:
-            found.extend(
-                await nsp.server.router.call(functools.partial(self._select, name=nsp.name))
-            )
+            found.extend(await nsp.server.router.select(nsp.name, self._rooms, self._exclude))
             if not self._local:
                 found.extend(
-                    await nsp.server.adapter_fetch_sockets(nsp, self._rooms, self._exclude)
+                    await nsp.server.cluster.fetch_sockets(nsp, self._rooms, self._exclude)
                 )
         return found
-
-    def _select(self, router: Router, name: str) -> list[Socket]:
-        state = router.namespaces.get(name)
-        if state is None:
-            return []
-        return [
-            state.sockets[sid]
-            for sid in state.rooms.recipients(self._rooms, self._exclude)
-            if sid in state.sockets
-        ]
 
     async def sockets_join(self, *rooms: str | Iterable[str]) -> None:
         """Make every targeted socket join ``rooms``."""
@@ -243,23 +241,15 @@ class BroadcastOperator:
         """Make every targeted socket leave ``rooms``."""
         await self._each(_rooms(rooms), join=False)
 
-    async def _each(self, rooms: frozenset[str], *, join: bool) -> None:
+    async def _each(self, change: frozenset[str], *, join: bool) -> None:
         for nsp in self._namespaces:
-
-            def apply(router: Router, name: str = nsp.name) -> None:
-                state = router.namespaces.get(name)
-                if state is None:
-                    return
-                for sid in list(state.rooms.recipients(self._rooms, self._exclude)):
-                    if join:
-                        state.rooms.add_all(sid, rooms)
-                    else:
-                        for room in rooms:
-                            state.rooms.delete(sid, room)
-
-            await nsp.server.router.call(apply)
+            router = nsp.server.router
+            if join:
+                await router.join_selected(nsp.name, self._rooms, self._exclude, change)
+            else:
+                await router.leave_selected(nsp.name, self._rooms, self._exclude, change)
             if not self._local:
-                nsp.server.adapter_rooms(nsp, self._rooms, self._exclude, rooms, join)
+                nsp.server.cluster.publish_rooms(nsp.name, self._rooms, self._exclude, change, join)
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect every targeted socket (``close=True``: their whole connection).
@@ -273,33 +263,13 @@ class BroadcastOperator:
         caller = trio.lowlevel.current_task()
         chosen: list[Socket] = []
         for nsp in self._namespaces:
-            now = functools.partial(self._disconnect_now, name=nsp.name, close=close, spare=caller)
-            chosen.extend(await nsp.server.router.call(now))
-            if not self._local:
-                nsp.server.adapter_disconnect(nsp, self._rooms, self._exclude, close)
-        for socket in chosen:
-            await socket._disconnected.wait()
-
-    def _disconnect_now(
-        self, router: Router, name: str, close: bool, spare: trio.lowlevel.Task
-    ) -> list[Socket]:
-        state = router.namespaces.get(name)
-        if state is None:
-            return []
-        chosen = [
-            state.sockets[sid]
-            for sid in state.rooms.recipients(self._rooms, self._exclude)
-            if sid in state.sockets
-        ]
-        chosen = [socket for socket in chosen if socket.connected]
-        if close:
-            for client in {id(s.client): s.client for s in chosen}.values():
-                client.kick(router, spare)
-        elif chosen:
-            packets = chosen[0].nsp.encode(SioType.DISCONNECT, None, None)
-            for socket in chosen:
-                socket.session.send_nowait(packets, force=True)
-                socket.client.begin_close(
-                    socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare=spare
+            router = nsp.server.router
+            chosen.extend(
+                await router.disconnect_selected(
+                    nsp.name, self._rooms, self._exclude, close, caller
                 )
-        return chosen
+            )
+            if not self._local:
+                nsp.server.cluster.publish_disconnect(nsp.name, self._rooms, self._exclude, close)
+        for socket in chosen:
+            await socket.wait_disconnected()

@@ -1,34 +1,30 @@
-"""What crosses processes, seen from the server: remote sockets and acknowledgements.
+"""Scale-out, seen from the server: the adapter interface and the two ways
+between a server and its cluster adapter.
 
-A cluster adapter (``triosio.redis.RedisAdapter``) runs its own tasks and talks
-to the router only through its inbox and the public operators, like any other
-task: it never touches the router's tables. This module holds the pieces that
-do not depend on how servers reach each other:
-
-- :class:`Adapter`, the interface :class:`~triosio.Server` calls;
-- :class:`RemoteSocket`, a socket of another server, as ``fetch_sockets``
-  returns it, whose methods act through the cluster;
-- :class:`ClusterAcks`, the other servers' part of a broadcast ``emit_with_ack``;
-- :class:`ForwardedAck`, which collects this server's clients' acknowledgements
-  of a broadcast another server asked for and passes each one on;
-- :func:`deliver`, a broadcast from another server handed to the router.
+- :class:`Adapter`: what the server asks of an adapter (``Server(adapter=...)``,
+  e.g. ``triosio.redis.RedisAdapter``).
+- :class:`Cluster`: the server's side. The Socket.IO layer (broadcast
+  operators, namespaces) calls its hooks; without an adapter they do nothing
+  or answer for this server alone.
+- :class:`ClusterPort`: all an adapter may ask of its server. It never touches
+  the router's tables: a broadcast from another server goes to the router like
+  a local one (encoded once, on arrival), and join, leave, fetch and
+  disconnect requests run through the router's methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 import trio
 
-from .._errors import AckTimeout, LocalProtocolError
+from .._common.handlers import Handler
+from .._errors import LocalProtocolError
 from .._proto.sio import SioType
-from .handlers import GONE
-from .router import Broadcast, BroadcastAck
-from .socket import Handshake
+from .remote import ClusterAcks, ForwardedAck, RemoteSocket
 
 if TYPE_CHECKING:
-    from .broadcast import BroadcastOperator
     from .namespace import Namespace
     from .server import Server
     from .socket import Socket
@@ -42,9 +38,12 @@ class Adapter(Protocol):
     """
 
     async def run(
-        self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, port: ClusterPort, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Connect, subscribe, and serve the other servers' requests until cancelled."""
+        """Connect, subscribe, and serve the other servers' requests until cancelled.
+
+        ``port`` is all the adapter may ask of its server.
+        """
 
     def namespace_created(self, name: str) -> None:
         """A namespace appeared after :meth:`run` started (subscribe to it)."""
@@ -110,274 +109,244 @@ class Adapter(Protocol):
         ...
 
 
-# ---------------------------------------------------------------- acknowledgements
-
-
-def first_ack_arg(value: Any) -> Any:
-    """The first argument of an acknowledgement (the cluster carries only that one).
-
-    triosio gives several ack arguments as a tuple (see ``ack_value``).
-    """
-    if isinstance(value, tuple):
-        return value[0] if value else None
-    return value
-
-
 @final
-class ClusterAcks:
-    """The other servers' part of a broadcast ``emit_with_ack``.
+class Cluster:
+    """The server's hooks into its cluster adapter (no-ops without one).
 
-    Each other server first says how many of its clients got the packet (a
-    client count), then passes on each client's acknowledgement. Done when
-    every expected server has sent its count and every counted client has
-    answered.
-
-    Attributes:
-        responses: The remote clients' acknowledgements so far.
-        done: Set when nothing more is expected.
+    Args:
+        server: The server.
+        adapter: Its adapter, or None for one process.
     """
 
-    __slots__ = ("_counts", "_expected", "_forget", "_total", "done", "responses")
+    __slots__ = ("adapter", "port")
 
-    def __init__(self, forget: Callable[[], None] = lambda: None) -> None:
-        self.responses: list[Any] = []
-        self.done = trio.Event()
-        self._expected: int | None = None
-        self._counts = 0
-        self._total = 0
-        self._forget = forget
+    def __init__(self, server: Server, adapter: Adapter | None) -> None:
+        self.adapter = adapter
+        self.port = ClusterPort(server)
 
-    def expect_servers(self, count: int) -> None:
-        """``count`` other servers will each send a client count."""
-        self._expected = max(count, 0)
-        self._check()
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the adapter (``Server.run`` starts this when there is one)."""
+        assert self.adapter is not None
+        await self.adapter.run(self.port, task_status=task_status)
 
-    def client_count(self, count: int) -> None:
-        """One server sent its packet to ``count`` clients."""
-        self._counts += 1
-        self._total += max(count, 0)
-        self._check()
+    def namespace_created(self, name: str) -> None:
+        """A namespace appeared: the adapter subscribes to it."""
+        if self.adapter is not None:
+            self.adapter.namespace_created(name)
 
-    def ack(self, value: Any) -> None:
-        """One remote client acknowledged."""
-        self.responses.append(value)
-        self._check()
-
-    @property
-    def missing(self) -> int:
-        """Answers still expected: client counts, and acknowledgements of counted clients."""
-        servers = (self._expected or 0) - self._counts
-        return max(servers, 0) + max(self._total - len(self.responses), 0)
-
-    @property
-    def expected(self) -> int:
-        """Answers expected so far (client counts and acknowledgements)."""
-        return (self._expected or 0) + self._total
-
-    def _check(self) -> None:
-        if (
-            self._expected is not None
-            and self._counts >= self._expected
-            and len(self.responses) >= self._total
-        ):
-            self.done.set()
-
-    def forget(self) -> None:
-        """Stop collecting (the caller gave up or is done); synchronous."""
-        self._forget()
-
-
-class ForwardedAck(BroadcastAck):
-    """This server's clients' acknowledgements of another server's broadcast.
-
-    The router registers it like any broadcast's collector; it reports the
-    number of recipients once (:meth:`sent`) and each acknowledgement as it
-    arrives, both through synchronous callbacks (which queue a publish).
-    """
-
-    __slots__ = ("_on_ack", "_on_count")
-
-    def __init__(
-        self, ack_id: int, on_count: Callable[[int], None], on_ack: Callable[[Any], None]
-    ) -> None:
-        super().__init__(ack_id)
-        self._on_count = on_count
-        self._on_ack = on_ack
-
-    def sent(self) -> None:
-        """The router handed the packet to its recipients: report how many."""
-        count = len(self.pending) + len(self.responses)
-        super().sent()
-        self._on_count(count)
-
-    def __call__(self, sid: str, value: Any) -> None:
-        if sid not in self.pending:
-            return
-        super().__call__(sid, value)
-        if value is not GONE:
-            self._on_ack(first_ack_arg(value))
-
-
-# ---------------------------------------------------------------- delivery
-
-
-async def deliver(
-    server: Server,
-    nsp: str,
-    data: list[Any],
-    rooms: frozenset[str],
-    exclude: frozenset[str],
-    volatile: bool,
-    convert: Callable[[Any], Any],
-) -> None:
-    """Hand a broadcast from another server to the router, encoded once.
-
-    ``convert`` turns values the encoder refuses (a timestamp, NaN...) into
-    what a Node server would send; it runs only when the plain encode fails.
-
-    Raises:
-        LocalProtocolError: the data cannot be encoded even after conversion.
-    """
-    try:
-        packets = server.encode_for(nsp, SioType.EVENT, data)
-    except LocalProtocolError:
-        packets = server.encode_for(nsp, SioType.EVENT, convert(data))
-    await server.router.inbox.put(Broadcast(nsp, packets, rooms, exclude, volatile))
-
-
-def socket_info(socket: Socket) -> dict[str, Any]:
-    """What a REMOTE_FETCH answer says of one local socket (socket.io's own fields)."""
-    h = socket.handshake
-    handshake: dict[str, Any] = {
-        "headers": dict(h.headers),
-        "time": h.time,
-        "address": h.address,
-        "xdomain": h.xdomain,
-        "secure": h.secure,
-        "issued": h.issued,
-        "url": h.url,
-        "query": dict(h.query),
-        "auth": dict(h.auth),
-    }
-    for key, value in h.extra.items():
-        handshake.setdefault(key, value)
-    rooms = socket.rooms
-    return {
-        "id": socket.id,
-        "handshake": handshake,
-        # The socket's own room first, as socket.io lists it.
-        "rooms": [socket.id, *sorted(room for room in rooms if room != socket.id)],
-        "data": socket.data,
-    }
-
-
-_HANDSHAKE_FIELDS = ("headers", "query", "auth", "address", "time", "issued", "url", "secure")
-
-
-def _handshake(raw: object) -> Handshake:
-    fields = raw if isinstance(raw, dict) else {}
-
-    def mapping(key: str) -> Mapping[str, Any]:
-        value = fields.get(key)
-        return value if isinstance(value, dict) else {}
-
-    issued = fields.get("issued")
-    return Handshake(
-        headers=mapping("headers"),
-        query=mapping("query"),
-        auth=mapping("auth"),
-        address=str(fields.get("address") or ""),
-        time=str(fields.get("time") or ""),
-        issued=issued if isinstance(issued, int) and not isinstance(issued, bool) else 0,
-        url=str(fields.get("url") or ""),
-        secure=fields.get("secure") is True,
-        xdomain=fields.get("xdomain") is True,
-        extra={k: v for k, v in fields.items() if k not in _HANDSHAKE_FIELDS and k != "xdomain"},
-    )
-
-
-@final
-class RemoteSocket:
-    """A socket connected to another server of the cluster.
-
-    ``fetch_sockets()`` returns these (next to this server's own
-    :class:`~triosio.Socket` objects) when an adapter spans several servers.
-    It is a snapshot taken when the other server answered; its methods act
-    through the cluster, on whichever server holds the socket.
-
-    Attributes:
-        id: The socket id.
-        nsp: Its namespace (this server's :class:`~triosio.Namespace` of that name).
-        handshake: What the client sent when it connected (as the other server saw it).
-        rooms: The rooms it was in, its own id included.
-        data: Its ``socket.data``, as JSON carries it.
-    """
-
-    __slots__ = ("data", "handshake", "id", "nsp", "rooms")
-
-    def __init__(
+    async def publish(
         self,
-        nsp: Namespace,
-        sid: str,
-        handshake: Handshake,
+        nsp: str,
+        event: str,
+        args: tuple[Any, ...],
         rooms: frozenset[str],
-        data: Any,
+        exclude: frozenset[str],
+        volatile: bool,
     ) -> None:
-        self.nsp = nsp
-        self.id = sid
-        self.handshake = handshake
-        self.rooms = rooms
-        self.data = data
+        """Pass a broadcast on to the other servers.
 
-    @classmethod
-    def from_wire(cls, nsp: Namespace, raw: Mapping[str, Any]) -> RemoteSocket | None:
-        """Build one from a REMOTE_FETCH answer's entry; None if it has no id."""
-        sid = raw.get("id")
-        if not isinstance(sid, str):
+        Waits only while the adapter's queue of messages to publish is full.
+        """
+        if self.adapter is not None:
+            await self.adapter.publish_broadcast(nsp, [event, *args], rooms, exclude, volatile)
+
+    async def broadcast_with_ack(
+        self,
+        nsp: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        volatile: bool,
+        timeout: float,
+    ) -> ClusterAcks | None:
+        """Send a broadcast with acknowledgements to the other servers; None alone.
+
+        The caller waits on the result's ``done`` and calls its ``forget()``.
+        """
+        if self.adapter is None:
             return None
-        rooms = raw.get("rooms")
-        room_set = frozenset(str(r) for r in rooms) if isinstance(rooms, list) else frozenset()
-        return cls(nsp, sid, _handshake(raw.get("handshake")), room_set, raw.get("data"))
+        return await self.adapter.broadcast_with_ack(
+            nsp, [event, *args], rooms, exclude, volatile, timeout
+        )
 
-    def __repr__(self) -> str:
-        return f"<RemoteSocket {self.id} nsp={self.nsp.name}>"
+    async def fetch_sockets(
+        self, nsp: Namespace, rooms: frozenset[str], exclude: frozenset[str]
+    ) -> list[RemoteSocket]:
+        """The other servers' sockets selected by ``rooms`` / ``exclude``."""
+        if self.adapter is None:
+            return []
+        found = await self.adapter.fetch_sockets(nsp.name, rooms, exclude)
+        sockets = [RemoteSocket.from_wire(nsp, raw) for raw in found]
+        return [s for s in sockets if s is not None]
 
-    def _only(self) -> BroadcastOperator:
-        return self.nsp.to(self.id)
+    async def all_rooms(self, nsp: str) -> set[str]:
+        """The rooms of the other servers (none alone)."""
+        if self.adapter is None:
+            await trio.lowlevel.checkpoint()
+            return set()
+        return await self.adapter.all_rooms(nsp)
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to this socket's client, through the cluster."""
-        await self._only().emit(event, *args)
+    async def server_count(self, nsp: str) -> int:
+        """How many servers serve namespace ``nsp`` (1 without an adapter)."""
+        if self.adapter is None:
+            await trio.lowlevel.checkpoint()
+            return 1
+        return await self.adapter.server_count(nsp)
 
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """An operator for ``emit_with_ack`` with a timeout (its result is a list)."""
-        return self._only().timeout(seconds)
+    def publish_rooms(
+        self,
+        nsp: str,
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        change: frozenset[str],
+        join: bool,
+    ) -> None:
+        """Pass ``sockets_join`` / ``sockets_leave`` on to the other servers."""
+        if self.adapter is not None:
+            self.adapter.publish_rooms(nsp, rooms, exclude, change, join)
 
-    async def emit_with_ack(self, event: str, *args: Any, timeout: float) -> Any:
-        """Send ``event`` and return the client's acknowledgement (its first argument).
+    def publish_disconnect(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str], close: bool
+    ) -> None:
+        """Pass ``disconnect_sockets`` on to the other servers."""
+        if self.adapter is not None:
+            self.adapter.publish_disconnect(nsp, rooms, exclude, close)
+
+    async def server_side_emit(self, nsp: str, event: str, args: tuple[Any, ...]) -> None:
+        """Send a server-side event to the other servers (nothing alone)."""
+        if self.adapter is not None:
+            await self.adapter.server_side_emit(nsp, [event, *args])
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def server_side_emit_with_ack(
+        self, nsp: str, event: str, args: tuple[Any, ...], timeout: float | None
+    ) -> list[Any]:
+        """Send a server-side event and collect the other servers' answers."""
+        if self.adapter is not None:
+            return await self.adapter.server_side_emit_with_ack(nsp, [event, *args], timeout)
+        await trio.lowlevel.checkpoint()
+        return []
+
+
+@final
+class ClusterPort:
+    """All a cluster adapter may ask of its server.
+
+    Namespaces are named by their string; ``data`` is ``[event, *args]``.
+    """
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def namespace_names(self) -> list[str]:
+        """The names of the server's namespaces so far."""
+        return self._server.registry.names()
+
+    def has_room(self, nsp: str, room: str) -> bool:
+        """Whether this server has sockets in ``room`` of ``nsp``."""
+        return self._server.router.has_room(nsp, room)
+
+    def rooms(self, nsp: str) -> list[str]:
+        """This server's rooms in ``nsp`` (a snapshot)."""
+        return list(self._server.router.room_members(nsp))
+
+    def server_side_handlers(self, nsp: str, event: str) -> list[Handler]:
+        """The handlers of a server-side ``event`` in ``nsp`` (``on_server_side``)."""
+        return self._server.server_side_handlers(nsp, event)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Start ``fn(*args)`` in the server's nursery (its errors are logged)."""
+        self._server._spawn(fn, args)
+
+    async def deliver(
+        self,
+        nsp: str,
+        data: list[Any],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        volatile: bool,
+        convert: Callable[[Any], Any],
+    ) -> None:
+        """Broadcast another server's packet to this server's selected sockets.
+
+        Encoded once, here. ``convert`` turns values the encoder refuses (a
+        timestamp, NaN...) into what a Node server would send; it runs only
+        when the plain encode fails.
 
         Raises:
-            AckTimeout: no answer within ``timeout`` seconds.
+            LocalProtocolError: the data cannot be encoded even after conversion.
         """
+        packets = self._encode(nsp, data, None, convert)
+        await self._server.router.broadcast(nsp, packets, rooms, exclude, volatile)
+
+    async def deliver_with_ack(
+        self,
+        nsp: str,
+        data: list[Any],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        volatile: bool,
+        on_count: Callable[[int], None],
+        on_ack: Callable[[Any], None],
+        convert: Callable[[Any], Any],
+    ) -> ForwardedAck:
+        """:meth:`deliver` for a broadcast that wants acknowledgements.
+
+        ``on_count(n)`` learns how many sockets got it, ``on_ack(value)`` each
+        answer; forget the result when the requester stops waiting.
+
+        Raises:
+            LocalProtocolError: the data cannot be encoded (nothing was sent).
+        """
+        namespace = self._server.registry.get(nsp)
+        if namespace is None:
+            raise LocalProtocolError(f"no namespace {nsp!r} here")
+        ack = ForwardedAck(namespace.next_ack_id(), on_count, on_ack)
+        packets = self._encode(nsp, data, ack.id, convert)
+        await self._server.router.broadcast(nsp, packets, rooms, exclude, volatile, ack)
+        return ack
+
+    def _encode(
+        self, nsp: str, data: list[Any], ack_id: int | None, convert: Callable[[Any], Any]
+    ) -> list[Any]:
         try:
-            answers = await self._only().emit_with_ack(event, *args, timeout=timeout)
-        except AckTimeout:
-            raise
-        if not answers:
-            raise AckTimeout(f"no acknowledgement of {event!r} from {self.id}")
-        return answers[0]
+            return self._server.encode_for(nsp, SioType.EVENT, data, ack_id)
+        except LocalProtocolError:
+            return self._server.encode_for(nsp, SioType.EVENT, convert(data), ack_id)
 
-    async def join(self, *rooms: str | Iterable[str]) -> None:
-        """Make the socket join ``rooms`` (on its server)."""
-        await self._only().sockets_join(*rooms)
+    async def sockets(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str]
+    ) -> list[Socket]:
+        """This server's sockets of ``nsp`` selected by ``rooms`` / ``exclude``."""
+        return await self._server.router.select(nsp, rooms, exclude)
 
-    async def leave(self, *rooms: str | Iterable[str]) -> None:
-        """Make the socket leave ``rooms`` (on its server)."""
-        await self._only().sockets_leave(*rooms)
+    def socket(self, nsp: str, sid: str) -> Socket | None:
+        """This server's socket ``sid`` of ``nsp``, if connected."""
+        return self._server.router.sockets(nsp).get(sid)
 
-    async def disconnect(self, close: bool = False) -> None:
-        """Disconnect the socket (``close=True``: its whole connection).
+    async def change_rooms(
+        self,
+        nsp: str,
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        change: frozenset[str],
+        join: bool,
+    ) -> None:
+        """Make this server's selected sockets join (or leave) the rooms ``change``."""
+        router = self._server.router
+        if join:
+            await router.join_selected(nsp, rooms, exclude, change)
+        else:
+            await router.leave_selected(nsp, rooms, exclude, change)
 
-        Returns once the request is sent; the other server acts on receipt.
-        """
-        await self._only().disconnect_sockets(close)
+    async def disconnect(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str], close: bool
+    ) -> None:
+        """Disconnect this server's selected sockets; return once they are gone."""
+        chosen = await self._server.router.disconnect_selected(nsp, rooms, exclude, close, None)
+        for socket in chosen:
+            await socket.wait_disconnected()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -22,11 +21,11 @@ from .._common.handlers import Handler, call_handler
 from .._engine.packet import OutPacket
 from .._proto.eio import EioType
 from .._proto.sio import JSONEncoder, SioPacket, SioType
-from .adapter import ADAPTER_EVENTS, AdapterListener
 from .broadcast import BroadcastOperator
+from .rooms import ADAPTER_EVENTS, AdapterListener
 
 if TYPE_CHECKING:
-    from .cluster import RemoteSocket
+    from .remote import RemoteSocket
     from .server import Server
     from .socket import Socket
 
@@ -229,11 +228,8 @@ class Namespace(_NamespaceBase, _Broadcasting):
 
     @property
     def sockets(self) -> Mapping[str, Socket]:
-        """The connected sockets, by id (a read-only view of the router's table)."""
-        state = self.server.router.namespaces.get(self.name)
-        if state is None:
-            return types.MappingProxyType({})
-        return types.MappingProxyType(state.sockets)
+        """The connected sockets, by id (a snapshot of the router's table)."""
+        return self.server.router.sockets(self.name)
 
     @property
     def adapter(self) -> AdapterView:
@@ -242,13 +238,13 @@ class Namespace(_NamespaceBase, _Broadcasting):
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit to the other servers of the cluster (a no-op with one process)."""
-        await self.server.server_side_emit_from(self, event, args)
+        await self.server.cluster.server_side_emit(self.name, event, args)
 
     async def server_side_emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
     ) -> list[Any]:
         """Emit to the other servers and collect their acknowledgements."""
-        return await self.server.server_side_emit_with_ack_from(self, event, args, timeout)
+        return await self.server.cluster.server_side_emit_with_ack(self.name, event, args, timeout)
 
     def on_server_side(self, event: str, handler: H | None = None) -> Any:
         """Handle ``event`` from other servers' ``server_side_emit`` (cluster only).
@@ -266,7 +262,6 @@ class ParentNamespace(_NamespaceBase, _Broadcasting):
 
     Attributes:
         matcher: The compiled regex or the predicate ``fn(name, auth) -> bool``.
-        children: The child namespaces created so far, by name.
     """
 
     def __init__(
@@ -276,7 +271,8 @@ class ParentNamespace(_NamespaceBase, _Broadcasting):
     ) -> None:
         super().__init__(server)
         self.matcher = matcher
-        self.children: dict[str, Namespace] = {}
+        # Filled by the namespace registry, its one owner.
+        self._children: dict[str, Namespace] = {}
         self.name = f"<dynamic {getattr(matcher, 'pattern', matcher)!r}>"
 
     async def matches(self, name: str, auth: Mapping[str, Any]) -> bool:
@@ -285,8 +281,13 @@ class ParentNamespace(_NamespaceBase, _Broadcasting):
             return self.matcher.fullmatch(name) is not None
         return bool(await call_handler(self.matcher, name, auth))
 
+    @property
+    def children(self) -> Mapping[str, Namespace]:
+        """The child namespaces created so far, by name (a snapshot)."""
+        return dict(self._children)
+
     def _operator(self) -> BroadcastOperator:
-        return BroadcastOperator(tuple(self.children.values()))
+        return BroadcastOperator(tuple(self._children.values()))
 
 
 class AdapterView:
@@ -325,24 +326,21 @@ class AdapterView:
 
     async def all_rooms(self) -> set[str]:
         """Every room of the namespace on every server of the cluster (this one alone without)."""
-        return await self._nsp.server.adapter_all_rooms(self._nsp)
+        nsp = self._nsp
+        return set(nsp.server.router.room_members(nsp.name)) | await nsp.server.cluster.all_rooms(
+            nsp.name
+        )
 
     async def server_count(self) -> int:
         """How many servers of the cluster serve this namespace (1 without an adapter)."""
-        return await self._nsp.server.adapter_server_count(self._nsp)
+        return await self._nsp.server.cluster.server_count(self._nsp.name)
 
     @property
     def rooms(self) -> Mapping[str, frozenset[str]]:
         """room → socket ids (a snapshot)."""
-        state = self._nsp.server.router.namespaces.get(self._nsp.name)
-        if state is None:
-            return {}
-        return {room: frozenset(sids) for room, sids in state.rooms.rooms.items()}
+        return self._nsp.server.router.room_members(self._nsp.name)
 
     @property
     def sids(self) -> Mapping[str, frozenset[str]]:
         """socket id → rooms (a snapshot)."""
-        state = self._nsp.server.router.namespaces.get(self._nsp.name)
-        if state is None:
-            return {}
-        return {sid: frozenset(rooms) for sid, rooms in state.rooms.sids.items()}
+        return self._nsp.server.router.socket_rooms(self._nsp.name)

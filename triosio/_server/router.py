@@ -1,44 +1,60 @@
-"""The router: the one task that owns namespace, room and socket tables.
+"""The router: the one task that owns every namespace's socket and room tables.
 
-Everything that changes those tables, and every packet sent to a client, goes
-through the router's inbox (:class:`Mailbox`) as a command. The router applies
-commands one at a time, in arrival order, and never awaits while doing so:
+Everything that changes the tables, and every packet sent to a client, goes
+through the router's methods; the router turns them into commands (private, in
+``_commands.py``) in one FIFO inbox, and applies them one at a time, in
+arrival order, never awaiting while doing so:
 
-- a broadcast is encoded once (by whoever sends the command) and handed to each
-  recipient's session with a non-blocking ``send_nowait``; a client whose
-  bounded queue is full is dropped (volatile) or disconnected, never waited for;
-- since direct emits, acks and broadcasts share the one FIFO inbox, packets
-  that one task emits reach every client in the order it emitted them;
-- a session that closes tells the router with ``put_nowait`` (no await), so
-  even a cancelled task leaves the tables exact.
+- a broadcast is encoded once (by the caller) and handed to each recipient's
+  session with a non-blocking ``send_nowait``; a client whose bounded queue is
+  full is dropped (volatile) or disconnected, never waited for;
+- since direct emits, acknowledgements and broadcasts share the one FIFO,
+  packets that one task emits reach every client in the order it emitted them;
+  a direct emit that finds the inbox empty is written by the emitting task
+  itself (nothing sent earlier can still be on its way);
+- a socket that leaves tells the router with :meth:`Router.remove_nowait`
+  (no await), so even a cancelled task leaves the tables exact.
 
-Commands are small objects with an ``apply(router)`` method; a command that
-raises is logged and skipped, so no input can stop the router.
+Every method that sends follows Trio's rule: *Cancelled means it did not
+happen* — cancellation is checked before anything is queued or written, and
+nothing after that can raise it. Whether a socket receives a packet has one
+rule on every path: it is in the router's tables (:meth:`Router.holds`).
+
+A command that raises is logged and skipped, so no input can stop the router.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from .._common.sync import LazyEvent, Mailbox, WriteBatch
-from .._engine.packet import OutPacket
-from .adapter import RoomTable
-from .handlers import GONE
+from .._errors import DisconnectReason
+from .._proto.sio import SioType
+from ._commands import AddSocket, Broadcast, Call, Command, Emit, RemoveSocket, Rooms
+from .lifecycle import SocketState
+from .rooms import RoomTable
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
+    from .acks import BroadcastAck
+    from .dispatch import Client
     from .socket import Socket
 
 log = logging.getLogger("triosio.server")
 
 T = TypeVar("T")
 
+#: A direct write yields to the scheduler every this many, so that a task
+#: that emits in a loop cannot starve the others.
+_YIELD_EVERY = 64
 
-class NamespaceState:
-    """The router's tables for one namespace."""
+
+class NamespaceTables:
+    """The router's tables for one namespace: its sockets by id, and its rooms."""
 
     __slots__ = ("name", "rooms", "sockets")
 
@@ -48,275 +64,13 @@ class NamespaceState:
         self.rooms = rooms
 
 
-class Command:
-    """Base of router commands."""
-
-    __slots__ = ()
-
-    def apply(self, router: Router) -> None:
-        """Carry the command out, in the router task, without awaiting."""
-        raise NotImplementedError
-
-    def abandon(self) -> None:
-        """The router stopped before applying it: release whoever waits for it."""
-
-
-class Emit(Command):
-    """Send packets to one socket (a direct emit, an ack, a DISCONNECT)."""
-
-    __slots__ = ("packets", "socket", "volatile")
-
-    def __init__(
-        self, socket: Socket, packets: Sequence[OutPacket], volatile: bool = False
-    ) -> None:
-        self.socket = socket
-        self.packets = packets
-        self.volatile = volatile
-
-    def apply(self, router: Router) -> None:
-        socket = self.socket
-        state = router.namespaces.get(socket.nsp.name)
-        if state is None or state.sockets.get(socket.id) is not socket:
-            return  # disconnected meanwhile
-        socket.session.send_nowait(self.packets, volatile=self.volatile, force=True)
-
-
-class Broadcast(Command):
-    """Send packets to every socket of a namespace in ``rooms`` (all if empty).
-
-    With ``ack``, each recipient's answer to the packet's ack id goes to it.
-    """
-
-    __slots__ = ("ack", "exclude", "nsp", "packets", "rooms", "volatile")
-
-    def __init__(
-        self,
-        nsp: str,
-        packets: Sequence[OutPacket],
-        rooms: frozenset[str] = frozenset(),
-        exclude: frozenset[str] = frozenset(),
-        volatile: bool = False,
-        ack: BroadcastAck | None = None,
-    ) -> None:
-        self.nsp = nsp
-        self.packets = packets
-        self.rooms = rooms
-        self.exclude = exclude
-        self.volatile = volatile
-        self.ack = ack
-
-    def apply(self, router: Router) -> None:
-        state = router.namespaces.get(self.nsp)
-        ack = self.ack
-        if state is None:
-            if ack is not None:
-                ack.sent()
-            return
-        sockets = state.sockets
-        packets = self.packets
-        volatile = self.volatile
-        if ack is None:
-            # The hot path: one dict lookup and one non-blocking write per recipient.
-            for sid in state.rooms.recipients(self.rooms, self.exclude):
-                socket = sockets.get(sid)
-                if socket is not None:
-                    socket.session.send_nowait(packets, volatile=volatile)
-            return
-        if ack.cancelled:
-            # The emitting task gave up before the packet went out: send it,
-            # but wait for no answer.
-            ack = None
-        for sid in state.rooms.recipients(self.rooms, self.exclude):
-            socket = sockets.get(sid)
-            if socket is None:
-                continue
-            if ack is not None:
-                # Register the ack before the packet can possibly be answered.
-                socket.acks[ack.id] = ack
-                ack.pending[sid] = socket
-            if not socket.session.send_nowait(packets, volatile=volatile) and ack is not None:
-                del socket.acks[ack.id]
-                del ack.pending[sid]
-        if self.ack is not None:
-            self.ack.sent()
-
-    def abandon(self) -> None:
-        if self.ack is not None:
-            self.ack.sent()
-
-
-class BroadcastAck:
-    """Collects the acknowledgements of one broadcast.
-
-    The router registers it with each recipient (``socket.acks``) and in
-    :attr:`pending`; each answer (from the socket's reader task) or
-    disconnection (the socket's close sequence) moves a recipient out of
-    :attr:`pending`. Every step is synchronous, so it needs no lock.
-
-    Attributes:
-        id: The ack id in the broadcast packet (unique in its namespace).
-        responses: Each answer so far: the ack argument (a tuple if several).
-        pending: Recipients that have not answered yet, by socket id.
-        gone: Ids of recipients that disconnected without answering.
-        done: Set once the packet went out and no recipient is pending.
-        cancelled: Set by :meth:`forget`; the router then registers nothing.
-    """
-
-    __slots__ = ("_sent", "cancelled", "done", "gone", "id", "pending", "responses")
-
-    def __init__(self, ack_id: int) -> None:
-        self.id = ack_id
-        self.responses: list[Any] = []
-        self.pending: dict[str, Socket] = {}
-        self.gone: list[str] = []
-        self.done = trio.Event()
-        self.cancelled = False
-        self._sent = False
-
-    def sent(self) -> None:
-        """The router handed the packet to every recipient it could."""
-        self._sent = True
-        self._check()
-
-    def __call__(self, sid: str, value: Any) -> None:
-        if self.pending.pop(sid, None) is None:
-            return
-        if value is GONE:
-            self.gone.append(sid)
-        else:
-            self.responses.append(value)
-        self._check()
-
-    def _check(self) -> None:
-        if self._sent and not self.pending:
-            self.done.set()
-
-    def forget(self) -> list[str]:
-        """Stop waiting: unregister from every pending recipient; their ids.
-
-        Synchronous, so it is safe in a ``finally`` of a cancelled task.
-        """
-        self.cancelled = True
-        missing = list(self.pending)
-        for socket in self.pending.values():
-            if socket.acks.get(self.id) is self:
-                del socket.acks[self.id]
-        self.pending.clear()
-        return missing
-
-
-class AddSocket(Command):
-    """Register a socket that passed the middlewares; write its CONNECT reply."""
-
-    __slots__ = ("done", "packets", "socket")
-
-    def __init__(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
-        self.socket = socket
-        self.packets = packets
-        self.done = trio.Event()
-
-    def apply(self, router: Router) -> None:
-        socket = self.socket
-        try:
-            if socket.session.closed:
-                return
-            state = router.namespace(socket.nsp.name, socket.nsp._adapter_listeners)
-            state.sockets[socket.id] = socket
-            state.rooms.add_all(socket.id, (socket.id,))
-            socket.session.send_nowait(self.packets, force=True)
-            socket._set_connected()
-        finally:
-            self.done.set()
-
-    def abandon(self) -> None:
-        self.done.set()
-
-
-class RemoveSocket(Command):
-    """A socket is gone: take it out of its namespace and every room.
-
-    Sent with ``put_nowait``, so that a cancelled task can still send it.
-    """
-
-    __slots__ = ("done", "socket")
-
-    def __init__(self, socket: Socket) -> None:
-        self.socket = socket
-        self.done = LazyEvent()
-
-    def apply(self, router: Router) -> None:
-        try:
-            socket = self.socket
-            state = router.namespaces.get(socket.nsp.name)
-            if state is not None and state.sockets.get(socket.id) is socket:
-                del state.sockets[socket.id]
-                state.rooms.delete_all(socket.id)
-        finally:
-            self.done.set()
-
-    def abandon(self) -> None:
-        self.done.set()
-
-
-class Rooms(Command):
-    """Join or leave rooms (``join=False``) for one socket."""
-
-    __slots__ = ("done", "join", "rooms", "socket")
-
-    def __init__(self, socket: Socket, rooms: Iterable[str], join: bool) -> None:
-        self.socket = socket
-        self.rooms = tuple(rooms)
-        self.join = join
-        self.done = trio.Event()
-
-    def apply(self, router: Router) -> None:
-        try:
-            socket = self.socket
-            state = router.namespaces.get(socket.nsp.name)
-            if state is None or state.sockets.get(socket.id) is not socket:
-                return
-            if self.join:
-                state.rooms.add_all(socket.id, self.rooms)
-            else:
-                for room in self.rooms:
-                    state.rooms.delete(socket.id, room)
-        finally:
-            self.done.set()
-
-    def abandon(self) -> None:
-        self.done.set()
-
-
-class Call(Command, Generic[T]):
-    """Run ``fn(router)`` in the router task and hand the result back."""
-
-    __slots__ = ("done", "error", "fn", "result")
-
-    def __init__(self, fn: Callable[[Router], T]) -> None:
-        self.fn = fn
-        self.done = trio.Event()
-        self.result: T | None = None
-        self.error: BaseException | None = None
-
-    def apply(self, router: Router) -> None:
-        try:
-            self.result = self.fn(router)
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def abandon(self) -> None:
-        self.error = trio.ClosedResourceError("the router is not running")
-        self.done.set()
-
-
 class Router:
     """Owns every namespace's sockets and rooms; see the module docstring.
 
     Args:
-        capacity: Inbox capacity before producers wait (backpressure).
+        capacity: Inbox size before producers wait (backpressure).
         spawn: Starts a background task (for ``async`` adapter listeners).
+        write_batch: Shared with the engine: holds writes during a batch.
     """
 
     def __init__(
@@ -325,26 +79,18 @@ class Router:
         spawn: Callable[[Callable[..., Any], tuple[Any, ...]], None] | None = None,
         write_batch: WriteBatch | None = None,
     ) -> None:
-        self.inbox: Mailbox[Command] = Mailbox(capacity)
+        self._inbox: Mailbox[Command] = Mailbox(capacity)
         self._direct = 0
-        self.write_batch = write_batch or WriteBatch()
-        self.namespaces: dict[str, NamespaceState] = {}
+        self._write_batch = write_batch or WriteBatch()
+        self._namespaces: dict[str, NamespaceTables] = {}
         self._spawn = spawn or (lambda fn, args: None)
 
-    def namespace(
-        self, name: str, listeners: dict[str, list[Callable[..., Any]]] | None = None
-    ) -> NamespaceState:
-        """The state of namespace ``name``, created on first use."""
-        state = self.namespaces.get(name)
-        if state is None:
-            rooms = RoomTable(self._spawn, listeners)
-            state = self.namespaces[name] = NamespaceState(name, rooms)
-        return state
+    # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Apply commands until cancelled."""
-        inbox = self.inbox
-        writes = self.write_batch
+        inbox = self._inbox
+        writes = self._write_batch
         task_status.started()
         try:
             while True:
@@ -370,50 +116,312 @@ class Router:
         except Exception:
             log.exception("router: %s failed", type(command).__name__)
 
-    async def send(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
+    @property
+    def queued(self) -> int:
+        """How many commands wait in the inbox."""
+        return len(self._inbox)
+
+    # ------------------------------------------------------------ sending
+
+    async def emit(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
         """Send packets to one socket, in order with everything sent before.
 
         When the inbox is empty nothing sent earlier can still be on its way, so
         the packets are written at once by the calling task (no hop through the
-        router task); otherwise they queue behind the inbox's commands. Every
-        64th direct send yields to the scheduler, so a task that emits in a
-        loop cannot starve the others.
-        """
-        if self.inbox or self.inbox.closed:
-            await self.inbox.put(Emit(socket, packets, volatile))
-            return
-        self._write(socket, packets, volatile)
-        if self._direct >= 64:
-            self._direct = 0
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+        router task); otherwise they queue behind the inbox's commands.
 
-    def send_now(self, socket: Socket, packets: Sequence[OutPacket]) -> bool:
-        """:meth:`send` without a coroutine, when it would not wait or yield.
+        Raises:
+            trio.Cancelled: only before anything was queued or written.
+        """
+        inbox = self._inbox
+        if inbox or inbox.closed:
+            await inbox.put(Emit(socket, packets, volatile))
+            return
+        # Never a schedule point unless cancelled: the inbox stays empty.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._direct += 1
+        self.write(socket, packets, volatile)
+        if self._direct >= _YIELD_EVERY:
+            self._direct = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def emit_now(self, socket: Socket, packets: Sequence[OutPacket]) -> bool:
+        """:meth:`emit` without a coroutine, when it would not wait or yield.
 
         Returns False, having sent nothing, when the packets must go through
-        :meth:`send` instead: the inbox holds commands, or a yield is due.
+        :meth:`emit` instead: the inbox holds commands, or a yield is due.
         """
-        if self.inbox or self.inbox.closed or self._direct >= 63:
+        if self._inbox or self._inbox.closed or self._direct >= _YIELD_EVERY - 1:
             return False
-        self._write(socket, packets, False)
+        self._direct += 1
+        self.write(socket, packets, False)
         return True
 
-    def _write(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
-        # A direct send: nothing queued in the inbox can come before it.
-        self._direct += 1
-        if socket._registered():
+    def write(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
+        """Write to ``socket`` now if it is in the tables (the one membership rule).
+
+        For the router's commands and the direct path, when nothing queued can
+        come first; forced past the queue limits, since the sender waited for
+        space (or it is volatile).
+        """
+        if self.holds(socket):
             socket.session.send_nowait(packets, volatile=volatile, force=True)
 
+    async def broadcast(
+        self,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str] = frozenset(),
+        exclude: frozenset[str] = frozenset(),
+        volatile: bool = False,
+        ack: BroadcastAck | None = None,
+    ) -> None:
+        """Send packets to the sockets of namespace ``nsp`` in ``rooms`` (every
+        socket if empty) but not in ``exclude``; never waits for a client.
+
+        With ``ack``, each recipient's answer goes to it.
+
+        Raises:
+            trio.Cancelled: only before the broadcast was queued.
+            trio.ClosedResourceError: the router is not running.
+        """
+        await self._inbox.put(Broadcast(nsp, packets, rooms, exclude, volatile, ack))
+
+    def broadcast_nowait(
+        self,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str] = frozenset(),
+        exclude: frozenset[str] = frozenset(),
+        volatile: bool = False,
+    ) -> None:
+        """:meth:`broadcast` past the inbox's capacity, for a caller that already
+        queued part of one operation and must not be stopped half-way."""
+        self._inbox.put_nowait(Broadcast(nsp, packets, rooms, exclude, volatile, None))
+
+    # ------------------------------------------------------------ membership
+
+    async def add(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
+        """Register ``socket`` (it passed its middlewares) and write its CONNECT reply.
+
+        Once queued, waits until the router applied it, even if cancelled
+        meanwhile (the router never blocks): afterwards the socket is CONNECTED,
+        or still CONNECTING if its session closed first or the router stopped.
+
+        Raises:
+            trio.Cancelled: only before the registration was queued.
+        """
+        command = AddSocket(socket, packets)
+        try:
+            await self._inbox.put(command)
+        except trio.ClosedResourceError:
+            return  # the router stopped: not registered
+        with trio.CancelScope(shield=True):
+            await command.done.wait()
+
+    def remove_nowait(self, socket: Socket) -> LazyEvent:
+        """Take ``socket`` out of its namespace and every room; never waits.
+
+        Safe in a ``finally`` of a cancelled task. Returns an event set once
+        it is done (at once if the router is gone, tables and all).
+        """
+        command = RemoveSocket(socket)
+        self._inbox.put_nowait(command)
+        if self._inbox.closed:
+            command.abandon()
+        return command.done
+
+    async def join(self, socket: Socket, rooms: Iterable[str]) -> None:
+        """Put ``socket`` in ``rooms``; return once done.
+
+        Raises:
+            trio.Cancelled: only before it was queued (then nothing changed).
+        """
+        await self._rooms(Rooms(socket, tuple(rooms), join=True))
+
+    async def leave(self, socket: Socket, rooms: Iterable[str]) -> None:
+        """Take ``socket`` out of ``rooms``; return once done."""
+        await self._rooms(Rooms(socket, tuple(rooms), join=False))
+
+    async def _rooms(self, command: Rooms) -> None:
+        await self._inbox.put(command)
+        # Once queued it will be applied: a cancelled join must not have happened.
+        with trio.CancelScope(shield=True):
+            await command.done.wait()
+
     async def call(self, fn: Callable[[Router], T]) -> T:
-        """Run ``fn`` in the router task and return its result (or raise its error)."""
+        """Run ``fn(router)`` in the router task, in order; return its result.
+
+        ``fn`` must not await (it is a plain function); it may use the
+        ``*_now`` methods and the tables. Once queued, the call runs even if
+        the caller is cancelled meanwhile, and the caller waits for it.
+
+        Raises:
+            Exception: whatever ``fn`` raised.
+            trio.ClosedResourceError: the router is not running.
+        """
         command: Call[T] = Call(fn)
-        await self.inbox.put(command)
-        # Once queued it will run: wait for it even if cancelled meanwhile, so
-        # that a cancelled call has not happened (the router never blocks).
+        await self._inbox.put(command)
         with trio.CancelScope(shield=True):
             await command.done.wait()
         if command.error is not None:
             raise command.error
         return command.result  # type: ignore[return-value]
+
+    # -------------------------------------------- operations on a selection
+
+    async def select(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str]
+    ) -> list[Socket]:
+        """The sockets of ``nsp`` in ``rooms`` (all if empty) and not in ``exclude``."""
+        return await self.call(lambda router: router.select_now(nsp, rooms, exclude))
+
+    async def join_selected(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str], change: frozenset[str]
+    ) -> None:
+        """Put every selected socket in the rooms ``change``."""
+        await self.call(lambda router: router._change_selected(nsp, rooms, exclude, change, True))
+
+    async def leave_selected(
+        self, nsp: str, rooms: frozenset[str], exclude: frozenset[str], change: frozenset[str]
+    ) -> None:
+        """Take every selected socket out of the rooms ``change``."""
+        await self.call(lambda router: router._change_selected(nsp, rooms, exclude, change, False))
+
+    def _change_selected(
+        self,
+        nsp: str,
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        change: frozenset[str],
+        join: bool,
+    ) -> None:
+        state = self._namespaces.get(nsp)
+        if state is None:
+            return
+        for sid in list(state.rooms.recipients(rooms, exclude)):
+            if join:
+                state.rooms.add_all(sid, change)
+            else:
+                for room in change:
+                    state.rooms.delete(sid, room)
+
+    async def disconnect_selected(
+        self,
+        nsp: str,
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        close: bool,
+        spare: trio.lowlevel.Task | None,
+    ) -> list[Socket]:
+        """Disconnect every selected socket (``close``: their whole connection).
+
+        Chosen and started in one step of the router, so a cancelled caller
+        cannot leave some behind; returns them (wait for each yourself).
+        """
+
+        def now(router: Router) -> list[Socket]:
+            chosen = [
+                s
+                for s in router.select_now(nsp, rooms, exclude)
+                if s.state is SocketState.CONNECTED
+            ]
+            if close:
+                for client in {id(s.client): s.client for s in chosen}.values():
+                    router.close_client_now(client, spare)
+            elif chosen:
+                packets = chosen[0].nsp.encode(SioType.DISCONNECT, None, None)
+                for socket in chosen:
+                    router.disconnect_now(socket, packets, spare)
+            return chosen
+
+        return await self.call(now)
+
+    async def close_client(self, client: Client, spare: trio.lowlevel.Task | None) -> None:
+        """``socket.disconnect(close=True)``: after everything sent before it,
+        a DISCONNECT on each of the client's namespaces (they close with reason
+        "server namespace disconnect"), then the connection closes."""
+        await self.call(lambda router: router.close_client_now(client, spare))
+
+    def disconnect_now(
+        self, socket: Socket, packets: Sequence[OutPacket], spare: trio.lowlevel.Task | None
+    ) -> None:
+        """In the router task: write DISCONNECT to ``socket`` and close it."""
+        self.write(socket, packets, False)
+        socket.client.closer.request(socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare)
+
+    def close_client_now(self, client: Client, spare: trio.lowlevel.Task | None) -> None:
+        """In the router task: :meth:`close_client`."""
+        sockets = [s for s in client.sockets.values() if s.state is SocketState.CONNECTED]
+        for socket in sockets:
+            self.write(socket, socket.nsp.encode(SioType.DISCONNECT, None, None), False)
+        for socket in sockets:
+            client.closer.request(socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare)
+        client.closer.close_connection()
+
+    # ------------------------------------------------------------ the tables
+    # Only the router's commands change them (register, unregister, rooms);
+    # anyone may read them through the methods below, which return snapshots.
+
+    def tables(self, nsp: str) -> NamespaceTables | None:
+        """The live tables of namespace ``nsp`` (for the router's commands)."""
+        return self._namespaces.get(nsp)
+
+    def register(self, socket: Socket) -> None:
+        """In the router task: put ``socket`` in its namespace and its own room."""
+        name = socket.nsp.name
+        state = self._namespaces.get(name)
+        if state is None:
+            rooms = RoomTable(self._spawn, socket.nsp._adapter_listeners)
+            state = self._namespaces[name] = NamespaceTables(name, rooms)
+        state.sockets[socket.id] = socket
+        state.rooms.add_all(socket.id, (socket.id,))
+
+    def unregister(self, socket: Socket) -> None:
+        """In the router task: take ``socket`` out of its namespace and every room."""
+        state = self._namespaces.get(socket.nsp.name)
+        if state is not None and state.sockets.get(socket.id) is socket:
+            del state.sockets[socket.id]
+            state.rooms.delete_all(socket.id)
+
+    def holds(self, socket: Socket) -> bool:
+        """Whether ``socket`` is in the tables: the one rule for who gets a packet."""
+        state = self._namespaces.get(socket.nsp.name)
+        return state is not None and state.sockets.get(socket.id) is socket
+
+    def select_now(self, nsp: str, rooms: frozenset[str], exclude: frozenset[str]) -> list[Socket]:
+        """The sockets selected by ``rooms`` / ``exclude``, now."""
+        state = self._namespaces.get(nsp)
+        if state is None:
+            return []
+        sockets = state.sockets
+        return [sockets[sid] for sid in state.rooms.recipients(rooms, exclude) if sid in sockets]
+
+    def sockets(self, nsp: str) -> dict[str, Socket]:
+        """The sockets of namespace ``nsp`` by id (a snapshot)."""
+        state = self._namespaces.get(nsp)
+        return dict(state.sockets) if state is not None else {}
+
+    def rooms_of(self, nsp: str, sid: str) -> frozenset[str]:
+        """The rooms socket ``sid`` of ``nsp`` is in (a snapshot)."""
+        state = self._namespaces.get(nsp)
+        return state.rooms.rooms_of(sid) if state is not None else frozenset()
+
+    def room_members(self, nsp: str) -> dict[str, frozenset[str]]:
+        """room -> socket ids, for namespace ``nsp`` (a snapshot)."""
+        state = self._namespaces.get(nsp)
+        if state is None:
+            return {}
+        return {room: frozenset(sids) for room, sids in state.rooms.rooms.items()}
+
+    def socket_rooms(self, nsp: str) -> dict[str, frozenset[str]]:
+        """socket id -> rooms, for namespace ``nsp`` (a snapshot)."""
+        state = self._namespaces.get(nsp)
+        if state is None:
+            return {}
+        return {sid: frozenset(rooms) for sid, rooms in state.rooms.sids.items()}
+
+    def has_room(self, nsp: str, room: str) -> bool:
+        """Whether ``room`` exists (has a member) in namespace ``nsp``."""
+        state = self._namespaces.get(nsp)
+        return state is not None and room in state.rooms.rooms

@@ -17,9 +17,11 @@ from .._engine.server import EngineServer
 from .._proto.eio import EioType
 from .._proto.sio import Limits, Parser, SioPacket, SioType, get_parser
 from .broadcast import BroadcastOperator
-from .client import EngineBridge
-from .cluster import Adapter, ClusterAcks, RemoteSocket
+from .cluster import Adapter, Cluster
+from .dispatch import EngineBridge
 from .namespace import Namespace, ParentNamespace
+from .registry import NamespaceMatcher, NamespaceRegistry
+from .remote import RemoteSocket
 from .router import Router
 
 if TYPE_CHECKING:
@@ -29,8 +31,6 @@ log = logging.getLogger("triosio.server")
 
 H = TypeVar("H", bound=Handler)
 T = TypeVar("T")
-
-NamespaceMatcher = re.Pattern[str] | Callable[[str, Mapping[str, Any]], Any]
 
 
 @final
@@ -98,10 +98,12 @@ class Server:
             router_capacity, spawn=self._spawn, write_batch=self.engine.write_batch
         )
         self.adapter = adapter
+        #: The server's side of scale-out (hooks into the adapter, if any).
+        self.cluster = Cluster(self, adapter)
+        #: The namespaces (their one owner).
+        self.registry = NamespaceRegistry(self, self.cluster.namespace_created)
         # Server-side event handlers, by (namespace, event) (see on_server_side).
         self._server_side: dict[tuple[str, str], list[Handler]] = {}
-        self._namespaces: dict[str, Namespace] = {}
-        self._parents: list[ParentNamespace] = []
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._main = self.of("/")
@@ -123,7 +125,7 @@ class Server:
             self._token = trio.lowlevel.current_trio_token()
             await nursery.start(self.router.run)
             if self.adapter is not None:
-                await nursery.start(self.adapter.run, self)
+                await nursery.start(self.cluster.run)
             await nursery.start(self.engine.run)
             task_status.started()
 
@@ -177,46 +179,21 @@ class Server:
         any namespace it accepts (see :class:`ParentNamespace`).
         """
         if isinstance(name, str):
-            if not name.startswith("/"):
-                name = "/" + name
-            nsp = self._namespaces.get(name)
-            if nsp is None:
-                nsp = self._namespaces[name] = Namespace(self, name)
-                self._namespace_added(name)
-            return nsp
+            return self.registry.of(name)
         if isinstance(name, re.Pattern) or callable(name):
-            parent = ParentNamespace(self, name)
-            self._parents.append(parent)
-            return parent
+            return self.registry.dynamic(name)
         raise TypeError("of() takes a name, a compiled regex or a predicate")
 
     @property
     def namespaces(self) -> Mapping[str, Namespace]:
         """Every namespace created so far, by name (dynamic children included)."""
-        return dict(self._namespaces)
+        return self.registry.snapshot()
 
-    async def _namespace_for(self, name: str, auth: Mapping[str, Any]) -> Namespace | None:
-        nsp = self._namespaces.get(name)
-        if nsp is not None:
-            return nsp
-        for parent in self._parents:
-            try:
-                accepted = await parent.matches(name, auth)
-            except Exception:
-                log.exception("error in the predicate of a dynamic namespace")
-                accepted = False
-            if accepted:
-                nsp = self._namespaces.get(name)  # another client may have created it
-                if nsp is None:
-                    nsp = self._namespaces[name] = Namespace(self, name, parent)
-                    self._namespace_added(name)
-                    parent.children[name] = nsp
-                return nsp
-        return None
-
-    def encode_for(self, name: str, ptype: SioType, data: Any) -> list[OutPacket]:
+    def encode_for(
+        self, name: str, ptype: SioType, data: Any, ack_id: int | None = None
+    ) -> list[OutPacket]:
         """Encode a packet for namespace ``name`` (which may not exist)."""
-        frames = self.encoder.encode(SioPacket(ptype, name, data, None))
+        frames = self.encoder.encode(SioPacket(ptype, name, data, ack_id))
         return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
 
     # ------------------------------------------------------------ main namespace
@@ -295,13 +272,13 @@ class Server:
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to the other servers of the cluster (no-op alone)."""
-        await self.server_side_emit_from(self._main, event, args)
+        await self.cluster.server_side_emit("/", event, args)
 
     async def server_side_emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
     ) -> list[Any]:
         """Emit to the other servers and collect their acknowledgements."""
-        return await self.server_side_emit_with_ack_from(self._main, event, args, timeout)
+        return await self.cluster.server_side_emit_with_ack("/", event, args, timeout)
 
     # ------------------------------------------------------------ cluster
     # Everything that crosses processes goes through the adapter (DESIGN rule 9);
@@ -336,116 +313,6 @@ class Server:
     def server_side_handlers(self, nsp: str, event: str) -> list[Handler]:
         """The server-side handlers of ``event`` in namespace ``nsp`` (for adapters)."""
         return list(self._server_side.get((nsp, event), ()))
-
-    def _namespace_added(self, name: str) -> None:
-        if self.adapter is not None:
-            self.adapter.namespace_created(name)
-
-    async def adapter_publish(
-        self,
-        nsp: Namespace,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: frozenset[str],
-        exclude: frozenset[str],
-        volatile: bool = False,
-    ) -> None:
-        """Pass a broadcast on to the other servers (through the adapter, if any).
-
-        Waits only while the adapter's queue of messages to publish is full.
-        """
-        if self.adapter is not None:
-            await self.adapter.publish_broadcast(nsp.name, [event, *args], rooms, exclude, volatile)
-
-    async def adapter_broadcast_with_ack(
-        self,
-        nsp: Namespace,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: frozenset[str],
-        exclude: frozenset[str],
-        volatile: bool,
-        timeout: float,
-    ) -> ClusterAcks | None:
-        """Send a broadcast with acknowledgements to the other servers; None alone.
-
-        The caller waits on the result's ``done`` and calls its ``forget()``.
-        """
-        if self.adapter is None:
-            return None
-        return await self.adapter.broadcast_with_ack(
-            nsp.name, [event, *args], rooms, exclude, volatile, timeout
-        )
-
-    async def adapter_fetch_sockets(
-        self, nsp: Namespace, rooms: frozenset[str], exclude: frozenset[str]
-    ) -> list[RemoteSocket]:
-        """The other servers' sockets selected by ``rooms`` / ``exclude``."""
-        if self.adapter is None:
-            return []
-        found = await self.adapter.fetch_sockets(nsp.name, rooms, exclude)
-        sockets = [RemoteSocket.from_wire(nsp, raw) for raw in found]
-        return [s for s in sockets if s is not None]
-
-    async def adapter_all_rooms(self, nsp: Namespace) -> set[str]:
-        """Every room of namespace ``nsp`` on every server, this one's included."""
-        rooms = set(nsp.adapter.rooms)
-        if self.adapter is not None:
-            rooms |= await self.adapter.all_rooms(nsp.name)
-        else:
-            await trio.lowlevel.checkpoint()
-        return rooms
-
-    async def adapter_server_count(self, nsp: Namespace) -> int:
-        """How many servers serve namespace ``nsp`` (1 without an adapter)."""
-        if self.adapter is None:
-            await trio.lowlevel.checkpoint()
-            return 1
-        return await self.adapter.server_count(nsp.name)
-
-    def adapter_rooms(
-        self,
-        nsp: Namespace,
-        rooms: frozenset[str],
-        exclude: frozenset[str],
-        change: frozenset[str],
-        join: bool,
-    ) -> None:
-        """Pass ``sockets_join`` / ``sockets_leave`` on to the other servers."""
-        if self.adapter is not None:
-            self.adapter.publish_rooms(nsp.name, rooms, exclude, change, join)
-
-    def adapter_disconnect(
-        self, nsp: Namespace, rooms: frozenset[str], exclude: frozenset[str], close: bool
-    ) -> None:
-        """Pass ``disconnect_sockets`` on to the other servers."""
-        if self.adapter is not None:
-            self.adapter.publish_disconnect(nsp.name, rooms, exclude, close)
-
-    async def server_side_emit_from(
-        self, nsp: Namespace, event: str, args: tuple[Any, ...]
-    ) -> None:
-        """Send a server-side event from namespace ``nsp`` to the other servers."""
-        if self.adapter is not None:
-            await self.adapter.server_side_emit(nsp.name, [event, *args])
-        else:
-            await trio.lowlevel.checkpoint()
-
-    async def server_side_emit_with_ack_from(
-        self, nsp: Namespace, event: str, args: tuple[Any, ...], timeout: float | None
-    ) -> list[Any]:
-        """Send a server-side event and collect the other servers' answers.
-
-        ``timeout`` defaults to the adapter's requests timeout.
-
-        Raises:
-            ClusterTimeout: not every other server answered in time (its
-                ``responses`` hold the answers that arrived).
-        """
-        if self.adapter is not None:
-            return await self.adapter.server_side_emit_with_ack(nsp.name, [event, *args], timeout)
-        await trio.lowlevel.checkpoint()
-        return []
 
 
 async def _logged(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import enum
-import functools
 import logging
 import secrets
 import time
@@ -17,24 +15,18 @@ import trio
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType, ack_value
-from .handlers import GONE
-from .router import Call, Emit, RemoveSocket, Rooms
+from .._proto.sio import RESERVED_EVENTS, SioType
+from .acks import GONE, PendingAcks
+from .lifecycle import SocketState
 
 if TYPE_CHECKING:
+    from .._engine.exchange import Request
     from .._engine.session import EngineSession
     from .broadcast import BroadcastOperator
-    from .client import Client
+    from .dispatch import Client
     from .namespace import Namespace
 
 log = logging.getLogger("triosio.server")
-
-
-class SocketState(enum.Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTING = "disconnecting"
-    DISCONNECTED = "disconnected"
 
 
 _NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})
@@ -68,6 +60,21 @@ class Handshake:
     secure: bool
     xdomain: bool = False
     extra: Mapping[str, Any] = field(default_factory=lambda: _NO_EXTRA)
+
+    @classmethod
+    def from_request(cls, request: Request, auth: Mapping[str, Any]) -> Handshake:
+        """The handshake of a client connected by ``request`` that sent ``auth``."""
+        return cls(
+            headers=HeaderMap(request.headers),
+            query=request.query,
+            auth=auth,
+            address=request.client[0] if request.client else "",
+            time=time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(request.time)),
+            issued=int(request.time * 1000),
+            url=request.url,
+            secure=request.secure,
+            xdomain=request.header("origin") is not None,
+        )
 
 
 class HeaderMap(Mapping[str, str]):
@@ -118,13 +125,13 @@ class Socket(CatchAllRegistry):
     """
 
     # Slots: an application's own per-socket data goes in ``data``.
+    # ``state`` and ``reason`` change only in lifecycle.py; ``_tasks``,
+    # ``_ready`` and ``_finished`` are the lifecycle's and the dispatcher's.
     __slots__ = (
-        "_close_step",
-        "_disconnected",
+        "_finished",
         "_middlewares",
         "_ready",
-        "_remove",
-        "_scopes",
+        "_tasks",
         "acks",
         "client",
         "data",
@@ -144,17 +151,17 @@ class Socket(CatchAllRegistry):
         self.session: EngineSession = client.session
         self.handshake = handshake
         self.data: dict[str, Any] = {}
-        self.acks: dict[int, Callable[[str, Any], None]] = {}
+        #: The acknowledgements the client owes (their one owner).
+        self.acks = PendingAcks(self.id)
         self.state = SocketState.CONNECTING
         self.reason: DisconnectReason | None = None
         self._middlewares: list[Handler] = []
         # Cancel scopes of this socket's handlers and tasks, with the task of each.
-        self._scopes: dict[trio.CancelScope, trio.lowlevel.Task] = {}
-        self._disconnected = LazyEvent()
+        self._tasks: dict[trio.CancelScope, trio.lowlevel.Task] = {}
         # Set once the connection handlers have run: events wait for it.
         self._ready = LazyEvent()
-        self._close_step = 0
-        self._remove = RemoveSocket(self)
+        # Set once the disconnect handlers have run.
+        self._finished = LazyEvent()
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
@@ -174,24 +181,12 @@ class Socket(CatchAllRegistry):
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this socket is in, its own id included (a snapshot)."""
-        state = self.nsp.server.router.namespaces.get(self.nsp.name)
-        if state is None:
-            return frozenset()
-        return state.rooms.rooms_of(self.id)
+        return self.nsp.server.router.rooms_of(self.nsp.name, self.id)
 
     @property
     def conn(self) -> EngineSession:
         """The underlying Engine.IO session (transport, close...)."""
         return self.session
-
-    def _registered(self) -> bool:
-        # Whether the router has this socket in its tables: set by AddSocket,
-        # unset before RemoveSocket is sent (what Emit.apply checks, read here).
-        return self.state is SocketState.CONNECTED
-
-    def _set_connected(self) -> None:
-        if self.state is SocketState.CONNECTING:
-            self.state = SocketState.CONNECTED
 
     def _check_open(self) -> None:
         if self.state is not SocketState.CONNECTED:
@@ -233,7 +228,7 @@ class Socket(CatchAllRegistry):
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
         if not volatile:
             await self.session.wait_for_room()
-        await self.nsp.server.router.send(self, packets, volatile)
+        await self.nsp.server.router.emit(self, packets, volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.
@@ -253,7 +248,7 @@ class Socket(CatchAllRegistry):
             result.append(value)
             done.set()
 
-        self.acks[ack_id] = receive
+        self.acks.expect(ack_id, receive)
         try:
             await self._emit(event, args, ack_id, volatile=False)
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
@@ -264,18 +259,7 @@ class Socket(CatchAllRegistry):
                 raise Disconnected(self.reason or DisconnectReason.TRANSPORT_CLOSE)
             return result[0]
         finally:
-            self.acks.pop(ack_id, None)
-
-    def _on_ack(self, ack_id: int | None, args: list[Any]) -> None:
-        if ack_id is None:
-            return
-        callback = self.acks.pop(ack_id, None)
-        if callback is None:
-            return  # an ack nobody waits for (timed out, or bogus): ignored
-        try:
-            callback(self.id, ack_value(args))
-        except Exception:
-            log.exception("error handling an ack for socket %s", self.id)
+            self.acks.forget(ack_id, receive)
 
     def timeout(self, seconds: float) -> _SocketTimeout:
         """``await socket.timeout(5).emit_with_ack(...)``, as in the reference API."""
@@ -318,11 +302,11 @@ class Socket(CatchAllRegistry):
         await self._rooms(_flatten(rooms), join=False)
 
     async def _rooms(self, rooms: list[str], *, join: bool) -> None:
-        command = Rooms(self, rooms, join)
-        await self.nsp.server.router.inbox.put(command)
-        # Once queued it will be applied: a cancelled join must not have happened.
-        with trio.CancelScope(shield=True):
-            await command.done.wait()
+        router = self.nsp.server.router
+        if join:
+            await router.join(self, rooms)
+        else:
+            await router.leave(self, rooms)
 
     # ------------------------------------------------------------ middleware
 
@@ -343,27 +327,14 @@ class Socket(CatchAllRegistry):
 
     async def _run_task(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         with trio.CancelScope() as scope:
-            self._scopes[scope] = trio.lowlevel.current_task()
+            self._tasks[scope] = trio.lowlevel.current_task()
             try:
                 if self.state is SocketState.CONNECTED:
                     await fn(*args)
             except Exception:
                 log.exception("error in a task of socket %s", self.id)
             finally:
-                del self._scopes[scope]
-
-    def _cancel_tasks(self, spare: trio.lowlevel.Task | None) -> None:
-        for scope, task in list(self._scopes.items()):
-            if task is not spare:
-                scope.cancel()
-
-    def _fail_acks(self) -> None:
-        acks, self.acks = self.acks, {}
-        for callback in acks.values():
-            try:
-                callback(self.id, GONE)
-            except Exception:
-                log.exception("error failing an ack of socket %s", self.id)
+                del self._tasks[scope]
 
     # ------------------------------------------------------------ disconnecting
 
@@ -386,18 +357,19 @@ class Socket(CatchAllRegistry):
             await trio.lowlevel.checkpoint()
             return
         router = self.nsp.server.router
+        caller = trio.lowlevel.current_task()
         if close:
-            caller = trio.lowlevel.current_task()
-            await router.inbox.put(Call(functools.partial(self.client.kick, spare=caller)))
+            await router.close_client(self.client, caller)
         else:
-            packets = self.nsp.encode(SioType.DISCONNECT, None, None)
-            await router.inbox.put(Emit(self, packets))
-            self.client.begin_close(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
-        await self._disconnected.wait()
+            # The DISCONNECT packet after everything emitted before it; then
+            # (nothing can cancel in between) the close sequence starts.
+            await router.emit(self, self.nsp.encode(SioType.DISCONNECT, None, None), False)
+            self.client.closer.request(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, caller)
+        await self._finished.wait()
 
     async def wait_disconnected(self) -> DisconnectReason:
         """Wait until this socket is disconnected; return why."""
-        await self._disconnected.wait()
+        await self._finished.wait()
         assert self.reason is not None
         return self.reason
 
@@ -431,8 +403,3 @@ class _SocketVolatile:
 
     async def emit(self, event: str, *args: Any) -> None:
         await self._socket._emit(event, args, None, volatile=True)
-
-
-def now_ms() -> int:
-    """Milliseconds since the epoch."""
-    return int(time.time() * 1000)

@@ -1,9 +1,11 @@
-"""One client connection (an Engine.IO session) as the Socket.IO layer sees it.
+"""One client connection (an Engine.IO session) as the Socket.IO layer sees it:
+the dispatch of its packets.
 
 A :class:`Client` decodes the session's messages (its own incremental decoder,
-so binary attachments are reassembled per connection), connects namespaces
-(middlewares, then the router registers the socket and writes the CONNECT
-reply, then ``connection`` handlers run), and dispatches events to handlers.
+so binary attachments are reassembled per connection) and routes each packet:
+CONNECT to the connect sequence (``lifecycle.connect``), EVENT to handlers,
+ACK to the socket's pending acknowledgements, DISCONNECT to the connection's
+:class:`~triosio._server.lifecycle.Closer`.
 
 Handlers run in the session's nursery. By default one worker task per client
 runs them in arrival order (an event's handlers finish before the next event's
@@ -12,35 +14,29 @@ Plain-function handlers need no task: the reader calls them as their event
 arrives, when nothing of the client's is queued or running.
 Acknowledgements from the client are handled at once, by the reader, so a
 handler waiting for one can never block its own answer.
-
-When a socket disconnects (either side, or the session closes), its in-flight
-handlers are cancelled, ``disconnecting`` handlers run, the router takes the
-socket out of every room (told with ``put_nowait``, so even a cancelled task
-tells it), then ``disconnect`` handlers run.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._common.handlers import Handler, call_handler, is_plain, positional_count
+from .._common.handlers import Handler, call_handler, is_plain
 from .._common.sync import LazyEvent
-from .._errors import ConnectionRefused, DisconnectReason, RemoteProtocolError
-from .._proto.sio import SioPacket, SioType, ack_args
-from .router import AddSocket
-from .socket import Handshake, HeaderMap, Socket, SocketState
+from .._errors import DisconnectReason, RemoteProtocolError
+from .._proto.sio import SioPacket, SioType, ack_args, ack_value
+from . import lifecycle
+from .lifecycle import Closer, SocketState
+from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .._engine.session import EngineSession
     from .namespace import Namespace
-    from .router import Router
     from .server import Server
 
 log = logging.getLogger("triosio.server")
@@ -48,20 +44,11 @@ log = logging.getLogger("triosio.server")
 # Return values that cannot be awaitable (spares inspect.isawaitable for them).
 _PLAIN_VALUES = frozenset({str, int, float, bool, tuple, list, dict, bytes})
 
-# How long the router may take to confirm a socket's removal before the
-# disconnect handlers run anyway (it can only be slow while shutting down).
-_REMOVE_WAIT = 5.0
-# disconnect(close=True): how long the DISCONNECT packets may take to leave
-# before the connection is closed anyway, and how often to look.
-_FLUSH_WAIT = 1.0
-_FLUSH_CHECK = 0.005
-
 
 class Client:
     """The Socket.IO side of one Engine.IO session."""
 
     __slots__ = (
-        "_closing",
         "_connecting",
         "_finished",
         "_queue",
@@ -70,6 +57,7 @@ class Client:
         "_seen",
         "_timer",
         "_working",
+        "closer",
         "decoder",
         "server",
         "session",
@@ -84,7 +72,8 @@ class Client:
         self._seen: set[str] = set()
         # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
         self._connecting: list[str] = []
-        self._closing: list[Socket] = []
+        #: Closes this connection's sockets (the only code that does).
+        self.closer = Closer(self)
         # A list, not a deque (624 bytes empty); it holds at most
         # max_pending_events items, so pop(0) stays cheap.
         self._queue: list[tuple[Socket | None, SioPacket]] = []
@@ -148,8 +137,8 @@ class Client:
             else:
                 await self._start_handler(socket, packet)
         elif ptype is SioType.ACK:
-            if socket is not None:
-                socket._on_ack(packet.id, packet.data)
+            if socket is not None and packet.id is not None:
+                socket.acks.resolve(packet.id, ack_value(packet.data))
         elif ptype is SioType.CONNECT:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
@@ -158,7 +147,7 @@ class Client:
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
-                self.begin_close(socket, DisconnectReason.CLIENT_NAMESPACE_DISCONNECT)
+                self.closer.request(socket, DisconnectReason.CLIENT_NAMESPACE_DISCONNECT)
         else:  # CONNECT_ERROR is for servers to send
             log.info("session %s: unexpected %s packet", self.session.sid, ptype.name)
             self.session.close_nowait(DisconnectReason.PARSE_ERROR)
@@ -166,18 +155,18 @@ class Client:
     async def on_close(self, reason: DisconnectReason) -> None:
         """The session ended: every socket disconnects for ``reason``.
 
-        Runs after the session's nursery is done, so every close started
-        there was cancelled; they are finished here, one at a time, from the
-        step where they stopped. Handlers that run meanwhile may close more.
+        Runs after the session's nursery is done; the closer finishes here
+        what it had queued, and closes the sockets still connected. Handlers
+        that run meanwhile may close more.
         """
         self.decoder.reset()
-        while self._closing or self.sockets:
-            if self._closing:
-                socket = self._closing[0]
-            else:
-                socket = next(iter(self.sockets.values()))
-                self._mark_closing(socket, reason)
-            await self._continue_close(socket)
+        closer = self.closer
+        while True:
+            for socket in list(self.sockets.values()):
+                closer.request(socket, reason)
+            if not closer.pending:
+                break
+            await closer.drain()
 
     # ------------------------------------------------------------ dispatch
 
@@ -233,7 +222,7 @@ class Client:
         event: str = data[0]
         args = data[1:]
         with trio.CancelScope() as scope:
-            socket._scopes[scope] = trio.lowlevel.current_task()
+            socket._tasks[scope] = trio.lowlevel.current_task()
             try:
                 for middleware in socket._middlewares:
                     try:
@@ -268,7 +257,7 @@ class Client:
             except Exception:
                 self._log_handler_error(socket, event)
             finally:
-                del socket._scopes[scope]
+                del socket._tasks[scope]
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
@@ -281,8 +270,8 @@ class Client:
         if not self.session.has_room():
             await self.session.wait_for_room()
         router = self.server.router
-        if not router.send_now(socket, packets):
-            await router.send(socket, packets, False)
+        if not router.emit_now(socket, packets):
+            await router.emit(socket, packets, False)
 
     # Plain-function handlers run in the reader's task, as the event arrives:
     # a function cannot await, so it cannot wait for its own client (the
@@ -380,7 +369,7 @@ class Client:
     ) -> None:
         try:
             with trio.CancelScope() as scope:
-                socket._scopes[scope] = trio.lowlevel.current_task()
+                socket._tasks[scope] = trio.lowlevel.current_task()
                 if socket.state is not SocketState.CONNECTED:
                     scope.cancel()  # disconnected before this task started
                 try:
@@ -395,7 +384,7 @@ class Client:
                 except Exception:
                     self._log_handler_error(socket, packet.data[0])
                 finally:
-                    del socket._scopes[scope]
+                    del socket._tasks[scope]
             if ordered:
                 await self._drain_queue()
         finally:
@@ -426,228 +415,25 @@ class Client:
 
     # ------------------------------------------------------------ connecting
 
-    def _handshake(self, auth: dict[str, Any]) -> Handshake:
-        request = self.session.request
-        issued = int(request.time * 1000)
-        return Handshake(
-            headers=HeaderMap(request.headers),
-            query=request.query,
-            auth=auth,
-            address=request.client[0] if request.client else "",
-            time=time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(request.time)),
-            issued=issued,
-            url=request.url,
-            secure=request.secure,
-            xdomain=request.header("origin") is not None,
-        )
+    def new_socket(self, namespace: Namespace, auth: dict[str, Any]) -> Socket:
+        """A socket of this connection for ``namespace`` (not connected yet)."""
+        return Socket(namespace, self, Handshake.from_request(self.session.request, auth))
+
+    def namespace_refused(self, name: str) -> None:
+        """Namespace ``name`` refused the client: it may try again."""
+        self._seen.discard(name)
+
+    def stop_connect_timer(self) -> None:
+        """A namespace connected: the connect timeout no longer applies."""
+        if self._timer is not None:
+            self._timer.cancel()
 
     async def _connect(self, packet: SioPacket) -> None:
         try:
-            await self._connect_namespace(packet)
+            await lifecycle.connect(self, packet)
         finally:
             if packet.nsp in self._connecting:
                 self._connecting.remove(packet.nsp)
-
-    async def _connect_namespace(self, packet: SioPacket) -> None:
-        name = packet.nsp
-        auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
-        namespace = await self.server._namespace_for(name, auth)
-        if namespace is None:
-            await self._connect_error(name, "Invalid namespace", None)
-            self._seen.discard(name)
-            return
-        socket = Socket(namespace, self, self._handshake(auth))
-        for middleware in namespace.middlewares():
-            try:
-                await call_handler(middleware, socket)
-            except ConnectionRefused as exc:
-                await self._connect_error(name, exc.message, exc.data)
-                self._seen.discard(name)
-                return
-            except Exception:
-                log.exception("error in a middleware of namespace %s", name)
-                await self._connect_error(name, "Internal server error", None)
-                self._seen.discard(name)
-                return
-        if self.session.closed:
-            return
-        self.sockets[name] = socket
-        command = AddSocket(socket, namespace.encode(SioType.CONNECT, {"sid": socket.id}, None))
-        await self.server.router.inbox.put(command)
-        await command.done.wait()
-        if socket.state is not SocketState.CONNECTED:
-            self.sockets.pop(name, None)
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        await self._run_connection_handlers(namespace, socket, auth)
-
-    async def _run_connection_handlers(
-        self, namespace: Namespace, socket: Socket, auth: dict[str, Any]
-    ) -> None:
-        with trio.CancelScope() as scope:
-            socket._scopes[scope] = trio.lowlevel.current_task()
-            try:
-                for handler in namespace.connection_handlers():
-                    count = positional_count(handler)
-                    try:
-                        if count is None or count >= 2:
-                            await call_handler(handler, socket, auth)
-                        else:
-                            await call_handler(handler, socket)
-                    except ConnectionRefused as exc:
-                        log.info("socket %s refused after connecting: %s", socket.id, exc.message)
-                        self.session.nursery.start_soon(socket.disconnect)
-                        return
-                    except Exception:
-                        log.exception(
-                            "error in a connection handler of namespace %s", namespace.name
-                        )
-            finally:
-                del socket._scopes[scope]
-                socket._ready.set()
-
-    async def _connect_error(self, name: str, message: str, data: Any) -> None:
-        payload: dict[str, Any] = {"message": message}
-        if data is not None:
-            payload["data"] = data
-        packets = self.server.encode_for(name, SioType.CONNECT_ERROR, payload)
-        self.session.send_nowait(packets, force=True)
-        await trio.lowlevel.checkpoint()
-
-    # ------------------------------------------------------------ disconnecting
-
-    def kick(self, router: Router, spare: trio.lowlevel.Task | None = None) -> None:
-        """``socket.disconnect(close=True)``, run in the router task.
-
-        As the reference does: every namespace of this client gets a DISCONNECT
-        packet and its socket disconnects with reason "server namespace
-        disconnect"; then the whole connection closes. Run by the router so
-        that it comes after everything the calling task emitted before.
-        """
-        sockets = [s for s in self.sockets.values() if s.state is SocketState.CONNECTED]
-        for socket in sockets:
-            self.session.send_nowait(socket.nsp.encode(SioType.DISCONNECT, None, None), force=True)
-        for socket in sockets:
-            self.begin_close(socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, spare)
-        try:
-            self.session.nursery.start_soon(self._close_when_flushed)
-        except RuntimeError:
-            self.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
-
-    async def _close_when_flushed(self) -> None:
-        # Over polling, the DISCONNECT packets must travel in a response of
-        # their own, before CLOSE: socket.io-client handles a message one tick
-        # after the CLOSE that follows it in the same payload, so it would
-        # report "transport close" (and reconnect) instead of "io server
-        # disconnect". Bounded: a client that does not poll is closed anyway.
-        # (The engine has no "queue empty" event; a short look-again loop will do.)
-        session = self.session
-        with trio.move_on_after(_FLUSH_WAIT):
-            while session.buffered_bytes and not session.closed:  # noqa: ASYNC110
-                await trio.sleep(_FLUSH_CHECK)
-        session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
-
-    def begin_close(
-        self,
-        socket: Socket,
-        reason: DisconnectReason,
-        spare: trio.lowlevel.Task | None = None,
-    ) -> None:
-        """Start disconnecting ``socket`` for ``reason``; never waits.
-
-        The close sequence (see the module docstring) runs in a task of the
-        session's nursery, not in the caller's task, so that cancelling the
-        caller cannot leave it half done. ``socket.wait_disconnected()`` waits
-        for it. The socket's tasks are cancelled, except ``spare`` (by default
-        the calling task).
-        """
-        if spare is None:
-            spare = trio.lowlevel.current_task()
-        if not self._mark_closing(socket, reason, spare):
-            return
-        if self.session.closed:
-            return  # on_close finishes it, once the session's nursery is done
-        try:
-            self.session.nursery.start_soon(self._continue_close, socket)
-        except RuntimeError:
-            pass  # the nursery is closed: on_close finishes it
-
-    async def close_socket(self, socket: Socket, reason: DisconnectReason) -> None:
-        """Disconnect ``socket`` for ``reason`` and wait until it is done."""
-        self.begin_close(socket, reason)
-        await socket._disconnected.wait()
-
-    def _mark_closing(
-        self, socket: Socket, reason: DisconnectReason, spare: trio.lowlevel.Task | None = None
-    ) -> bool:
-        if socket.state not in (SocketState.CONNECTED, SocketState.CONNECTING):
-            return False
-        socket.state = SocketState.DISCONNECTING
-        socket.reason = reason
-        if self.sockets.get(socket.nsp.name) is socket:
-            del self.sockets[socket.nsp.name]
-        if socket not in self._closing:
-            self._closing.append(socket)
-        socket._cancel_tasks(spare)
-        socket._ready.set()
-        return True
-
-    async def _continue_close(self, socket: Socket) -> None:
-        # Shielded, with a deadline: once a socket starts closing, its
-        # ``disconnecting`` and ``disconnect`` handlers run to the end (within
-        # the engine's shutdown_timeout) even if the whole connection drops
-        # meanwhile, which is common: a client that leaves its last namespace
-        # closes the connection right after. Resumable: a close that started
-        # in a task that never ran is finished by on_close, from the step where
-        # it stopped; each step is marked before it starts, so no handler runs
-        # twice, and the bookkeeping happens even if the deadline cuts in.
-        reason = socket.reason
-        assert reason is not None
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self.server.engine.options.shutdown_timeout
-            if socket._close_step == 0:
-                socket._close_step = 1
-                try:
-                    await self._socket_event(socket, "disconnecting", reason)
-                finally:
-                    socket._close_step = 2
-                    inbox = self.server.router.inbox
-                    inbox.put_nowait(socket._remove)
-                    if inbox.closed:
-                        socket._remove.abandon()  # the server is gone, tables and all
-            if socket._close_step == 2:
-                socket._close_step = 3
-                try:
-                    with trio.move_on_after(_REMOVE_WAIT):
-                        await socket._remove.done.wait()
-                finally:
-                    socket.state = SocketState.DISCONNECTED
-                    socket._fail_acks()
-                    if socket in self._closing:
-                        self._closing.remove(socket)
-                try:
-                    await self._socket_event(socket, "disconnect", reason)
-                finally:
-                    socket._disconnected.set()
-        if scope.cancelled_caught:
-            log.warning(
-                "socket %s: disconnect handlers cut short after %s s",
-                socket.id,
-                self.server.engine.options.shutdown_timeout,
-            )
-
-    async def _socket_event(self, socket: Socket, event: str, reason: DisconnectReason) -> None:
-        for handler in socket._take(event):
-            try:
-                await call_handler(handler, reason)
-            except Exception:
-                log.exception("error in %r handler of socket %s", event, socket.id)
-        for handler in socket.nsp.disconnect_handlers(event):
-            try:
-                await call_handler(handler, socket, reason)
-            except Exception:
-                log.exception("error in %r handler of namespace %s", event, socket.nsp.name)
 
 
 class EngineBridge:

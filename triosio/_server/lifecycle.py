@@ -1,0 +1,318 @@
+"""A socket's lifecycle: its states, the one table of transitions, and the two
+sequences that drive them — connecting and closing.
+
+::
+
+    CONNECTING ──registered──► CONNECTED ──closing──► DISCONNECTING ──closed──► DISCONNECTED
+        │                                                                            ▲
+        └───────────────────────────────abandoned────────────────────────────────────┘
+
+- *registered*: the router put the socket in its tables and wrote its CONNECT
+  reply (in the router task, :meth:`Router.add`).
+- *abandoned*: it never got there: the session closed, or the router stopped,
+  before the router applied the registration. No ``disconnect`` handler runs
+  for it, as with the reference server, which drops a socket whose connection
+  closed while its middlewares ran.
+- *closing*: a disconnect began (either side, or the connection ended).
+- *closed*: the ``disconnecting`` handlers ran, the router took the socket out
+  of every room and its pending acknowledgements failed; the ``disconnect``
+  handlers run next.
+
+:func:`advance` is the only code that changes ``socket.state``; a step that the
+table does not allow from the current state raises :class:`LifecycleError`.
+
+Closing has one owner per connection, its :class:`Closer`: whoever notices
+that a socket must go (the client's reader, a handler, the router, the
+session's end) calls :meth:`Closer.request`, which never waits; the closer runs
+each close sequence, one at a time, in a task of its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._common.handlers import call_handler, positional_count
+from .._errors import ConnectionRefused, DisconnectReason
+from .._proto.sio import SioPacket, SioType
+
+if TYPE_CHECKING:
+    from .dispatch import Client
+    from .namespace import Namespace
+    from .socket import Socket
+
+log = logging.getLogger("triosio.server")
+
+
+class SocketState(enum.Enum):
+    """Where a socket is in its lifecycle (``socket.state``)."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTING = "disconnecting"
+    DISCONNECTED = "disconnected"
+
+
+class Step(enum.Enum):
+    """What happened to a socket: the input of the state machine."""
+
+    REGISTERED = "registered"
+    ABANDONED = "abandoned"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_S = SocketState
+
+#: Every legal transition: (state, step) -> next state. Nothing else is allowed.
+TRANSITIONS: Mapping[tuple[SocketState, Step], SocketState] = MappingProxyType(
+    {
+        (_S.CONNECTING, Step.REGISTERED): _S.CONNECTED,
+        (_S.CONNECTING, Step.ABANDONED): _S.DISCONNECTED,
+        (_S.CONNECTED, Step.CLOSING): _S.DISCONNECTING,
+        (_S.DISCONNECTING, Step.CLOSED): _S.DISCONNECTED,
+    }
+)
+
+
+class LifecycleError(RuntimeError):
+    """A step the lifecycle table does not allow from the socket's state (a bug)."""
+
+
+def advance(socket: Socket, step: Step) -> None:
+    """Move ``socket`` to the state ``step`` leads to from its current one.
+
+    Raises:
+        LifecycleError: the table has no such transition.
+    """
+    new = TRANSITIONS.get((socket.state, step))
+    if new is None:
+        raise LifecycleError(f"socket {socket.id}: {step.value!r} while {socket.state.value}")
+    socket.state = new
+
+
+# ---------------------------------------------------------------- connecting
+
+
+async def connect(client: Client, packet: SioPacket) -> None:
+    """The CONNECT sequence for namespace ``packet.nsp``, in the client's worker.
+
+    Resolve the namespace, run its middlewares (a refusal becomes a
+    CONNECT_ERROR), have the router register the socket and write the CONNECT
+    reply, then run the ``connection`` handlers; the client's events for the
+    namespace wait until they are done.
+    """
+    name = packet.nsp
+    auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
+    server = client.server
+    namespace = await server.registry.resolve(name, auth)
+    if namespace is None:
+        await _refuse(client, name, "Invalid namespace", None)
+        return
+    socket = client.new_socket(namespace, auth)
+    for middleware in namespace.middlewares():
+        try:
+            await call_handler(middleware, socket)
+        except ConnectionRefused as exc:
+            await _refuse(client, name, exc.message, exc.data)
+            return
+        except Exception:
+            log.exception("error in a middleware of namespace %s", name)
+            await _refuse(client, name, "Internal server error", None)
+            return
+    if client.session.closed:
+        advance(socket, Step.ABANDONED)
+        return
+    client.sockets[name] = socket
+    try:
+        await server.router.add(socket, namespace.encode(SioType.CONNECT, {"sid": socket.id}, None))
+    finally:
+        # Not registered: the session closed or the router stopped before the
+        # router got to it, or this task was cancelled before it was queued.
+        if socket.state is SocketState.CONNECTING:
+            advance(socket, Step.ABANDONED)
+            if client.sockets.get(name) is socket:
+                del client.sockets[name]
+    if socket.state is SocketState.CONNECTED:
+        client.stop_connect_timer()
+        await _run_connection_handlers(namespace, socket, auth)
+
+
+async def _refuse(client: Client, name: str, message: str, data: Any) -> None:
+    payload: dict[str, Any] = {"message": message}
+    if data is not None:
+        payload["data"] = data
+    client.session.send_nowait(
+        client.server.encode_for(name, SioType.CONNECT_ERROR, payload), force=True
+    )
+    client.namespace_refused(name)
+    await trio.lowlevel.checkpoint()
+
+
+async def _run_connection_handlers(
+    namespace: Namespace, socket: Socket, auth: dict[str, Any]
+) -> None:
+    with trio.CancelScope() as scope:
+        socket._tasks[scope] = trio.lowlevel.current_task()
+        try:
+            for handler in namespace.connection_handlers():
+                count = positional_count(handler)
+                try:
+                    if count is None or count >= 2:
+                        await call_handler(handler, socket, auth)
+                    else:
+                        await call_handler(handler, socket)
+                except ConnectionRefused as exc:
+                    log.info("socket %s refused after connecting: %s", socket.id, exc.message)
+                    socket.client.session.nursery.start_soon(socket.disconnect)
+                    return
+                except Exception:
+                    log.exception("error in a connection handler of namespace %s", namespace.name)
+        finally:
+            del socket._tasks[scope]
+            socket._ready.set()
+
+
+# ---------------------------------------------------------------- closing
+
+# How long the router may take to confirm a socket's removal before the
+# disconnect handlers run anyway (it can only be slow while shutting down).
+_REMOVE_WAIT = 5.0
+# disconnect(close=True): how long the DISCONNECT packets may take to leave
+# before the connection is closed anyway, and how often to look.
+_FLUSH_WAIT = 1.0
+_FLUSH_CHECK = 0.005
+
+
+class Closer:
+    """Closes one connection's sockets: the only code that does.
+
+    :meth:`request` marks the socket DISCONNECTING, cancels its tasks and
+    queues it; it never waits, so the router and cancelled tasks may call it.
+    One task of the session's nursery, started on demand, runs the queued
+    close sequences one at a time, each shielded and bounded by the engine's
+    ``shutdown_timeout``: the ``disconnecting`` and ``disconnect`` handlers run
+    to the end even when the connection drops meanwhile (common: a client that
+    leaves its last namespace closes the connection right after). Once the
+    session's nursery is done, the session's close handler runs what is left
+    (:meth:`drain`).
+    """
+
+    __slots__ = ("_client", "_queue", "_running")
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: deque[Socket] = deque()
+        self._running = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether close sequences are queued."""
+        return bool(self._queue)
+
+    def request(
+        self, socket: Socket, reason: DisconnectReason, spare: trio.lowlevel.Task | None = None
+    ) -> bool:
+        """Start disconnecting ``socket`` for ``reason``; never waits.
+
+        Its tasks are cancelled, except ``spare`` (by default the calling
+        task: a handler that disconnects its own socket goes on). Returns
+        whether this call started it (False: it was not connected).
+        """
+        if socket.state is not SocketState.CONNECTED:
+            return False
+        if spare is None:
+            spare = trio.lowlevel.current_task()
+        advance(socket, Step.CLOSING)
+        socket.reason = reason
+        client = self._client
+        if client.sockets.get(socket.nsp.name) is socket:
+            del client.sockets[socket.nsp.name]
+        for scope, task in list(socket._tasks.items()):
+            if task is not spare:
+                scope.cancel()
+        socket._ready.set()  # events waiting for the connection handlers give up
+        self._queue.append(socket)
+        if not self._running and not client.session.closed:
+            try:
+                client.session.nursery.start_soon(self._run)
+                self._running = True
+            except RuntimeError:
+                pass  # the nursery is done: the session's close handler drains
+        return True
+
+    def close_connection(self) -> None:
+        """Close the connection once what was sent to it has left (bounded)."""
+        try:
+            self._client.session.nursery.start_soon(self._close_when_flushed)
+        except RuntimeError:
+            self._client.session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+
+    async def _run(self) -> None:
+        try:
+            await self.drain()
+        finally:
+            self._running = False
+
+    async def drain(self) -> None:
+        """Run every queued close sequence, including those queued meanwhile."""
+        while self._queue:
+            await self._close(self._queue.popleft())
+
+    async def _close(self, socket: Socket) -> None:
+        reason = socket.reason
+        assert reason is not None
+        server = self._client.server
+        timeout = server.engine.options.shutdown_timeout
+        # Shielded from the session's cancellation, bounded by shutdown_timeout;
+        # the bookkeeping (tables, acks, state) happens even if the deadline cuts in.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + timeout
+            try:
+                try:
+                    try:
+                        await _socket_event(socket, "disconnecting", reason)
+                    finally:
+                        removed = server.router.remove_nowait(socket)
+                    with trio.move_on_after(_REMOVE_WAIT):
+                        await removed.wait()
+                finally:
+                    socket.acks.fail_all()
+                    advance(socket, Step.CLOSED)
+                await _socket_event(socket, "disconnect", reason)
+            finally:
+                socket._finished.set()
+        if scope.cancelled_caught:
+            log.warning("socket %s: disconnect handlers cut short after %s s", socket.id, timeout)
+
+    async def _close_when_flushed(self) -> None:
+        # Over polling, the DISCONNECT packets must travel in a response of
+        # their own, before CLOSE: socket.io-client handles a message one tick
+        # after the CLOSE that follows it in the same payload, so it would
+        # report "transport close" (and reconnect) instead of "io server
+        # disconnect". Bounded: a client that does not poll is closed anyway.
+        # (The engine has no "queue empty" event; a short look-again loop will do.)
+        session = self._client.session
+        with trio.move_on_after(_FLUSH_WAIT):
+            while session.buffered_bytes and not session.closed:  # noqa: ASYNC110
+                await trio.sleep(_FLUSH_CHECK)
+        session.close_nowait(DisconnectReason.FORCED_SERVER_CLOSE)
+
+
+async def _socket_event(socket: Socket, event: str, reason: DisconnectReason) -> None:
+    for handler in socket._take(event):
+        try:
+            await call_handler(handler, reason)
+        except Exception:
+            log.exception("error in %r handler of socket %s", event, socket.id)
+    for handler in socket.nsp.disconnect_handlers(event):
+        try:
+            await call_handler(handler, socket, reason)
+        except Exception:
+            log.exception("error in %r handler of namespace %s", event, socket.nsp.name)
