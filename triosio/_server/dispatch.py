@@ -52,9 +52,9 @@ class Client:
         "_connecting",
         "_finished",
         "_queue",
-        "_room",
         "_running",
         "_seen",
+        "_space",
         "_timer",
         "_working",
         "closer",
@@ -78,7 +78,7 @@ class Client:
         # max_pending_events items, so pop(0) stays cheap.
         self._queue: list[tuple[Socket | None, SioPacket]] = []
         self._working = False
-        self._room = LazyEvent(True)
+        self._space = LazyEvent(True)
         # Handler tasks running (async_handlers), and an event set when one ends.
         self._running = 0
         self._finished = LazyEvent()
@@ -174,8 +174,8 @@ class Client:
         limit = self.server.max_pending_events
         while len(self._queue) >= limit:
             # This client sends faster than its handlers run: stop reading it.
-            self._room.clear()
-            await self._room.wait()
+            self._space.clear()
+            await self._space.wait()
         self._queue.append((socket, packet))
         if not self._working:
             self._working = True
@@ -191,7 +191,7 @@ class Client:
         queue = self._queue
         while queue:
             socket, packet = queue.pop(0)
-            self._room.set()
+            self._space.set()
             if socket is None:
                 await self._connect(packet)
             else:
