@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -35,10 +35,8 @@ from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
 from .heartbeats import HeartbeatTimers, TimerEntry
+from .options import EngineOptions
 from .packet import OutPacket
-
-if TYPE_CHECKING:
-    from .server import EngineOptions
 
 log = logging.getLogger("triosio.engine")
 
