@@ -1,7 +1,7 @@
 """What the Engine.IO server needs from an HTTP front end, as two small interfaces.
 
 The built-in server (h11 on Trio streams, :mod:`.h11server`) and the
-ASGI adapter (:mod:`triosio.asgi`) both implement :class:`Exchange` (one HTTP
+ASGI front end (:mod:`.asgi_transport`) both implement :class:`Exchange` (one HTTP
 request and its response) and :class:`WebSocket` (an accepted WebSocket), so
 the Engine.IO server and its sessions run unchanged over either.
 """
