@@ -33,7 +33,8 @@ from .exchange import Exchange, Headers, RequestAborted, WebSocket
 from .heartbeats import HeartbeatTimers
 from .options import EngineOptions, cors_headers, preflight_headers, request_allowed
 from .packet import OutPacket
-from .session import EngineApp, EngineSession, PollOverlap
+from .session import EngineApp, EngineSession
+from .session_polling import PollOverlap
 
 log = logging.getLogger("triosio.engine")
 
