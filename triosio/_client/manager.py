@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 
 from .._common.handlers import HandlerRegistry
-from .._engine.client import (
+from .._engine.eio_client import (
     TRANSPORTS,
     Connector,
     EngineClient,

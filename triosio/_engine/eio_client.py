@@ -39,8 +39,8 @@ from .._errors import DisconnectReason, InvalidHandshake, RemoteProtocolError
 from .._proto import eio
 from .._proto.eio import EioPacket, EioType, Handshake
 from .._version import __version__
-from .client_http import Connector, HttpConnection, HttpError, default_connector
-from .client_ws import ClientWebSocket, WebSocketError
+from .eio_client_http import Connector, HttpConnection, HttpError, default_connector
+from .eio_client_ws import ClientWebSocket, WebSocketError
 
 __all__ = [
     "Connector",
