@@ -45,8 +45,8 @@ from .eio_client_ws import ClientWebSocket, WebSocketError
 __all__ = [
     "Connector",
     "EngineClient",
+    "EngineClientOptions",
     "EngineError",
-    "EngineOptions",
     "default_connector",
 ]
 
@@ -65,7 +65,7 @@ class EngineError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class EngineOptions:
+class EngineClientOptions:
     """Where and how to connect; built by the Socket.IO manager.
 
     Attributes:
@@ -120,7 +120,7 @@ class EngineClient:
 
     def __init__(
         self,
-        options: EngineOptions,
+        options: EngineClientOptions,
         nursery: trio.Nursery,
         on_message: Callable[[str | bytes], None],
         on_ping: Callable[[], None] | None = None,
