@@ -118,30 +118,30 @@ class WebSocket(abc.ABC):
 
     Writes never wait: :meth:`write_nowait` writes through when it can and queues
     otherwise. When bytes get queued (or the socket breaks) and no writer runs,
-    the WebSocket calls :attr:`on_backlog`; the session then starts
-    :meth:`run_writer` as a task in its nursery, which drains the queue and
-    ends. An idle connection has no writer task. :attr:`backlog` is what is
-    queued, for the session's limits.
+    the WebSocket calls :attr:`start_writer`, which starts :meth:`run_writer`
+    as a task in the session's nursery; that task drains the queue and ends.
+    An idle connection has no writer task. :attr:`backlog` is what is queued,
+    for the session's limits.
     """
 
-    __slots__ = ("_writer_running", "on_backlog")
+    __slots__ = ("_writer_running", "start_writer")
 
     #: Called when a writer task is needed (see :meth:`set_writer_starter`).
     #: Returns whether it started one. Subclasses set it to None in __init__.
-    on_backlog: Callable[[], bool] | None
+    start_writer: Callable[[], bool] | None
     #: Whether a writer task runs (or was asked for). Subclasses set it in __init__.
     _writer_running: bool
 
     def set_writer_starter(self, start: Callable[[], bool]) -> None:
         """Give the WebSocket the way to start a writer task (the session's)."""
-        self.on_backlog = start
+        self.start_writer = start
         if self.backlog or self.broken:
             self._need_writer()  # bytes queued before the session took over
 
     def _need_writer(self) -> None:
-        if not self._writer_running and self.on_backlog is not None:
+        if not self._writer_running and self.start_writer is not None:
             self._writer_running = True  # one writer at a time, from now on
-            if not self.on_backlog():
+            if not self.start_writer():
                 self._writer_running = False  # no session to run it: close() flushes
 
     #: Bytes (or messages) queued and not yet handed to the transport.

@@ -88,7 +88,7 @@ class NativeWebSocket(WebSocket):
         self._closed = False
         self._close_sent = False
         self._writer_running = False
-        self.on_backlog: Callable[[], bool] | None = None
+        self.start_writer: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------- reading
 

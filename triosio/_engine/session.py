@@ -109,7 +109,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._queue = []
         self._queued_bytes = 0
         self._poll_wake = LazyEvent()
-        self._room = LazyEvent(True)
+        self._space = LazyEvent(True)
         self._ws = None
         self._probing = False
         self._upgrading = False
@@ -174,7 +174,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         When the client's bounded outbound queue is full, a ``volatile`` send is
         dropped and any other send closes the session with reason
         :attr:`DisconnectReason.SLOW_CLIENT` — one slow client never holds up the
-        caller. ``force`` skips the limits (for sends that already waited for room).
+        caller. ``force`` skips the limits (for sends that already waited for space).
 
         Returns:
             Whether the packets were accepted.
@@ -205,8 +205,8 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         for p in packets:
             queue.append(p)
             self._queued_bytes += p.size
-        if self._room.is_set() and self._over_limit():
-            self._room.clear()
+        if self._space.is_set() and self._over_limit():
+            self._space.clear()
         self._poll_wake.set()
         return True
 
@@ -223,8 +223,8 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             or self._queued_bytes > self._options.max_buffered_bytes
         )
 
-    def has_room(self) -> bool:
-        """Whether :meth:`wait_for_room` would return at once."""
+    def has_space(self) -> bool:
+        """Whether :meth:`wait_for_space` would return at once."""
         if self._reason is not None:
             return True
         ws = self._ws
@@ -232,26 +232,26 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             return ws.backlog <= self._options.max_buffered_bytes
         return not self._over_limit()
 
-    async def wait_for_room(self) -> None:
+    async def wait_for_space(self) -> None:
         """Wait until this client's outbound queue is below its limits.
 
-        Not a schedule point when there is room already (the hot path of every
+        Not a schedule point when there is space already (the hot path of every
         emit): callers that loop must yield by other means.
         """
-        while not self.has_room():
+        while not self.has_space():
             ws = self._ws
             if ws is not None:
                 await ws.wait_drained()
             else:
-                await self._room.wait()
+                await self._space.wait()
 
     async def send(self, data: str | bytes) -> None:
-        """Send one MESSAGE, waiting for room in the client's queue if it is full.
+        """Send one MESSAGE, waiting for space in the client's queue if it is full.
 
         Raises:
             trio.ClosedResourceError: the session is closed.
         """
-        await self.wait_for_room()
+        await self.wait_for_space()
         if not self.send_nowait([P.message(data)], force=True):
             raise trio.ClosedResourceError("the Engine.IO session is closed")
 
@@ -269,7 +269,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._reason = reason
         self._close_event.set()
         self._poll_wake.set()
-        self._room.set()
+        self._space.set()
         HeartbeatTimers.cancel(self._timer)
         self._timer = None
         if self._nursery is not None:

@@ -72,7 +72,7 @@ class SessionPolling(SessionState):
         packets = self._queue
         self._queue = []
         self._queued_bytes = 0
-        self._room.set()
+        self._space.set()
         return packets
 
     def take_queued(self) -> list[OutPacket]:

@@ -54,7 +54,7 @@ class SessionState:
         "_queue",
         "_queued_bytes",
         "_reason",
-        "_room",
+        "_space",
         "_timer",
         "_timers",
         "_upgrading",
@@ -88,7 +88,7 @@ class SessionState:
     _held: list[OutPacket]  # sends held during a WriteBatch (WebSocket)
     _queue: list[OutPacket]  # the polling queue
     _queued_bytes: int
-    _room: LazyEvent  # set while the polling queue is below its limits
+    _space: LazyEvent  # set while the polling queue is below its limits
     _ws: WebSocket | None  # the WebSocket, once the session is on one
 
     # -- polling
