@@ -93,11 +93,11 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         transport: str,
         options: EngineOptions,
         app: EngineApp,
-        batch: WriteBatch | None = None,
-        timers: HeartbeatTimers | None = None,
+        batch: WriteBatch,
+        timers: HeartbeatTimers,
     ) -> None:
         self.sid = sid
-        self._batch = batch or WriteBatch()
+        self._batch = batch
         self._timers = timers
         self._timer = None
         self._held = []
@@ -296,10 +296,6 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 if self._reason is not None:
                     nursery.cancel_scope.cancel()
                 opened = trio.current_time()
-                timers = self._timers
-                if timers is None:
-                    timers = self._timers = HeartbeatTimers()
-                    nursery.start_soon(timers.run)
                 if websocket is not None:
                     self._switch_to(websocket)
                     nursery.start_soon(self._read_websocket, websocket)
@@ -387,7 +383,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._ws = ws
         self.transport = "websocket"
         if self._queue:
-            ws.write_nowait(self._take_queue())
+            ws.write_nowait(self.take_queued())
         self._poll_wake.set()
 
     async def _write_websocket(self, ws: WebSocket) -> None:
@@ -435,6 +431,5 @@ def _reason_for_close_code(code: int) -> DisconnectReason:
         return DisconnectReason.PAYLOAD_TOO_LARGE
     if code in (1002, 1003, 1007):
         return DisconnectReason.PARSE_ERROR
-    if code == 1006:
-        return DisconnectReason.TRANSPORT_CLOSE
+    # The client closed (1000, 1001...) or the link broke (1006).
     return DisconnectReason.TRANSPORT_CLOSE

@@ -48,7 +48,6 @@ class SessionHeartbeat(SessionState):
 
     def _timers_at(self, when: float, *, ping: bool = False) -> TimerEntry:
         timers = self._timers
-        assert timers is not None  # set before the first timer, by run()
         if ping:  # may go a little early, with other sessions' pings
             return timers.at(when, self, min(_PING_SLACK, self._options.ping_interval / 100))
         return timers.at(when, self)

@@ -58,9 +58,9 @@ class SessionPolling(SessionState):
             while True:
                 reason = self._reason
                 if reason is not None:
-                    return [*self._take_queue(), _poll_terminator(reason)]
+                    return [*self.take_queued(), _poll_terminator(reason)]
                 if self._queue:
-                    return self._take_queue()
+                    return self.take_queued()
                 if self._upgrading or self._ws is not None:
                     return [P.NOOP]
                 self._poll_wake.clear()
@@ -68,16 +68,13 @@ class SessionPolling(SessionState):
         finally:
             self._getting = False
 
-    def _take_queue(self) -> list[OutPacket]:
+    def take_queued(self) -> list[OutPacket]:
+        """Take what is queued now, without waiting (e.g. for the handshake response)."""
         packets = self._queue
         self._queue = []
         self._queued_bytes = 0
         self._space.set()
         return packets
-
-    def take_queued(self) -> list[OutPacket]:
-        """Take what is queued now, without waiting (for the handshake response)."""
-        return self._take_queue()
 
     # ------------------------------------------------------------ POST
 

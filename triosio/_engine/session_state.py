@@ -101,8 +101,7 @@ class SessionState:
     _upgrading: bool  # the probe succeeded; the switch is pending
 
     # -- heartbeat
-    # None: the session runs a timer task of its own (no server around it).
-    _timers: HeartbeatTimers | None
+    _timers: HeartbeatTimers  # the server's timer task
     _timer: TimerEntry | None
     # When the pending PING's pong is due (None: no PING pending). The one
     # truth about the deadline, so that whatever reaches the session first at
