@@ -80,6 +80,8 @@ class EngineClientOptions:
         tls: The TLS context (``None`` for plain connections).
         connector: Opens byte streams.
         max_message_size: Largest message or polling response accepted, in bytes.
+        cookies: Cookies the server set (``Set-Cookie``), sent back with every
+            request; updated in place as responses arrive.
     """
 
     host: str

@@ -10,8 +10,10 @@ On a plain TCP stream the bytes are written with a direct non-blocking
 only when the kernel buffer is full, or bytes are already queued, do they wait
 in a queue that the writer task drains when the socket becomes writable. That
 keeps order (nothing is written around the queue) and never blocks the caller.
-On other streams (TLS, in-memory) every write goes through the writer task,
-the only task that calls ``send_all`` (a TLS stream allows one at a time).
+The in-memory streams of :mod:`triosio.testing` are written through the same
+way (their ``send_some_nowait`` is the twin of a non-blocking write). On other
+streams (TLS) every write goes through the writer task, the only task that
+calls ``send_all`` (a TLS stream allows one at a time).
 
 Closing is a lingering close: after our close frame we keep reading (briefly)
 until the peer answers with its own, so the socket is never closed with unread
