@@ -154,7 +154,7 @@ class ASGIWebSocket(WebSocket):
         self.backlog = 0
         self.broken = False
         self._closed = False
-        self._drained = trio.Event()
+        self._drained: trio.Event = trio.Event()
         self._drained.set()
         self.done = trio.Event()
         self._writer_running = False
@@ -187,18 +187,8 @@ class ASGIWebSocket(WebSocket):
             self._drained = trio.Event()
         self._need_writer()
 
-    async def run_writer(self) -> None:
-        """Send the queued messages, one ``websocket.send`` each, then return."""
-        self._writer_running = True
-        try:
-            while self._queue and not self._closed and not self.broken:
-                await self._send_one()
-            if not self._queue or self.broken:
-                self._drained.set()
-        finally:
-            self._writer_running = False
-
-    async def _send_one(self) -> None:
+    async def _write_some(self) -> None:
+        """Send one queued message (one ``websocket.send``)."""
         message = self._queue.popleft()
         self.backlog -= len(message)
         key = "text" if isinstance(message, str) else "bytes"
@@ -207,20 +197,12 @@ class ASGIWebSocket(WebSocket):
         except Exception:  # the ASGI server's own error types differ
             self.broken = True
 
-    async def wait_drained(self) -> None:
-        """Return once nothing is queued."""
-        await self._drained.wait()
-
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Flush (briefly), then close the WebSocket."""
         if self._closed:
             return
         with trio.move_on_after(1):
-            if self._writer_running:
-                await self.wait_drained()
-            else:
-                while self._queue and not self.broken:
-                    await self._send_one()
+            await self._flush()
             if not self.broken:
                 try:
                     await self._send({"type": "websocket.close", "code": code, "reason": reason})

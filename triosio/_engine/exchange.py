@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from .packet import OutPacket
@@ -113,6 +114,13 @@ class WebSocketClosed(Exception):
         self.reason = reason
 
 
+class _Flag(Protocol):
+    # A subclass's "nothing queued" event: a trio.Event or a LazyEvent.
+    def set(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
 class WebSocket(abc.ABC):
     """An accepted WebSocket, as an Engine.IO session uses it.
 
@@ -148,6 +156,39 @@ class WebSocket(abc.ABC):
     backlog: int = 0
     #: Set when a write failed: the connection is unusable.
     broken: bool = False
+    # Subclasses set these in __init__: the queued writes, whether the
+    # connection is closed, and an event that is set while nothing is queued.
+    _queue: Sized
+    _closed: bool
+    _drained: _Flag
+
+    async def run_writer(self) -> None:
+        """Drain the queued writes, then return (a task started on demand)."""
+        self._writer_running = True
+        try:
+            while self._queue and not self._closed and not self.broken:
+                await self._write_some()
+            if not self._queue or self.broken:
+                self._drained.set()
+        finally:
+            self._writer_running = False
+
+    async def wait_drained(self) -> None:
+        """Return once the queue is empty (or the socket is broken)."""
+        await self._drained.wait()
+
+    async def _flush(self) -> None:
+        # For close(): the writer task, if one runs, empties the queue;
+        # otherwise the closing task writes what is left itself.
+        if self._writer_running:
+            await self.wait_drained()
+        else:
+            while self._queue and not self.broken:
+                await self._write_some()
+
+    @abc.abstractmethod
+    async def _write_some(self) -> None:
+        """Hand the transport what it takes of the queue in one go."""
 
     @abc.abstractmethod
     async def receive(self, max_size: int) -> str | bytes:
@@ -161,14 +202,6 @@ class WebSocket(abc.ABC):
     @abc.abstractmethod
     def write_nowait(self, packets: Sequence[OutPacket]) -> None:
         """Write (or queue) the packets, in order, without waiting."""
-
-    @abc.abstractmethod
-    async def run_writer(self) -> None:
-        """Drain the queued writes, then return (a task started on demand)."""
-
-    @abc.abstractmethod
-    async def wait_drained(self) -> None:
-        """Return once the queue is empty (or the socket is broken)."""
 
     @abc.abstractmethod
     async def close(self, code: int = 1000, reason: str = "") -> None:

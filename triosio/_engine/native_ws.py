@@ -86,7 +86,7 @@ class NativeWebSocket(WebSocket):
         self._queue: list[bytes] = []
         self.backlog = 0
         self.broken = False
-        self._drained = LazyEvent(True)
+        self._drained: LazyEvent = LazyEvent(True)
         self._closed = False
         self._close_sent = False
         self._writer_running = False
@@ -185,18 +185,8 @@ class NativeWebSocket(WebSocket):
             self._drained.clear()
         self._need_writer()
 
-    async def run_writer(self) -> None:
-        """Drain the queue, then return; started by the session when bytes queue up."""
-        self._writer_running = True
-        try:
-            while self._queue and not self._closed and not self.broken:
-                await self._flush_some()
-            if not self._queue or self.broken:
-                self._drained.set()
-        finally:
-            self._writer_running = False
-
-    async def _flush_some(self) -> None:
+    async def _write_some(self) -> None:
+        """Write what the stream takes of the queue (waiting until it takes some)."""
         # Bytes leave the queue only when they are being written: a writer task
         # cancelled while it waits (the session closing) loses nothing, and the
         # goodbye flush in close() sends them.
@@ -246,10 +236,6 @@ class NativeWebSocket(WebSocket):
         queue.clear()
         return data
 
-    async def wait_drained(self) -> None:
-        """Return once nothing is queued."""
-        await self._drained.wait()
-
     # ------------------------------------------------------------- closing
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -268,11 +254,7 @@ class NativeWebSocket(WebSocket):
                 if not self._close_sent:
                     self._close_sent = True
                     self._write_raw(close_frame(code, reason))
-                if self._writer_running:
-                    await self.wait_drained()
-                else:
-                    while self._queue and not self.broken:
-                        await self._flush_some()
+                await self._flush()
                 if not answered and not self.broken:
                     await self._linger()
         finally:
