@@ -22,7 +22,7 @@ from ._engine.app import StaticFiles as StaticFiles
 from ._engine.app import serve as serve
 from ._engine.exchange import Request as Request
 from ._engine.h11server import HTTPLimits as HTTPLimits
-from ._engine.server import CookieOptions as CookieOptions
+from ._engine.options import CookieOptions as CookieOptions
 from ._engine.server import EngineServer as EngineServer
 from ._engine.session import EngineApp as EngineApp
 from ._engine.session import EngineSession as EngineSession

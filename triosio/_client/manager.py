@@ -26,12 +26,12 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 
 from .._common.handlers import HandlerRegistry
-from .._engine.client import (
+from .._engine.eio_client import (
     TRANSPORTS,
     Connector,
     EngineClient,
+    EngineClientOptions,
     EngineError,
-    EngineOptions,
     default_connector,
 )
 from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
@@ -152,7 +152,7 @@ class Manager(HandlerRegistry):
         self._backoff = Backoff(
             reconnection_delay, reconnection_delay_max, randomization_factor, random=random
         )
-        self._engine_options = EngineOptions(
+        self._engine_options = EngineClientOptions(
             host=host,
             port=port,
             secure=secure,

@@ -227,7 +227,7 @@ class Socket(CatchAllRegistry):
                 except Exception:
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
         if not volatile:
-            await self.session.wait_for_room()
+            await self.session.wait_for_space()
         await self.nsp.server.router.emit(self, packets, volatile)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
