@@ -30,7 +30,7 @@ import msgpack
 
 from .._errors import LocalProtocolError, RemoteProtocolError
 from .._proto._json import BINARY_TYPES, JSONReader, dumps, js_number
-from .._proto.msgpack_parser import _ext_formats
+from .._proto.msgpack_parser import ext_formats
 from .._proto.sio import RESERVED_EVENTS
 
 #: The characters of uid2's ids (§2).
@@ -276,7 +276,7 @@ def unpack(payload: bytes) -> Any:
     """
     try:
         maybe_legacy = b"\xd4\x00" in payload or b"\xd7\x00" in payload
-        formats = _ext_formats(payload) if maybe_legacy else None
+        formats = ext_formats(payload) if maybe_legacy else None
         return msgpack.unpackb(
             payload,
             raw=False,
