@@ -30,12 +30,14 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ._cluster import messages, values
+from ._cluster.channels import Channels, new_uid
+from ._cluster.messages import Request, RequestType
+from ._cluster.values import WireError
 from ._common.handlers import call_handler
 from ._common.sync import Mailbox
 from ._errors import ClusterTimeout, LocalProtocolError
 from ._proto.backoff import Backoff
-from ._redis import wire
-from ._redis.wire import Channels, Request, RequestType, WireError
 from ._server.cluster import ClusterPort
 from ._server.remote import ClusterAcks, ForwardedAck, first_ack_arg, socket_info
 
@@ -98,7 +100,7 @@ class _Pending:
     def answer(self, body: Mapping[Any, Any]) -> None:
         self.answers += 1
         if self.key is None:
-            self.items.append(wire.plain(body.get("data")))
+            self.items.append(values.plain(body.get("data")))
         else:
             # As Node does: an answer without the list still counts.
             found = body.get(self.key)
@@ -115,7 +117,7 @@ class _Namespace:
 
     def __init__(self, key: str, name: str) -> None:
         self.name = name
-        self.channels = Channels.make(key, name, wire.new_uid())
+        self.channels = Channels.make(key, name, new_uid())
         self.pending: dict[str, _Pending] = {}
         self.acks: dict[str, ClusterAcks] = {}
 
@@ -428,7 +430,7 @@ class RedisAdapter:
         # As Node: a room this server does not have is skipped without decoding.
         if room and not server.has_room(link.name, room):
             return
-        broadcast = wire.decode_broadcast(payload, link.name)
+        broadcast = messages.decode_broadcast(payload, link.name)
         if broadcast is None or broadcast.uid == link.channels.uid:
             return  # another namespace's, or our own echo
         try:
@@ -438,13 +440,13 @@ class RedisAdapter:
                 broadcast.rooms,
                 broadcast.exclude,
                 broadcast.volatile,
-                wire.plain,
+                values.plain,
             )
         except LocalProtocolError as exc:
             raise WireError(f"cannot pass the broadcast on: {exc}") from None
 
     async def _on_request(self, link: _Namespace, payload: bytes) -> None:
-        request = wire.parse_request(wire.load_message(payload), link.name)
+        request = messages.parse_request(values.load_message(payload), link.name)
         if request is None:
             return
         kind = request.type
@@ -479,15 +481,15 @@ class RedisAdapter:
         channel = link.channels.response_for(request.uid, self.publish_on_specific_response_channel)
         if request.type is RequestType.ALL_ROOMS:
             rooms = server.rooms(link.name)
-            await self._publish(channel, wire.encode_rooms_response(request_id, rooms))
+            await self._publish(channel, messages.encode_rooms_response(request_id, rooms))
             return
         sockets = await server.sockets(link.name, request.rooms, request.exclude)
         if request.type is RequestType.SOCKETS:
             ids = [s.id for s in sockets]
-            await self._publish(channel, wire.encode_sockets_response(request_id, ids))
+            await self._publish(channel, messages.encode_sockets_response(request_id, ids))
         else:
             info = [socket_info(s) for s in sockets]
-            await self._publish(channel, wire.encode_fetch_response(request_id, info))
+            await self._publish(channel, messages.encode_fetch_response(request_id, info))
 
     async def _apply_remote(self, link: _Namespace, request: Request) -> None:
         server = self._server
@@ -513,7 +515,7 @@ class RedisAdapter:
             channel = link.channels.response_for(
                 request.uid, self.publish_on_specific_response_channel
             )
-            await self._publish(channel, wire.encode_done_response(request.request_id))
+            await self._publish(channel, messages.encode_done_response(request.request_id))
 
     def _server_side_event(self, link: _Namespace, request: Request) -> None:
         assert self._server is not None and self._nursery is not None
@@ -521,7 +523,7 @@ class RedisAdapter:
         handlers = self._server.server_side_handlers(link.name, event)
         if not handlers:
             return  # as in the reference: nobody listens, nobody answers
-        args = wire.plain(request.data[1:])
+        args = values.plain(request.data[1:])
         self._nursery.start_soon(self._run_server_side, link, request, handlers, args)
 
     async def _run_server_side(
@@ -543,7 +545,7 @@ class RedisAdapter:
                 answer.append(value)
         if request.request_id is not None and answer:
             # Always the shared response channel (§5.3).
-            ack = wire.encode_server_side_ack(request.request_id, first_ack_arg(answer[0]))
+            ack = messages.encode_server_side_ack(request.request_id, first_ack_arg(answer[0]))
             await self._publish(link.channels.response, ack)
 
     async def _forward_broadcast(self, link: _Namespace, request: Request) -> None:
@@ -552,10 +554,10 @@ class RedisAdapter:
         channel = link.channels.response_for(request.uid, self.publish_on_specific_response_channel)
 
         def on_count(count: int) -> None:
-            self._publish_nowait(channel, wire.encode_client_count(request_id, count))
+            self._publish_nowait(channel, messages.encode_client_count(request_id, count))
 
         def on_ack(value: Any) -> None:
-            self._publish_nowait(channel, wire.encode_broadcast_ack(request_id, value))
+            self._publish_nowait(channel, messages.encode_broadcast_ack(request_id, value))
 
         try:
             ack = await self._server.deliver_with_ack(
@@ -566,7 +568,7 @@ class RedisAdapter:
                 request.volatile,
                 on_count,
                 on_ack,
-                wire.plain,
+                values.plain,
             )
         except LocalProtocolError as exc:
             on_count(0)  # sent to nobody: the requester need not wait for us
@@ -577,7 +579,7 @@ class RedisAdapter:
         self._nursery.start_soon(_forget_later, ack, wait)
 
     def _on_response(self, link: _Namespace, payload: bytes) -> None:
-        response = wire.parse_response(wire.load_message(payload))
+        response = messages.parse_response(values.load_message(payload))
         if response is None:
             return
         acks = link.acks.get(response.request_id)
@@ -587,7 +589,7 @@ class RedisAdapter:
                 if isinstance(count, int) and not isinstance(count, bool):
                     acks.client_count(count)
             elif response.type == RequestType.BROADCAST_ACK:
-                acks.ack(wire.plain(response.body.get("packet")))
+                acks.ack(values.plain(response.body.get("packet")))
             return
         pending = link.pending.get(response.request_id)
         if pending is not None:
@@ -702,7 +704,7 @@ class RedisAdapter:
     ) -> None:
         """Send a broadcast to the other servers (§4): encoded once, here."""
         link = self._link(nsp)
-        payload = wire.encode_broadcast(link.channels.uid, nsp, data, rooms, exclude, volatile)
+        payload = messages.encode_broadcast(link.channels.uid, nsp, data, rooms, exclude, volatile)
         await self._outbox.put((link.channels.for_rooms(rooms), payload))
 
     def publish_rooms(
@@ -715,7 +717,7 @@ class RedisAdapter:
     ) -> None:
         """REMOTE_JOIN / REMOTE_LEAVE to the other servers (§5.4)."""
         link = self._link(nsp)
-        payload = wire.encode_remote_rooms(link.channels.uid, join, rooms, exclude, change)
+        payload = messages.encode_remote_rooms(link.channels.uid, join, rooms, exclude, change)
         self._publish_nowait(link.channels.request, payload)
 
     def publish_disconnect(
@@ -723,7 +725,7 @@ class RedisAdapter:
     ) -> None:
         """REMOTE_DISCONNECT to the other servers (§5.4)."""
         link = self._link(nsp)
-        payload = wire.encode_remote_disconnect(link.channels.uid, rooms, exclude, close)
+        payload = messages.encode_remote_disconnect(link.channels.uid, rooms, exclude, close)
         self._publish_nowait(link.channels.request, payload)
 
     async def broadcast_with_ack(
@@ -740,14 +742,14 @@ class RedisAdapter:
         The caller must call ``forget()`` on it when it stops waiting.
         """
         link = self._link(nsp)
-        request_id = wire.new_uid()
+        request_id = new_uid()
 
         def forget() -> None:
             link.acks.pop(request_id, None)
 
         acks = ClusterAcks(forget)
         timeout_ms = timeout * 1000
-        payload = wire.encode_broadcast_request(
+        payload = messages.encode_broadcast_request(
             link.channels.uid,
             request_id,
             nsp,
@@ -778,7 +780,7 @@ class RedisAdapter:
         expected = await self._numsub(link) - 1
         if expected <= 0:
             return []
-        request_id = wire.new_uid()
+        request_id = new_uid()
         pending = link.pending[request_id] = _Pending(expected, key)
         try:
             await self._publish(link.channels.request, payload(request_id))
@@ -800,7 +802,7 @@ class RedisAdapter:
             link,
             "fetch_sockets",
             "sockets",
-            lambda rid: wire.encode_fetch(uid, rid, rooms, exclude),
+            lambda rid: messages.encode_fetch(uid, rid, rooms, exclude),
             self.requests_timeout,
         )
         return [s for s in found if isinstance(s, dict)]
@@ -813,13 +815,13 @@ class RedisAdapter:
             link,
             "all_rooms",
             "rooms",
-            lambda rid: wire.encode_all_rooms(uid, rid),
+            lambda rid: messages.encode_all_rooms(uid, rid),
             self.requests_timeout,
         )
         rooms: set[str] = set()
         for room in found:
             try:
-                rooms.add(wire.js_string(room))
+                rooms.add(values.js_string(room))
             except WireError:
                 continue
         return rooms
@@ -832,7 +834,7 @@ class RedisAdapter:
         """SERVER_SIDE_EMIT without acknowledgement (§5.3)."""
         link = self._link(nsp)
         await self._publish(
-            link.channels.request, wire.encode_server_side_emit(link.channels.uid, data)
+            link.channels.request, messages.encode_server_side_emit(link.channels.uid, data)
         )
 
     async def server_side_emit_with_ack(
@@ -845,7 +847,7 @@ class RedisAdapter:
             link,
             "server_side_emit_with_ack",
             None,
-            lambda rid: wire.encode_server_side_emit(uid, data, rid),
+            lambda rid: messages.encode_server_side_emit(uid, data, rid),
             self.requests_timeout if timeout is None else timeout,
         )
 

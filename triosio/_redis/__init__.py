@@ -1,4 +1,5 @@
-"""The Redis adapter's private parts: the wire format (sans-I/O) and the Redis link.
+"""The Redis adapter's private parts: how its messages travel through Redis.
 
-The public entry point is :mod:`triosio.redis`.
+The messages themselves are
+:mod:`triosio._cluster`'s; the public entry point is :mod:`triosio.redis`.
 """
