@@ -1,5 +1,5 @@
-"""The Redis adapter's private parts: how its messages travel through Redis.
+"""The Redis adapter's private part: Redis pub/sub as the cluster's bus.
 
-The messages themselves are
-:mod:`triosio._cluster`'s; the public entry point is :mod:`triosio.redis`.
+The protocol it carries is :mod:`triosio._cluster`'s; the public entry point
+is :mod:`triosio.redis`.
 """
