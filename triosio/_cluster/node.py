@@ -167,7 +167,7 @@ class ClusterNode:
                 requests_timeout=self.requests_timeout,
                 specific_response=self.publish_on_specific_response_channel,
             )
-            await nursery.start(self._bus.run, self.receive)
+            await nursery.start(self._bus.run, self._receive)
             task_status.started()
 
     def namespace_created(self, name: str) -> None:
@@ -198,8 +198,8 @@ class ClusterNode:
 
     # ------------------------------------------------------------ incoming
 
-    async def receive(self, subscription: bytes, channel: bytes, payload: bytes) -> None:
-        """Handle one message from the bus (see :data:`~.bus.Receiver`); never raises."""
+    async def _receive(self, subscription: bytes, channel: bytes, payload: bytes) -> None:
+        # What the bus calls with each message (a .bus.Receiver); never raises.
         route = self._routes.get(subscription)
         responder = self._responder
         if route is None or responder is None:
