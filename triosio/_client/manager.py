@@ -242,11 +242,12 @@ class Manager(HandlerRegistry):
 
     async def disconnect(self) -> None:
         """Disconnect every socket and close the connection (the manager stays usable)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         for sock in list(self._sockets.values()):
             if sock.active:
                 sock._disconnect_now()
         self._check_idle()
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def __aenter__(self) -> Manager:
         if self._nursery is not None or self._closed:

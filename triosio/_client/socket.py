@@ -269,8 +269,9 @@ class ClientSocket(CatchAllRegistry):
         active, the manager closes its connection. Events still buffered stay
         buffered (they are sent if :meth:`connect` is called again).
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._disconnect_now()
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _disconnect_now(self) -> None:
         was_connected = self.connected
@@ -440,13 +441,14 @@ class ClientSocket(CatchAllRegistry):
     async def _send_ack(
         self, ack_id: int, session: int, sent: list[bool], args: tuple[Any, ...]
     ) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
         if not sent[0]:
             sent[0] = True
             if self.connected and self._session == session:
                 self.manager._send_packet(
                     SioPacket(SioType.ACK, self.namespace, list(args), ack_id)
                 )
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _run_event_handlers(
         self, event: Event, catch_all: list[Handler], handlers: list[Handler]
@@ -595,26 +597,32 @@ class ClientSocket(CatchAllRegistry):
     ) -> None:
         self._check_event(event)
         if self.retries and not volatile:
+            await trio.lowlevel.checkpoint_if_cancelled()
             self._enqueue_retry(event, args, timeout, None)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         await self._emit_packet(self._encode_event(event, args, None), volatile)
 
     async def _emit_packet(self, outgoing: _Outgoing, volatile: bool) -> None:
+        # Trio's rule: Cancelled means nothing was sent (or buffered). Every
+        # path checks for cancellation before it sends and cannot raise it after.
         if volatile:
+            await trio.lowlevel.checkpoint_if_cancelled()
             if self._writable():
                 self._send_outgoing(outgoing)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         if self.connected:
             await self.manager._wait_writable()
-        if self.connected:
-            self._send_outgoing(outgoing)
-            return
+            if self.connected:
+                self._send_outgoing(outgoing)
+                return
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         if len(self._buffer) >= self.max_buffer:
             raise BufferFull(self.max_buffer)
         self._buffer.append(outgoing)
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _emit_with_ack(
         self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
@@ -623,9 +631,15 @@ class ClientSocket(CatchAllRegistry):
         if timeout is None:
             timeout = self.ack_timeout
         if self.retries and not volatile:
+            await trio.lowlevel.checkpoint_if_cancelled()
             result = _PendingAck()
-            self._enqueue_retry(event, args, timeout, result)
-            return ack_value(await result.wait())
+            item = self._enqueue_retry(event, args, timeout, result)
+            try:
+                return ack_value(await result.wait())
+            finally:
+                if item.tries == 0 and item in self._retry_queue:
+                    # Given up before its first send: it never goes out.
+                    self._retry_queue.remove(item)
         ack_id = self._new_ack_id()
         outgoing = self._encode_event(event, args, ack_id)
         pending = _PendingAck()
@@ -644,16 +658,18 @@ class ClientSocket(CatchAllRegistry):
 
     def _enqueue_retry(
         self, event: str, args: tuple[Any, ...], timeout: float | None, result: _PendingAck | None
-    ) -> None:
+    ) -> _RetryItem:
         # Encode once now, so that bad arguments fail in the caller.
         self._encode_event(event, args, 0)
         if len(self._retry_queue) >= max(self.max_buffer, 1):
             raise BufferFull(self.max_buffer)
-        self._retry_queue.append(_RetryItem(event, args, timeout, result))
+        item = _RetryItem(event, args, timeout, result)
+        self._retry_queue.append(item)
         self._retry_lot.unpark_all()
         if not self._retry_worker:
             self._retry_worker = True
             self.manager._start_task(self._run_retry_queue)
+        return item
 
     async def _run_retry_queue(self) -> None:
         try:
