@@ -19,6 +19,7 @@ from recorder import Recorder
 from scripted_peer import ScriptedPeer
 
 import triosio
+import triosio.testing
 from triosio import (
     AckTimeout,
     ConnectError,
@@ -512,6 +513,47 @@ async def test_cancelled_connect_stops_trying(autojump_clock: trio.abc.Clock) ->
         assert not sock.active
         await trio.sleep(60)
     assert calls == [0.0, 1.0]  # the next attempt (at 3 s) never happens
+
+
+async def test_connect_again_after_giving_up_on_an_unanswered_connect(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # disconnect() while the server still works on the namespace's CONNECT, then
+    # connect() again on the same connection: a new CONNECT goes out, and the
+    # server's socket for the abandoned one is dropped when its answer comes.
+    sio = triosio.Server()
+    gate = trio.Event()
+    log: list[tuple[str, str]] = []
+
+    @sio.of("/b").use
+    async def hold(socket: triosio.Socket) -> None:
+        await gate.wait()
+
+    @sio.of("/b").on("connection")
+    def connected(socket: triosio.Socket, auth: Any) -> None:
+        log.append(("connect", socket.id))
+        socket.on("disconnect", lambda reason: log.append(("disconnect", socket.id)))
+        socket.on("hello", lambda: "hi")
+
+    async with triosio.testing.serve_memory(sio) as server, server.connect() as root:
+        b = root.manager.socket("/b")
+        async with trio.open_nursery() as nursery:
+
+            async def first_attempt() -> None:
+                with pytest.raises(ConnectError):
+                    await b.connect()
+
+            nursery.start_soon(first_attempt)
+            await server.wait_idle()  # the CONNECT waits in the middleware
+            await b.disconnect()
+        gate.set()
+        await server.wait_idle()
+        with trio.fail_after(5):
+            await b.connect()
+        await server.wait_idle()
+        assert [kind for kind, _ in log] == ["connect", "disconnect", "connect"]
+        assert b.id == log[-1][1] != log[0][1]
+        assert await b.emit_with_ack("hello", timeout=5) == "hi"
 
 
 async def test_manager_must_be_running(peer: ScriptedPeer) -> None:

@@ -286,6 +286,8 @@ class ClientSocket(CatchAllRegistry):
     def _stop(self, connect_error: ConnectError, ack_error: BaseException) -> None:
         """Become inactive: fail waiters, sent acks and queued retries; end streams."""
         self.active = False
+        # A CONNECT that went out unanswered is forgotten: connect() sends another.
+        self._connect_sent_on = None
         self._set_disconnected(ack_error)
         for waiter in self._waiters:
             waiter.error = connect_error
@@ -359,9 +361,16 @@ class ClientSocket(CatchAllRegistry):
             self._on_server_disconnect()
 
     def _on_connect(self, data: Any) -> None:
-        if not self.active or self.connected:
+        if self.connected:
             return
         sid = data.get("sid") if isinstance(data, dict) else None
+        if not self.active:
+            if isinstance(sid, str):
+                # The answer to a CONNECT given up on (disconnect() while it
+                # waited): the server made a socket for it. Have it dropped,
+                # since a server may ignore our next CONNECT while it is there.
+                self.manager._send_packet(SioPacket(SioType.DISCONNECT, self.namespace))
+            return
         if not isinstance(sid, str):
             self._on_connect_error(
                 {
