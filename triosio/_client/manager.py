@@ -37,7 +37,7 @@ from .._engine.client import (
 from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
 from .._proto.backoff import Backoff
 from .._proto.sio import Decoder, Limits, Parser, SioPacket, check_namespace, get_parser
-from .emitter import Dispatcher, submit
+from .dispatcher import Dispatcher, submit
 from .socket import Auth, ClientSocket
 
 log = logging.getLogger("triosio.client")

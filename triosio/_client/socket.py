@@ -39,7 +39,7 @@ from .._errors import (
     TriosioError,
 )
 from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType, ack_args, ack_value
-from .emitter import run_handlers, submit
+from .dispatcher import run_handlers, submit
 from .stream import Event, EventStream, Overflow
 
 if TYPE_CHECKING:
