@@ -34,7 +34,7 @@ from .._engine.client import (
     EngineOptions,
     default_connector,
 )
-from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
+from .._errors import ConnectError, DisconnectReason, RemoteProtocolError
 from .._proto.backoff import Backoff
 from .._proto.sio import Decoder, Limits, Parser, SioPacket, check_namespace, get_parser
 from .dispatcher import Dispatcher, submit
@@ -272,7 +272,8 @@ class Manager(HandlerRegistry):
                     await self._dispatcher.drain()
         finally:
             self._closed = True
-            self._end_sockets()
+            for sock in self._sockets.values():
+                sock._close()
             self._nursery.cancel_scope.cancel()
         try:
             return bool(await self._nursery_cm.__aexit__(exc_type, exc, tb))
@@ -356,15 +357,6 @@ class Manager(HandlerRegistry):
             if sock.active:
                 sock._emit_reserved(name, *args)
 
-    def _end_sockets(self) -> None:
-        # The manager is closed: nothing will ever be sent or answered any more.
-        error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
-        for sock in self._sockets.values():
-            sock._stop(ConnectError("the client is closed"), error)
-            for pending in sock._acks.values():
-                pending.fail(error)
-            sock._acks.clear()
-
     # ------------------------------------------------------------ the connection
 
     async def _connection_loop(self) -> None:
@@ -399,7 +391,8 @@ class Manager(HandlerRegistry):
                         retrying = False
                         continue
                     elif not self.reconnection:
-                        self._stop_after_loss(outcome)
+                        for sock in list(self._sockets.values()):
+                            sock._not_reconnecting(outcome)
                         return
                     retrying = True
         finally:
@@ -416,16 +409,6 @@ class Manager(HandlerRegistry):
         assert error is not None
         for sock in list(self._sockets.values()):
             sock._fail(error)
-
-    def _stop_after_loss(self, reason: DisconnectReason) -> None:
-        # No reconnection: sockets that were connected just stop (they had their
-        # "disconnect"); a socket still waiting for its first CONNECT answer failed.
-        error = ConnectError(f"connection lost: {reason}")
-        for sock in list(self._sockets.values()):
-            if sock._waiters:
-                sock._fail(error)
-            elif sock.active:
-                sock._stop(error, Disconnected(reason))
 
     async def _connection(self, attempt: int) -> ConnectError | DisconnectReason:
         """One connection: open it, run it until it ends; return why it ended."""
@@ -466,9 +449,8 @@ class Manager(HandlerRegistry):
         if reason is DisconnectReason.FORCED_CLOSE:
             reason = DisconnectReason.IO_CLIENT_DISCONNECT
         for sock in list(self._sockets.values()):
-            was_connected = sock.connected
             sock._connection_lost(reason)
-            if failure is not None and (was_connected or sock.active):
+            if failure is not None and sock.active:
                 sock._emit_reserved("error", failure)
         self._emit("close", reason)
         return reason
@@ -484,13 +466,7 @@ class Manager(HandlerRegistry):
     ) -> None:
         """Send CONNECT for each active socket (after awaiting every auth callable)."""
         candidates = only if only is not None else list(self._sockets.values())
-        socks = [
-            s
-            for s in candidates
-            if s.active and not s.connected and s._connect_sent_on is not engine
-        ]
-        for sock in socks:
-            sock._connect_sent_on = engine
+        socks = [s for s in candidates if s._claim_connect(engine)]
         ready: list[tuple[ClientSocket, Any]] = []
         for sock in socks:
             try:
@@ -507,8 +483,7 @@ class Manager(HandlerRegistry):
         # From here on, no checkpoint: every CONNECT is queued, then "reconnect"
         # fires, before any answer can be handled.
         for sock, auth in ready:
-            if sock.active and sock._connect_sent_on is engine:
-                sock._send_connect(auth)
+            sock._send_connect(engine, auth)
         if attempt:
             self._backoff.reset()
             self._emit("reconnect", attempt)
