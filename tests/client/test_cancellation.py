@@ -141,7 +141,7 @@ async def test_a_send_that_returns_was_sent(
 async def test_an_emit_cancelled_while_waiting_for_queue_space_sent_nothing(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    from triosio._client.manager import HIGH_WATER
+    from triosio._client.connection import HIGH_WATER
 
     async with (
         serving(window=4096) as (recording, server),

@@ -681,7 +681,7 @@ async def test_upgrade_keeps_every_message_in_order(
 async def test_emit_waits_when_the_connection_backs_up(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
-    from triosio._client.manager import HIGH_WATER
+    from triosio._client.connection import HIGH_WATER
 
     peer = ScriptedPeer(nursery, lockstep=True)
     async with connect(peer, transports=("websocket",)) as client:
@@ -694,8 +694,9 @@ async def test_emit_waits_when_the_connection_backs_up(
                 sent += 1
         assert scope.cancelled_caught  # emit waited: the queue is bounded
         assert HIGH_WATER <= sent < HIGH_WATER + 10
-        assert client.manager._engine is not None
-        assert client.manager._engine.pending <= HIGH_WATER
+        engine = client.manager._connection.engine
+        assert engine is not None
+        assert engine.pending <= HIGH_WATER
         # Volatile events are dropped rather than waiting.
         await client.volatile.emit("dropped")
         peer.unstalled.set()
