@@ -44,7 +44,6 @@ class Connection:
 
     Attributes:
         engine: The open connection, or ``None`` between connections.
-        backoff: The reconnection delays.
     """
 
     def __init__(
@@ -59,7 +58,7 @@ class Connection:
         self._options = options
         self._parser = parser
         self._limits = limits
-        self.backoff = backoff
+        self._backoff = backoff
         self.engine: EngineClient | None = None
         self._decoder: Decoder = parser.decoder(limits)
         self._loop_scope: trio.CancelScope | None = None
@@ -122,7 +121,7 @@ class Connection:
 
     async def _loop(self) -> None:
         manager = self._manager
-        backoff = self.backoff
+        backoff = self._backoff
         backoff.reset()
         retrying = False
         try:
@@ -135,15 +134,15 @@ class Connection:
                             return
                         delay = backoff.duration()
                         attempt = backoff.attempts
-                        manager._emit_sockets("reconnecting", delay, attempt)
+                        manager._fire_on_sockets("reconnecting", delay, attempt)
                         await trio.sleep(delay)
                         if not manager._wants_connection():
                             return
-                        manager._emit("reconnect_attempt", attempt)
+                        manager._fire("reconnect_attempt", attempt)
                     outcome = await self._run_once(attempt)
                     if isinstance(outcome, ConnectError):
                         if retrying:
-                            manager._emit("reconnect_error", outcome)
+                            manager._fire("reconnect_error", outcome)
                         if not manager.reconnection or not (retrying or manager.retry_connect):
                             self._give_up(error=outcome)
                             return
@@ -166,9 +165,9 @@ class Connection:
     ) -> None:
         manager = self._manager
         if reconnect_failed:
-            manager._emit("reconnect_failed")
-            manager._emit_sockets("reconnect_failed")
-            error = ConnectError(f"gave up reconnecting after {self.backoff.attempts} attempts")
+            manager._fire("reconnect_failed")
+            manager._fire_on_sockets("reconnect_failed")
+            error = ConnectError(f"gave up reconnecting after {self._backoff.attempts} attempts")
         assert error is not None
         for sock in list(manager._sockets.values()):
             sock._fail(error)
@@ -181,8 +180,8 @@ class Connection:
                 self._options,
                 nursery,
                 self._on_message,
-                partial(manager._emit, "ping"),
-                partial(manager._emit, "upgrade"),
+                partial(manager._fire, "ping"),
+                partial(manager._fire, "upgrade"),
             )
             try:
                 with trio.fail_after(manager.connect_timeout):
@@ -199,7 +198,7 @@ class Connection:
                 return error
             self.engine = engine
             self._decoder = self._parser.decoder(self._limits)
-            manager._emit("open")
+            manager._fire("open")
             nursery.start_soon(self._connect_sockets, engine, None, attempt)
             reason = await engine.run()
             nursery.cancel_scope.cancel()
@@ -209,22 +208,22 @@ class Connection:
         if reason not in (DisconnectReason.PARSE_ERROR, DisconnectReason.TRANSPORT_ERROR):
             failure = None
         if failure is not None:
-            manager._emit("error", failure)
+            manager._fire("error", failure)
         if reason is DisconnectReason.FORCED_CLOSE:
             reason = DisconnectReason.IO_CLIENT_DISCONNECT
         for sock in list(manager._sockets.values()):
             sock._connection_lost(reason)
             if failure is not None and sock.active:
-                sock._emit_reserved("error", failure)
-        manager._emit("close", reason)
+                sock._fire("error", failure)
+        manager._fire("close", reason)
         return reason
 
     def _on_open_failed(self, error: ConnectError) -> None:
         manager = self._manager
-        manager._emit("error", error)
+        manager._fire("error", error)
         for sock in manager._sockets.values():
             if sock.active and not sock.connected:
-                sock._emit_reserved("connect_error", error)
+                sock._fire("connect_error", error)
 
     async def _connect_sockets(
         self, engine: EngineClient, only: list[ClientSocket] | None, attempt: int
@@ -241,7 +240,7 @@ class Connection:
                 log.exception("the auth function of namespace %s failed", sock.namespace)
                 error = ConnectError(f"the auth function failed: {exc!r}")
                 error.__cause__ = exc
-                sock._emit_reserved("connect_error", error)
+                sock._fire("connect_error", error)
                 sock._fail(error)
                 manager._check_idle()
         if engine.ended or self.engine is not engine:
@@ -251,9 +250,9 @@ class Connection:
         for sock, auth in ready:
             sock._send_connect(engine, auth)
         if attempt:
-            self.backoff.reset()
-            manager._emit("reconnect", attempt)
-            manager._emit_sockets("reconnect", attempt)
+            self._backoff.reset()
+            manager._fire("reconnect", attempt)
+            manager._fire_on_sockets("reconnect", attempt)
 
     def _on_message(self, data: str | bytes) -> None:
         engine = self.engine

@@ -95,29 +95,31 @@ class Incoming:
             # An event that came with the CONNECT reply, while connect() holds
             # the dispatcher: its handlers are chosen when its turn comes, so
             # handlers registered at the top of the `async with` block get it.
-            dispatcher.submit(partial(self._run_when_due, event))
+            dispatcher.submit(partial(self._choose_and_run, event))
             return
         # Otherwise the handlers are those registered when the event arrives
         # (as in JavaScript): an off() after that does not take it back.
         catch_all = list(socket._any)
         handlers = socket._take(name)
         if catch_all or handlers:
-            dispatcher.submit(partial(self._run, event, catch_all, handlers))
+            dispatcher.submit(partial(self._run_handlers, event, catch_all, handlers))
 
-    async def _run_when_due(self, event: Event) -> None:
+    async def _choose_and_run(self, event: Event) -> None:
         catch_all = list(self._socket._any)
         handlers = self._socket._take(event.name)
         if catch_all or handlers:
-            await self._run(event, catch_all, handlers)
+            await self._run_handlers(event, catch_all, handlers)
         else:
             await trio.lowlevel.checkpoint()
 
-    async def _run(self, event: Event, catch_all: list[Handler], handlers: list[Handler]) -> None:
+    async def _run_handlers(
+        self, event: Event, catch_all: list[Handler], handlers: list[Handler]
+    ) -> None:
         namespace = self._socket.namespace
         await run_handlers(
             catch_all,
             (event.name, *event.args),
-            f"catch-all (event {event.name!r}, namespace {namespace})",
+            f"catch-all (namespace {namespace}, event {event.name!r})",
         )
         result: Any = None
         acknowledge = bool(handlers) and event.ack_requested

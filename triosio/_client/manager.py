@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import ssl as _ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -25,7 +25,7 @@ from .._engine.client import TRANSPORTS, Connector, EngineOptions, default_conne
 from .._proto.backoff import Backoff
 from .._proto.sio import Limits, Parser, SioPacket, check_namespace, get_parser
 from .connection import CLOSE_TIMEOUT, Connection
-from .dispatcher import Dispatcher, submit
+from .dispatcher import Dispatcher, fire
 from .socket import Auth, ClientSocket
 
 
@@ -291,22 +291,15 @@ class Manager(HandlerRegistry):
     def _send_packet(self, packet: SioPacket) -> None:
         self._connection.send(self._encoder.encode(packet))
 
-    def _send_messages(self, messages: Iterable[str | bytes]) -> None:
-        self._connection.send(messages)
+    def _fire(self, name: str, *args: Any) -> None:
+        """Fire a manager event: queue its handlers (``emit`` is for the server)."""
+        fire(self, self._dispatcher, name, args, "manager")
 
-    def _writable(self) -> bool:
-        return self._connection.writable()
-
-    async def _wait_writable(self) -> None:
-        await self._connection.wait_writable()
-
-    def _emit(self, name: str, *args: Any) -> None:
-        submit(self, self._dispatcher, name, args, "manager")
-
-    def _emit_sockets(self, name: str, *args: Any) -> None:
+    def _fire_on_sockets(self, name: str, *args: Any) -> None:
+        """Fire a (legacy) event on every active socket."""
         for sock in self._sockets.values():
             if sock.active:
-                sock._emit_reserved(name, *args)
+                sock._fire(name, *args)
 
 
 def _is_cancellation(exc: BaseException | None) -> bool:

@@ -161,20 +161,21 @@ class Outbox:
                     f"outgoing catch-all (namespace {socket.namespace})",
                 )
             )
-        socket.manager._send_messages(outgoing.messages)
+        socket.manager._connection.send(outgoing.messages)
 
-    async def _put(self, outgoing: Outgoing, volatile: bool) -> None:
+    async def _send_or_buffer(self, outgoing: Outgoing, volatile: bool) -> None:
         """Send ``outgoing`` (waiting for space in the connection's queue), or buffer
         it while disconnected; a volatile one is dropped instead of either wait."""
         socket = self.socket
         if volatile:
             await trio.lowlevel.checkpoint_if_cancelled()
-            if socket.connected and socket.manager._writable():
+            if socket.connected and socket.manager._connection.writable():
                 self.send(outgoing)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         if socket.connected:
-            await socket.manager._wait_writable()  # a checkpoint: cancelled, nothing went out
+            # A checkpoint: cancelled there, nothing went out.
+            await socket.manager._connection.wait_writable()
             if socket.connected:
                 self.send(outgoing)
                 return
@@ -185,7 +186,7 @@ class Outbox:
         self.buffer.append(outgoing)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _queue(
+    def _queue_for_retries(
         self, event: str, args: tuple[Any, ...], timeout: float | None, result: PendingAck | None
     ) -> RetryItem:
         if len(self.retry) >= max(self.socket.max_buffer, 1):
@@ -202,10 +203,10 @@ class Outbox:
         if self.socket.retries and not volatile:
             self.encode(event, args, 0)  # so that bad arguments fail here, in the caller
             await trio.lowlevel.checkpoint_if_cancelled()
-            self._queue(event, args, timeout, None)
+            self._queue_for_retries(event, args, timeout, None)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        await self._put(self.encode(event, args, None), volatile)
+        await self._send_or_buffer(self.encode(event, args, None), volatile)
 
     async def emit_with_ack(
         self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
@@ -218,7 +219,7 @@ class Outbox:
             self.encode(event, args, 0)
             await trio.lowlevel.checkpoint_if_cancelled()
             result = PendingAck()
-            item = self._queue(event, args, timeout, result)
+            item = self._queue_for_retries(event, args, timeout, result)
             try:
                 return ack_value(await result.wait())
             finally:
@@ -228,7 +229,7 @@ class Outbox:
         try:
             outgoing = self.encode(event, args, ack_id)
             with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._put(outgoing, volatile)
+                await self._send_or_buffer(outgoing, volatile)
                 return ack_value(await pending.wait())
             raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s")
         finally:

@@ -13,16 +13,15 @@ that of its :class:`~.incoming.Incoming` (streams, handlers).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._common.handlers import CatchAllRegistry
+from .._common.handlers import CatchAllRegistry, call_handler
 from .._errors import ConnectError, Disconnected, DisconnectReason
 from .._proto.sio import SioPacket, SioType
-from .dispatcher import submit
+from .dispatcher import fire
 from .incoming import Incoming
 from .lifecycle import SocketState, Step, next_state
 from .outbox import EmitFlags, Outbox
@@ -178,7 +177,7 @@ class ClientSocket(CatchAllRegistry):
         error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
         self._stop(ConnectError("the client disconnected before the namespace connected"), error)
         if was_connected:
-            self._emit_reserved("disconnect", DisconnectReason.IO_CLIENT_DISCONNECT)
+            self._fire("disconnect", DisconnectReason.IO_CLIENT_DISCONNECT)
         self.manager._check_idle()
 
     def _stop(self, connect_error: ConnectError, ack_error: BaseException) -> None:
@@ -212,9 +211,7 @@ class ClientSocket(CatchAllRegistry):
     async def _resolve_auth(self) -> Any:
         auth = self.auth
         if callable(auth):
-            auth = auth()
-            if inspect.isawaitable(auth):
-                auth = await auth
+            auth = await call_handler(auth)
         if auth is not None and not isinstance(auth, Mapping):
             raise TypeError(f"auth must be a mapping (a JSON object), not {type(auth).__name__}")
         return dict(auth) if auth is not None else None
@@ -223,7 +220,7 @@ class ClientSocket(CatchAllRegistry):
         """Send the CONNECT claimed for ``connection``, unless the socket stopped
         (or connected) while its auth was awaited."""
         if self._state is _CONNECTING and self._connecting_on is connection:
-            self._emit_reserved("connecting")
+            self._fire("connecting")
             self.manager._send_packet(SioPacket(SioType.CONNECT, self.namespace, auth))
 
     def _connection_lost(self, reason: DisconnectReason) -> None:
@@ -232,7 +229,7 @@ class ClientSocket(CatchAllRegistry):
             return
         self._advance(Step.LOST)
         self._left_connection(Disconnected(reason))
-        self._emit_reserved("disconnect", reason)
+        self._fire("disconnect", reason)
 
     def _not_reconnecting(self, reason: DisconnectReason) -> None:
         """The connection was lost and is not opened again (``reconnection=False``)."""
@@ -249,7 +246,7 @@ class ClientSocket(CatchAllRegistry):
         if not self.active:
             return
         self._stop(error, Disconnected(DisconnectReason.TRANSPORT_CLOSE))
-        self._emit_reserved("connect_failed", error)
+        self._fire("connect_failed", error)
 
     def _close(self) -> None:
         """The manager closed: nothing will ever be sent or answered any more."""
@@ -297,7 +294,7 @@ class ClientSocket(CatchAllRegistry):
         self._advance(Step.ACCEPTED)
         self._incoming.connected()  # events that came early, then the buffer
         self._outbox.connected()
-        self._emit_reserved("connect")
+        self._fire("connect")
         for waiter in self._waiters:
             waiter.done.set()
         self._waiters.clear()
@@ -310,7 +307,7 @@ class ClientSocket(CatchAllRegistry):
             error = ConnectError(str(message) if message is not None else "", data.get("data"))
         else:
             error = ConnectError(str(data))
-        self._emit_reserved("connect_error", error)
+        self._fire("connect_error", error)
         self._fail(error)
         self.manager._check_idle()
 
@@ -319,11 +316,12 @@ class ClientSocket(CatchAllRegistry):
             return
         reason = DisconnectReason.IO_SERVER_DISCONNECT
         self._stop(ConnectError("the server disconnected the socket"), Disconnected(reason))
-        self._emit_reserved("disconnect", reason)
+        self._fire("disconnect", reason)
         self.manager._check_idle()
 
-    def _emit_reserved(self, name: str, *args: Any) -> None:
-        submit(self, self.manager._dispatcher, name, args, f"namespace {self.namespace}")
+    def _fire(self, name: str, *args: Any) -> None:
+        """Fire a socket event: queue its handlers (``emit`` is for the server)."""
+        fire(self, self.manager._dispatcher, name, args, f"namespace {self.namespace}")
 
     # ------------------------------------------------------------ receiving
 
