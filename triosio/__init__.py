@@ -9,9 +9,9 @@ from __future__ import annotations
 # client
 from ._client.connect import connect as connect
 from ._client.manager import Manager as Manager
-from ._client.socket import BufferFull as BufferFull
+from ._client.outbox import BufferFull as BufferFull
+from ._client.outbox import EmitFlags as EmitFlags
 from ._client.socket import ClientSocket as ClientSocket
-from ._client.socket import EmitFlags as EmitFlags
 from ._client.stream import Event as Event
 from ._client.stream import EventStream as EventStream
 from ._client.stream import EventStreamOverflow as EventStreamOverflow
