@@ -339,6 +339,15 @@ class RedisBus:
 
     # ------------------------------------------------------------ reachability
 
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber is connected (Redis reachable, as far as we know)."""
+        return self._health.sub_ok
+
+    async def reachable(self) -> bool:
+        """Whether Redis accepts connections now (a probe that leaves nothing open)."""
+        return await self._reachable()
+
     async def _reachable(self) -> bool:
         try:
             await self._probe()

@@ -1,0 +1,79 @@
+"""The cluster checks of ``test_cluster.py``, with the Redis Streams adapter.
+
+Clusters: two triosio processes with ``RedisStreamsAdapter``; and a triosio
+process beside a Node socket.io 4.8.3 server with
+``@socket.io/redis-streams-adapter`` 0.3.1. Every check of ``test_cluster.py``
+(but the pub/sub emitter's) runs here too, in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from cluster_peers import RedisProcess, ServerProcess, require_binary, require_node_modules
+from test_cluster import (  # the same checks, collected again here with this module's cluster
+    Cluster,
+    env,
+    test_broadcast_to_all,
+    test_broadcast_to_rooms_joined_on_different_servers,
+    test_broadcast_with_acks_across_servers,
+    test_disconnect_sockets,
+    test_errors_are_answers_not_crashes,
+    test_fetch_sockets_counts_and_views,
+    test_nested_binary_payloads,
+    test_remote_socket_views,
+    test_server_side_emit,
+    test_sockets_join_then_room_broadcast,
+)
+
+pytestmark = pytest.mark.redis
+
+__all__ = [
+    "env",
+    "test_broadcast_to_all",
+    "test_broadcast_to_rooms_joined_on_different_servers",
+    "test_broadcast_with_acks_across_servers",
+    "test_disconnect_sockets",
+    "test_errors_are_answers_not_crashes",
+    "test_fetch_sockets_counts_and_views",
+    "test_nested_binary_payloads",
+    "test_remote_socket_views",
+    "test_server_side_emit",
+    "test_sockets_join_then_room_broadcast",
+]
+
+NODE_PACKAGES = ("socket.io", "socket.io-client", "@socket.io/redis-streams-adapter", "redis")
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    server = RedisProcess(require_binary("redis-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["triosio+triosio", "triosio+node"])
+def cluster(request: pytest.FixtureRequest, redis: RedisProcess) -> Iterator[Cluster]:
+    require_node_modules(*NODE_PACKAGES)
+    kind_b = request.param.split("+")[1]
+    a = ServerProcess("triosio", "A", redis.url, "--adapter", "streams")
+    try:
+        b = ServerProcess(kind_b, "B", redis.url, "--adapter", "streams")
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield Cluster(a, b, redis, adapter="streams")
+    finally:
+        b.stop()
+        a.stop()
+    for server in (a, b):
+        log = server.log()
+        for bad in ("Traceback", "ERROR", "malformed", "Error:"):
+            assert bad not in log, log
+    # The broadcasts went through the stream, as Node's adapter writes them.
+    reply = redis.command(b"XLEN", b"socket.io")
+    assert reply.startswith(b":") and int(reply[1:].strip()) > 0, reply
