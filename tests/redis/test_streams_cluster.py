@@ -77,3 +77,28 @@ def cluster(request: pytest.FixtureRequest, redis: RedisProcess) -> Iterator[Clu
     # The broadcasts went through the stream, as Node's adapter writes them.
     reply = redis.command(b"XLEN", b"socket.io")
     assert reply.startswith(b":") and int(reply[1:].strip()) > 0, reply
+
+
+async def test_broadcast_in_another_namespace(cluster: Cluster) -> None:
+    # Node's broadcast packets carry no nsp: the message's counts. Both ways,
+    # one namespace apart from the other (and /chat on its own stream when
+    # streams are several: here one).
+    import uuid
+
+    from cluster_peers import Admin, Observers
+
+    tag = uuid.uuid4().hex[:8]
+    async with Observers.open() as obs:
+        await obs.connect("a", cluster.a.url + "/chat", {"name": "a", "test": tag})
+        await obs.connect("b", cluster.b.url + "/chat", {"name": "b", "test": tag})
+        await obs.connect("a0", cluster.a.url, {"name": "a0", "test": tag})
+        for server in (cluster.a, cluster.b):
+            async with Admin.open(server) as admin:
+                await admin.op("emit", nsp="/chat", event="chat", args=[server.name, tag])
+        for client in ("a", "b"):
+            await obs.wait(lambda c=client: len(obs.received(c, "chat")) == 2)
+            assert sorted(obs.received(client, "chat")) == [["A", tag], ["B", tag]]
+        async with Admin.open(cluster.a) as admin:
+            await admin.op("emit", event="fence", args=[])
+        await obs.wait(lambda: bool(obs.received("a0", "fence")))
+        assert obs.received("a0", "chat") == []

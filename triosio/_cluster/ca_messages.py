@@ -21,7 +21,7 @@ BROADCAST_CLIENT_COUNT (11) ``{requestId, clientCount}``
 BROADCAST_ACK (12)         ``{requestId, packet: <ack argument>}``
 ========================== ==================================================
 
-``packet`` of a BROADCAST is ``{"type": 2, "data": [event, *args], "nsp"}``;
+``packet`` of a BROADCAST is ``{"type": 2, "data": [event, *args]}``;
 ``opts`` is ``{"rooms": [...], "except": [...], "flags": {...}}``. Types 1, 2 and
 13 (heartbeats, adapter close) carry no ``data``. The uid is 8 random bytes in
 hex; so is a requestId.
@@ -123,7 +123,9 @@ def broadcast(
         flags["volatile"] = True
     if timeout_ms is not None:
         flags["timeout"] = timeout_ms
-    body: dict[str, Any] = {"packet": {"type": 2, "data": data, "nsp": nsp}}
+    # No "nsp" in the packet: socket.io's broadcast operator leaves it out, and
+    # the receiving adapter sets its own.
+    body: dict[str, Any] = {"packet": {"type": 2, "data": data}}
     if request_id is not None:
         body["requestId"] = request_id
     body["opts"] = _opts(rooms, exclude, flags)
@@ -273,9 +275,13 @@ def parse(message: object) -> Message | None:
     if not isinstance(body, dict):
         raise WireError(f"{kind.name} without data")
     if kind is MessageType.BROADCAST:
-        found = _packet_and_opts(uid, body.get("packet"), body.get("opts"), nsp)
-        if found is None:
-            return None  # a packet of another namespace
+        packet = body.get("packet")
+        if isinstance(packet, dict):
+            # The message's nsp is the one that counts (the reference never
+            # reads the packet's; Node's packets have none).
+            packet = {**packet, "nsp": nsp}
+        found = _packet_and_opts(uid, packet, body.get("opts"), nsp)
+        assert found is not None
         return Message(
             kind,
             uid,
