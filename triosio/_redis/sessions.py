@@ -106,7 +106,7 @@ def missed_packets(
             continue
         try:
             message = decode_entry(fields)
-            body = message["data"] if message is not None else None
+            body: Any = message["data"] if message is not None else None
             packet, opts = body["packet"], body["opts"]
             data = plain(packet["data"])
             flags = opts.get("flags") or {}
