@@ -136,3 +136,54 @@ async def test_redis_killed_and_restarted_during_traffic(
         assert log.count("is back:") == 1, log
         for bad in ("Traceback", "ERROR", "malformed"):
             assert bad not in log, log
+
+
+async def test_redis_down_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    """The server starts and serves its own clients; it joins the cluster once Redis is up."""
+    import logging
+
+    import triosio
+    from triosio.redis import RedisStreamsAdapter
+
+    caplog.set_level(logging.WARNING, logger="triosio")
+    redis = RedisProcess(require_binary("redis-server"), start=False)
+    options = {"reconnect_delay": 0.1, "reconnect_delay_max": 0.5}
+    a = triosio.Server(adapter=RedisStreamsAdapter(redis.url, **options))
+    b = triosio.Server(adapter=RedisStreamsAdapter(redis.url, **options))
+    try:
+        async with trio.open_nursery() as nursery:
+            la = await nursery.start(triosio.serve, a, "127.0.0.1", 0)
+            await nursery.start(triosio.serve, b, "127.0.0.1", 0)
+            url_a = f"http://127.0.0.1:{la[0].socket.getsockname()[1]}"
+            async with triosio.connect(url_a, transports=("websocket",)) as client:
+                got: list[object] = []
+                first = trio.Event()
+
+                @client.on("news")
+                def news(item: object) -> None:
+                    got.append(item)
+                    first.set()
+
+                await a.emit("news", "local")  # no Redis: local delivery all the same
+                with trio.fail_after(5):
+                    await first.wait()
+                assert len(await a.fetch_sockets()) == 1
+                redis.start()
+
+                async def crossed() -> bool:
+                    await b.emit("news", "from b")
+                    await trio.sleep(0.05)
+                    return "from b" in got
+
+                await eventually(crossed, timeout=15)
+                # Each broadcast of b reached a's client once.
+                n = sum(item == "from b" for item in got)
+                await trio.sleep(0.3)
+                assert sum(item == "from b" for item in got) <= n + 1
+            nursery.cancel_scope.cancel()
+    finally:
+        redis.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("is unreachable" in w for w in warnings) == 2, warnings  # one per server
+    assert sum("is back:" in w for w in warnings) == 2, warnings
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -243,18 +243,25 @@ class RedisStreamsTransport:
         while True:
             if not backlog or self._outbox:
                 backlog.extend(await self._outbox.get_batch())
+            if not self._bus.connected and not await self._bus.reachable():
+                # Probed first: a connection coredis fails to open leaves
+                # unclosed streams behind (see RedisBus._probe).
+                self._down = True
+                await self._wait_for_redis(backoff)
+                continue
             chunk = [backlog.popleft() for _ in range(min(_CHUNK, len(backlog)))]
             answered = 0
+            requests: list[Any] = []
             try:
                 # Queued on one connection in order, then awaited: the stream
                 # holds our messages in the order we sent them.
                 async with client.connection_pool.acquire() as connection:
-                    requests = [
-                        connection.create_request(
-                            b"XADD", stream, b"MAXLEN", b"~", max_len, b"*", *fields
+                    for stream, fields in chunk:
+                        requests.append(
+                            connection.create_request(
+                                b"XADD", stream, b"MAXLEN", b"~", max_len, b"*", *fields
+                            )
                         )
-                        for stream, fields in chunk
-                    ]
                 for request in requests:
                     try:
                         await request
@@ -268,7 +275,9 @@ class RedisStreamsTransport:
                     continue
                 # Sent but not answered: maybe in the stream, maybe not. Not
                 # sent again, so that no client ever gets one twice.
-                self.uncertain += len(chunk) - answered
+                self.uncertain += len(requests) - answered
+                # Never sent (no connection to send them on): they wait, first in line.
+                backlog.extendleft(reversed(chunk[len(requests) :]))
                 self._down = True
                 log.debug("XADD failed: %s", _describe(exc))
                 client.connection_pool.disconnect()
@@ -296,6 +305,9 @@ class RedisStreamsTransport:
         assert receive is not None
         last: bytes | None = None
         while True:
+            if not self._bus.connected and not await self._bus.reachable():
+                await self._wait_for_redis(backoff)
+                continue
             try:
                 if last is None:
                     # Where to start: after the last entry now (the reference's
