@@ -391,6 +391,17 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "*Other load*: cores' worth of CPU that processes outside the run used meanwhile "
         "(a quiet machine shows about 0; redis-server counts here).",
     ]
+    if any(r["setup"] == "two processes, streams" for r in results):
+        lines += [
+            "",
+            "*Streams, flat out*: B's reader takes up to `read_count` (100) entries per "
+            "`XREAD` and hands them to the router back to back, so the router writes a "
+            "burst of ticks to each client in one go (as it does for a burst of local "
+            "emits); the pub/sub subscriber hands over one message at a time. That, not "
+            "the transport, is most of the difference in CPU per delivery and latency "
+            "flat out; at 10 ticks a second there is nothing to batch and the streams "
+            "adapter costs the sender a little more per tick (the XADD reply).",
+        ]
     return "\n".join(lines)
 
 
