@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import triosio
-from triosio._client.lifecycle import TRANSITIONS, LifecycleError, SocketState, Step, next_state
+from triosio._client.lifecycle import TRANSITIONS, SocketState, Step, next_state
+from triosio._errors import LifecycleError
 
 S = SocketState
 CLIENT = Path(triosio.__file__).parent / "_client"

@@ -28,6 +28,8 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .._errors import LifecycleError
+
 
 class SocketState(enum.Enum):
     """Where a client socket is in its lifecycle."""
@@ -59,10 +61,6 @@ TRANSITIONS: Mapping[tuple[SocketState, Step], SocketState] = MappingProxyType(
         (_S.DISCONNECTED, Step.STOPPED): _S.DISCONNECTED,
     }
 )
-
-
-class LifecycleError(RuntimeError):
-    """A step the lifecycle table does not allow from the socket's state (a bug)."""
 
 
 def next_state(state: SocketState, step: Step) -> SocketState:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import AckTimeout, LocalProtocolError, TriosioError
-from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType, ack_value
+from .._errors import AckTimeout, TriosioError
+from .._proto.sio import SioPacket, SioType, ack_value, check_event_name
 from .acks import AckTable, PendingAck, RetryItem, RetryQueue
 from .dispatcher import run_handlers
 
@@ -90,18 +90,6 @@ class EmitFlags:
     async def send(self, *args: Any) -> None:
         """Emit a ``"message"`` event with these flags."""
         await self.emit("message", *args)
-
-
-def check_event(event: str) -> None:
-    """Refuse what cannot be emitted as an event name.
-
-    Raises:
-        LocalProtocolError: not a string, or a reserved name.
-    """
-    if not isinstance(event, str):
-        raise LocalProtocolError(f"event names are strings, not {type(event).__name__}")
-    if event in RESERVED_EVENTS:
-        raise LocalProtocolError(f"{event!r} is a reserved event name")
 
 
 class Outbox:
@@ -199,7 +187,7 @@ class Outbox:
         self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
     ) -> None:
         """``emit`` of :class:`ClientSocket` and :class:`EmitFlags`."""
-        check_event(event)
+        check_event_name(event)
         if self.socket.retries and not volatile:
             self.encode(event, args, 0)  # so that bad arguments fail here, in the caller
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -212,7 +200,7 @@ class Outbox:
         self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
     ) -> Any:
         """``emit_with_ack`` of :class:`ClientSocket` and :class:`EmitFlags`."""
-        check_event(event)
+        check_event_name(event)
         if timeout is None:
             timeout = self.socket.ack_timeout
         if self.socket.retries and not volatile:

@@ -14,8 +14,8 @@ import trio
 
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
-from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType
+from .._errors import AckTimeout, Disconnected, DisconnectReason
+from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
 from .lifecycle import SocketState
 
@@ -216,8 +216,7 @@ class Socket(CatchAllRegistry):
     async def _emit(
         self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
     ) -> None:
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        check_event_name(event)
         self._check_open()
         packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
         if self._any_outgoing:
