@@ -5,7 +5,7 @@
 // clients of / and /chat. See that file for the ops.
 //
 //   node redis_node_server.js --redis redis://127.0.0.1:PORT/0 --name B [--key socket.io]
-//        [--adapter pubsub|streams]
+//        [--adapter pubsub|streams] [--stream-count N]
 //
 // Prints {"port": N} on one line once it listens on 127.0.0.1 (a free port).
 "use strict";
@@ -26,6 +26,7 @@ const name = arg("name", "node");
 const key = arg("key", "socket.io");
 const requestsTimeout = Number(arg("requests-timeout", "5")) * 1000;
 const adapterKind = arg("adapter", "pubsub");
+const streamCount = Number(arg("stream-count", "1"));
 
 async function main() {
   const pub = createClient({ url });
@@ -39,7 +40,7 @@ async function main() {
   const io = new Server(httpServer, {
     adapter:
       adapterKind === "streams"
-        ? streams.createAdapter(pub, { streamName: key, channelPrefix: key })
+        ? streams.createAdapter(pub, { streamName: key, channelPrefix: key, streamCount })
         : createAdapter(pub, sub, { key, requestsTimeout }),
     pingInterval: 5000,
     pingTimeout: 5000,

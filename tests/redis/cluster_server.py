@@ -1,7 +1,7 @@
 """A triosio server with the Redis adapter, driven by the cluster tests.
 
     python tests/redis/cluster_server.py --redis redis://127.0.0.1:PORT/0 --name A
-        [--adapter pubsub|streams]
+        [--adapter pubsub|streams] [--stream-count N]
 
 Prints one JSON line ``{"port": N}`` once it serves (on 127.0.0.1, a free port).
 Its twin in Node is ``tests/js/redis_node_server.js``; both answer the same
@@ -41,12 +41,16 @@ from triosio.redis import RedisAdapter, RedisStreamsAdapter
 
 
 def build(
-    name: str, url: str, key: str, timeout: float, kind: str = "pubsub"
+    name: str, url: str, key: str, timeout: float, kind: str = "pubsub", stream_count: int = 1
 ) -> triosio.Server:
     adapter: RedisAdapter | RedisStreamsAdapter
     if kind == "streams":
         adapter = RedisStreamsAdapter(
-            url, stream_name=key, channel_prefix=key, requests_timeout=timeout
+            url,
+            stream_name=key,
+            channel_prefix=key,
+            stream_count=stream_count,
+            requests_timeout=timeout,
         )
     else:
         adapter = RedisAdapter(url, key_prefix=key, requests_timeout=timeout)
@@ -168,13 +172,16 @@ async def main() -> None:
     parser.add_argument("--key", default="socket.io")
     parser.add_argument("--requests-timeout", type=float, default=5.0)
     parser.add_argument("--adapter", choices=("pubsub", "streams"), default="pubsub")
+    parser.add_argument("--stream-count", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    sio = build(args.name, args.redis, args.key, args.requests_timeout, args.adapter)
+    sio = build(
+        args.name, args.redis, args.key, args.requests_timeout, args.adapter, args.stream_count
+    )
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(triosio.serve, sio, "127.0.0.1", 0)
         port = listeners[0].socket.getsockname()[1]

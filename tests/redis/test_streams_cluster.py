@@ -55,13 +55,18 @@ def redis() -> Iterator[RedisProcess]:
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["triosio+triosio", "triosio+node"])
+@pytest.fixture(
+    scope="module", params=["triosio+triosio", "triosio+node", "triosio+node, 3 streams"]
+)
 def cluster(request: pytest.FixtureRequest, redis: RedisProcess) -> Iterator[Cluster]:
     require_node_modules(*NODE_PACKAGES)
-    kind_b = request.param.split("+")[1]
-    a = ServerProcess("triosio", "A", redis.url, "--adapter", "streams")
+    kind_b = request.param.split("+")[1].split(",")[0]
+    # With several streams, "/" and "/chat" go to streams both sides must agree on.
+    count = "3" if "3 streams" in request.param else "1"
+    options = ("--adapter", "streams", "--stream-count", count)
+    a = ServerProcess("triosio", "A", redis.url, *options)
     try:
-        b = ServerProcess(kind_b, "B", redis.url, "--adapter", "streams")
+        b = ServerProcess(kind_b, "B", redis.url, *options)
     except BaseException:
         a.stop()
         raise
@@ -74,9 +79,15 @@ def cluster(request: pytest.FixtureRequest, redis: RedisProcess) -> Iterator[Clu
         log = server.log()
         for bad in ("Traceback", "ERROR", "malformed", "Error:"):
             assert bad not in log, log
-    # The broadcasts went through the stream, as Node's adapter writes them.
-    reply = redis.command(b"XLEN", b"socket.io")
-    assert reply.startswith(b":") and int(reply[1:].strip()) > 0, reply
+    # The broadcasts went through the stream(s), as Node's adapter writes them:
+    # "/" is on socket.io-2 of 3 (hashCode("/") = 47), "/chat" on socket.io-1.
+    streams = [b"socket.io"] if count == "1" else [b"socket.io-2", b"socket.io-1"]
+    for stream in streams:
+        reply = redis.command(b"XLEN", stream)
+        assert reply.startswith(b":") and int(reply[1:].strip()) > 0, (stream, reply)
+    if count == "3":
+        assert redis.command(b"XLEN", b"socket.io-0") == b":0\r\n"
+    redis.command(b"FLUSHALL")  # the next cluster starts afresh
 
 
 async def test_broadcast_in_another_namespace(cluster: Cluster) -> None:
