@@ -25,12 +25,15 @@ dropped meanwhile, and the adapter reconnects with backoff and subscribes again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, final
 
 try:
     from ._cluster.ca_node import ClusterAdapterNode
     from ._cluster.node import ClusterNode
+    from ._redis import sessions as _sessions
     from ._redis.bus import RedisBus, safe_url
+    from ._redis.stream_entries import stream_for as _stream_for
     from ._redis.streams import RedisStreamsTransport
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     if exc.name not in ("anyio", "coredis", "msgpack"):
@@ -179,6 +182,24 @@ class RedisStreamsAdapter(ClusterAdapterNode):
         self.stream_name = stream_name
         self.stream_count = stream_count
         self._streams = transport
+
+    # Connection state recovery across processes. What the server's recovery
+    # hook will call (issue 14); the session store is Node's (see _redis/sessions.py).
+
+    async def _persist_session(self, session: Mapping[str, Any], ttl_ms: int) -> None:
+        """Keep a dropped socket's ``{sid, pid, rooms, data}`` in Redis for ``ttl_ms``."""
+        client = self._streams.client
+        if client is None:
+            raise RuntimeError("the adapter is not running")
+        await _sessions.persist_session(client, session, ttl_ms)
+
+    async def _restore_session(self, nsp: str, pid: str, offset: str) -> dict[str, Any] | None:
+        """Take the session of ``pid`` back, with the broadcasts of ``nsp`` after ``offset``."""
+        client = self._streams.client
+        if client is None:
+            raise RuntimeError("the adapter is not running")
+        stream = _stream_for(nsp, self.stream_name, self.stream_count)
+        return await _sessions.restore_session(client, stream, nsp, pid, offset)
 
     def __repr__(self) -> str:
         return (

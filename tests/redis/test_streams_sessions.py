@@ -85,15 +85,21 @@ async def test_sessions_cross_between_node_and_triosio(redis: RedisProcess) -> N
             {"op": "emit", "rooms": ["r1"], "event": "n4", "args": [], "volatile": True},
             {"op": "emit", "nsp": "/chat", "event": "c1", "args": []},
         )
-        sio = triosio.Server(adapter=RedisStreamsAdapter(redis.url))
+        adapter = RedisStreamsAdapter(redis.url)
+        sio = triosio.Server(adapter=adapter)
         async with trio.open_nursery() as nursery:
             await nursery.start(sio.run)
             await sio.to("r1").emit("t1", {"x": b"\x01"})
             await sio.emit("t2")
             await sio.to("r9").emit("t3")
             await eventually(lambda: _has(client, 9))
+            ids = [e.identifier.decode() for e in await client.xrange(b"socket.io")]
+            # Through the adapter (what the server's recovery hook will call).
+            kept = {"sid": "S0", "pid": "P0", "rooms": ["S0"], "data": None}
+            await adapter._persist_session(kept, 60_000)
+            back = await adapter._restore_session("/", "P0", ids[6])
+            assert back == {**kept, "missedPackets": [["t2", ids[7]]]}
             nursery.cancel_scope.cancel()
-        ids = [e.identifier.decode() for e in await client.xrange(b"socket.io")]
 
         data = {"name": "n", "b": {"$bytes": "AQI="}}
         session = {"sid": "S1", "pid": "P1", "rooms": ["S1", "r1"], "data": data}

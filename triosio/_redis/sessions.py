@@ -20,9 +20,10 @@ is gone from the stream (trimmed past ``maxLen``): the client then gets a new
 session, as with any adapter.
 
 Not yet wired to the server: the server-side hook for connection state
-recovery (issue 14) is being built apart. These functions are what
-``RedisStreamsAdapter`` will call from it; they are tested against Node's
-adapter (``tests/redis/test_streams_sessions.py``).
+recovery (issue 14) is being built apart. ``RedisStreamsAdapter._persist_session``
+and ``._restore_session`` wrap these for it (its client, its stream for the
+namespace); all are tested against Node's adapter
+(``tests/redis/test_streams_sessions.py``).
 """
 
 from __future__ import annotations
