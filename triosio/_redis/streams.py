@@ -113,6 +113,10 @@ class RedisStreamsTransport:
             connect_timeout=connect_timeout,
             redis_options=redis_options,
         )
+        self._bus.describe_outage(
+            "broadcasts, joins, leaves and disconnects wait to be written to the stream, "
+            "requests to and from the other servers are dropped, until it is back"
+        )
         self._redis_options = {
             "decode_responses": False,
             "connect_timeout": connect_timeout,
