@@ -46,13 +46,16 @@ def event(packet: str) -> list[Any]:
     return data
 
 
-async def handshake(net: MemoryNetwork, auth: dict[str, Any] | None = None) -> tuple[Any, str]:
+async def handshake(
+    net: MemoryNetwork, auth: dict[str, Any] | None = None
+) -> tuple[Any, str, list[str]]:
+    """(client, the CONNECT reply, what came with it in the same poll)."""
     raw = RawPolling(net)
     await raw.open()
     await raw.post("40" + (json.dumps(auth) if auth is not None else ""))
     status, packets = await raw.get()
     assert status == 200
-    return raw, packets[0]
+    return raw, packets[0], packets[1:]
 
 
 async def test_pid_offsets_and_a_recovery_on_the_wire(
@@ -61,17 +64,28 @@ async def test_pid_offsets_and_a_recovery_on_the_wire(
     sio, sockets = recovering_server()
     with trio.fail_after(LIMIT):
         async with serving(sio, net):
-            raw, reply = await handshake(net)
+            raw, reply, _ = await handshake(net)
             first = connect_reply(reply)
             assert set(first) == {"sid", "pid"} and len(first["pid"]) == 20
             await settle()
             (socket,) = sockets
             await sio.emit("news", 1)
             await socket.emit("direct", {"a": 1})
-            await socket.volatile.emit("volatile", "v")
             await sio.to("room").emit("room", "r")
             _, packets = await raw.get()
-            news, direct, volatile, room = (event(p) for p in packets)
+            news, direct, room = (event(p) for p in packets)
+            # A volatile packet goes only to a transport ready to write: a GET
+            # waiting for it.
+            async with trio.open_nursery() as nursery:
+                got: list[list[str]] = []
+
+                async def poll() -> None:
+                    got.append((await raw.get())[1])
+
+                nursery.start_soon(poll)
+                await settle()
+                await socket.volatile.emit("volatile", "v")
+            (volatile,) = (event(p) for p in got[0])
             offset = news[-1]
             assert news[:-1] == ["news", 1] and isinstance(offset, str)
             assert direct[:-1] == ["direct", {"a": 1}] and direct[-1] != offset
@@ -88,7 +102,7 @@ async def test_pid_offsets_and_a_recovery_on_the_wire(
             await sio.except_("room").emit("not for it either")
             await sio.volatile.emit("volatile, so lost")
 
-            raw2, reply = await handshake(net, {"pid": first["pid"], "offset": direct[-1]})
+            raw2, reply, replayed = await handshake(net, {"pid": first["pid"], "offset": direct[-1]})
             again = connect_reply(reply)
             assert again == first  # same sid, same pid
             await settle()
@@ -98,7 +112,7 @@ async def test_pid_offsets_and_a_recovery_on_the_wire(
             assert back.rooms == {back.id, "room"}
             await sio.emit("live", 3)
             _, packets = await raw2.get()
-            received = [event(p) for p in packets]
+            received = [event(p) for p in replayed + packets]
             # From the offset on: the room broadcast, then what it missed, then live.
             assert [e[:-1] for e in received] == [
                 ["room", "r"],
@@ -113,7 +127,7 @@ async def test_emits_with_acks_carry_no_offset(autojump_clock: Any, net: MemoryN
     sio, sockets = recovering_server()
     with trio.fail_after(LIMIT):
         async with serving(sio, net):
-            raw, _ = await handshake(net)
+            raw, _, _ = await handshake(net)
             await settle()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
@@ -126,12 +140,14 @@ async def test_emits_with_acks_carry_no_offset(autojump_clock: Any, net: MemoryN
                 _, packets = await raw.get()
                 assert sorted(packets) == ['420["ask","q"]', '421["all","q"]']
                 await raw.post('430["yes"]', '431["yes"]')
-    # A handler's acknowledgement carries none either.
+    # A handler's acknowledgement carries none either (a second server: a
+    # MemoryNetwork serves once).
+    net = MemoryNetwork()
     sio, sockets = recovering_server()
     sio.on("echo", lambda socket, x: x)
     with trio.fail_after(LIMIT):
         async with serving(sio, net):
-            raw, _ = await handshake(net)
+            raw, _, _ = await handshake(net)
             await raw.post('425["echo","x"]')
             _, packets = await raw.get()
             assert packets == ['435["x"]']
@@ -157,7 +173,7 @@ async def test_a_bad_pid_or_offset_is_a_normal_connection(
     sio, sockets = recovering_server()
     with trio.fail_after(LIMIT):
         async with serving(sio, net):
-            _, reply = await handshake(net, auth)
+            _, reply, _ = await handshake(net, auth)
             await settle()
             (socket,) = sockets
             assert not socket.recovered
@@ -168,14 +184,15 @@ async def test_a_known_pid_with_a_bad_offset_is_a_normal_connection(
     autojump_clock: Any, net: MemoryNetwork
 ) -> None:
     for bad in (12, "not ours", "Wxyz0000000001", ["x"]):
+        net = MemoryNetwork()
         sio, sockets = recovering_server()
         with trio.fail_after(LIMIT):
             async with serving(sio, net):
-                raw, reply = await handshake(net)
+                raw, reply, _ = await handshake(net)
                 pid = connect_reply(reply)["pid"]
                 await raw.post("1")
                 await until(lambda: len(sockets) == 1 and not sockets[0].connected)
-                _, reply = await handshake(net, {"pid": pid, "offset": bad})
+                _, reply, _ = await handshake(net, {"pid": pid, "offset": bad})
                 await settle()
                 assert not sockets[-1].recovered
                 assert connect_reply(reply)["sid"] != sockets[0].id
@@ -187,7 +204,7 @@ async def test_off_by_default_no_pid_no_offset(autojump_clock: Any, net: MemoryN
     sio.on("connection", sockets.append)
     with trio.fail_after(LIMIT):
         async with serving(sio, net):
-            raw, reply = await handshake(net, {"pid": "x", "offset": "y"})
+            raw, reply, _ = await handshake(net, {"pid": "x", "offset": "y"})
             assert set(connect_reply(reply)) == {"sid"}
             await settle()
             assert not sockets[0].recovered and sockets[0].pid is None

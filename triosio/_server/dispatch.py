@@ -268,8 +268,8 @@ class Client:
         # An ack waits for room like any emit: a client that asks for acks and
         # never reads ends up not being read either. (Both checks spare the
         # common case a coroutine: acks of plain handlers are on the echo path.)
-        if not self.session.has_room():
-            await self.session.wait_for_room()
+        if not self.session.has_space():
+            await self.session.wait_for_space()
         router = self.server.router
         if not router.emit_now(socket, packets):
             await router.emit(socket, packets, False)

@@ -14,8 +14,8 @@ import trio
 
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
-from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType
+from .._errors import AckTimeout, Disconnected, DisconnectReason
+from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
 from .lifecycle import SocketState
 
@@ -246,8 +246,7 @@ class Socket(CatchAllRegistry):
     async def _emit(
         self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
     ) -> None:
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        check_event_name(event)
         self._check_open()
         recovery = self.nsp.server.router.recovery
         # Connection state recovery keeps what is neither volatile nor waiting
@@ -265,7 +264,7 @@ class Socket(CatchAllRegistry):
                 except Exception:
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
         if not volatile:
-            await self.session.wait_for_room()
+            await self.session.wait_for_space()
         await self.nsp.server.router.emit(self, packets, volatile, logged)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
