@@ -102,7 +102,8 @@ async def test_pid_offsets_and_a_recovery_on_the_wire(
             await sio.except_("room").emit("not for it either")
             await sio.volatile.emit("volatile, so lost")
 
-            raw2, reply, replayed = await handshake(net, {"pid": first["pid"], "offset": direct[-1]})
+            auth = {"pid": first["pid"], "offset": direct[-1]}
+            raw2, reply, replayed = await handshake(net, auth)
             again = connect_reply(reply)
             assert again == first  # same sid, same pid
             await settle()
@@ -191,7 +192,8 @@ async def test_a_known_pid_with_a_bad_offset_is_a_normal_connection(
                 raw, reply, _ = await handshake(net)
                 pid = connect_reply(reply)["pid"]
                 await raw.post("1")
-                await until(lambda: len(sockets) == 1 and not sockets[0].connected)
+                first = sockets
+                await until(lambda: len(first) == 1 and not first[0].connected)  # noqa: B023
                 _, reply, _ = await handshake(net, {"pid": pid, "offset": bad})
                 await settle()
                 assert not sockets[-1].recovered
