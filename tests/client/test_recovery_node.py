@@ -53,7 +53,7 @@ async def test_the_client_recovers_against_node(transports: list[str]) -> None:
                 assert seen == {"sid": first_id, "recovered": True}
                 assert "news" in await client.emit_with_ack("join", "other")
                 assert await client.emit_with_ack("data") == {"value": {"k": 1}}
-                while len(ticks) < 20:
+                while len(ticks) < 20:  # noqa: ASYNC110 (a bounded poll)
                     await trio.sleep(0.01)
                 assert ticks == [(n,) for n in range(20)]
     finally:
