@@ -227,9 +227,9 @@ class Admin:
     @asynccontextmanager
     async def open(cls, server: ServerProcess) -> AsyncIterator[Admin]:
         """Connect to ``server``'s ``/admin``."""
-        async with triosio.connect(
-            server.url + "/admin", transports=("websocket",), reconnection=False
-        ) as client:
+        base, _, query = server.url.partition("?")
+        url = base.rstrip("/") + "/admin" + ("?" + query if query else "")
+        async with triosio.connect(url, transports=("websocket",), reconnection=False) as client:
             yield cls(client, server)
 
     async def op(self, op: str, **fields: Any) -> Any:
@@ -324,9 +324,12 @@ class Observers:
             raise RuntimeError(f"{op} failed: {reply['error']}")
         return reply.get("ok")
 
-    async def connect(self, client: str, url: str, auth: dict[str, Any]) -> str:
-        """Connect socket ``client`` to ``url``; its id."""
-        reply = await self._command("connect", client=client, url=url, auth=auth)
+    async def connect(
+        self, client: str, url: str, auth: dict[str, Any], transports: list[str] | None = None
+    ) -> str:
+        """Connect socket ``client`` to ``url`` (over WebSocket unless ``transports``); its id."""
+        extra = {"transports": transports} if transports else {}
+        reply = await self._command("connect", client=client, url=url, auth=auth, **extra)
         sid: str = reply["sid"]
         return sid
 

@@ -16,6 +16,10 @@ it again (``H11Connection``'s :class:`~triosio._engine.h11server.Sticky`).
 While a worker is down (it died; the supervisor restarts it) requests for its
 sessions are answered here, as its replacement would: 400, "Session ID
 unknown", so its clients reconnect at once (to another worker).
+
+A handshake may ask for a worker with the query parameter
+``triosio-worker=N`` (the cluster tests pin their clients so); it is only a
+preference: the acceptor never needs it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import socket
 import trio
 
 from . import fds
-from .wire import head_end, head_sid, worker_of
+from .wire import asked_worker, head_end, head_sid, worker_of
 
 log = logging.getLogger("triosio.workers")
 
@@ -135,16 +139,20 @@ class Acceptor:
         try:
             sid = head_sid(data) if head_end(data) >= 0 else None
             owner = worker_of(sid) if sid is not None else None
-            if owner is not None and 0 <= owner < len(self._channels):
-                channel = self._channels[owner]
-                if channel is None or owner == came_from:
+            if owner is not None:
+                # A session of a worker: it holds it, or nobody does (that worker
+                # is down, or the id is made up) and the answer is ours to give.
+                channel = self._channels[owner] if owner < len(self._channels) else None
+                if channel is None or owner == came_from or not await self._hand(channel, sock, data):
                     await self._answer(sock, "400 Bad Request", _UNKNOWN_SID, b"application/json")
-                    return
-                if await self._hand(channel, sock, data):
-                    return
-                await self._answer(sock, "400 Bad Request", _UNKNOWN_SID, b"application/json")
                 return
-            # A handshake (or a sid no worker made: any worker answers it).
+            # A handshake (or a sid no worker made: any worker answers it), to
+            # the worker it asks for if any (tests pin clients so), else in turn.
+            asked = asked_worker(data) if sid is None else None
+            if asked is not None and 0 <= asked < len(self._channels):
+                channel = self._channels[asked]
+                if channel is not None and await self._hand(channel, sock, data):
+                    return
             for _ in range(len(self._channels)):
                 index = next(self._turn) % len(self._channels)
                 channel = self._channels[index]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -76,7 +77,7 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 accepting = trio.CancelScope()
                 for index in range(self.workers):
-                    nursery.start_soon(self._keep_running, index, nursery)
+                    await nursery.start(self._keep_running, index)
 
                 async def accept() -> None:
                     with accepting:
@@ -107,11 +108,17 @@ class Supervisor:
                 _signal(process, signal.SIGKILL)
                 await process.wait()
 
-    async def _keep_running(self, index: int, nursery: trio.Nursery) -> None:
+    async def _keep_running(
+        self,
+        index: int,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         delay = 0.1
         while not self._stopping:
             started = trio.current_time()
-            returncode = await self._run_worker(index, nursery)
+            returncode = await self._run_worker(index, task_status)
+            task_status = trio.TASK_STATUS_IGNORED
             if self._stopping:
                 break
             log.warning("worker %d exited (%s); restarting it", index, _describe(returncode))
@@ -119,7 +126,7 @@ class Supervisor:
             delay = min(delay * 2, 5.0) if trio.current_time() - started < 1.0 else 0.1
             await trio.sleep(delay)
 
-    async def _run_worker(self, index: int, nursery: trio.Nursery) -> int:
+    async def _run_worker(self, index: int, task_status: trio.TaskStatus[None]) -> int:
         ours, theirs = fds.pair()
         inherited = [theirs]
         bus_ours: socket.socket | None = None
@@ -141,6 +148,7 @@ class Supervisor:
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "triosio._workers.worker", json.dumps(config)],
                 pass_fds=[s.fileno() for s in inherited],
+                env={**os.environ, "TRIOSIO_WORKER": str(index)},
             )
         finally:
             for sock in inherited:
@@ -148,6 +156,7 @@ class Supervisor:
         self.processes[index] = process
         log.info("worker %d started (pid %d)", index, process.pid)
         channel = self.acceptor.attach(index, ours)
+        task_status.started()
         async with trio.open_nursery() as own:
             own.start_soon(self.acceptor.serve_returns, index, channel)
             if self.hub is not None and bus_ours is not None:

@@ -39,20 +39,36 @@ def head_end(data: bytes) -> int:
     return -1 if end < 0 else end + 4
 
 
-def head_sid(data: bytes) -> str | None:
-    """The ``sid`` query parameter of the request line that starts ``data``."""
+#: The query parameter that asks for a worker in a handshake (tests, diagnostics).
+WORKER_PARAM = "triosio-worker"
+
+
+def head_param(data: bytes, name: str) -> str | None:
+    """Query parameter ``name`` of the request line that starts ``data``."""
     line = data.split(b"\r\n", 1)[0]
     parts = line.split(b" ")
     if len(parts) != 3:
         return None
     _, _, query = parts[1].partition(b"?")
+    key = name.encode() + b"="
     for part in query.split(b"&"):
-        if part.startswith(b"sid="):
+        if part.startswith(key):
             try:
-                return unquote_plus(part[4:].decode("ascii"))
+                return unquote_plus(part[len(key) :].decode("ascii"))
             except UnicodeDecodeError:
                 return None
     return None
+
+
+def head_sid(data: bytes) -> str | None:
+    """The ``sid`` query parameter of the request line that starts ``data``."""
+    return head_param(data, "sid")
+
+
+def asked_worker(data: bytes) -> int | None:
+    """The worker a handshake asks for (``?triosio-worker=N``), or None."""
+    value = head_param(data, WORKER_PARAM)
+    return int(value) if value is not None and value.isdigit() and len(value) < 5 else None
 
 
 class Frame(IntEnum):

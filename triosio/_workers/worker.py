@@ -1,6 +1,6 @@
 """One worker process of ``triosio run --workers N``.
 
-Started by the supervisor as ``python -m triosio._workers.worker CONFIG``
+Started by the supervisor (environment: ``TRIOSIO_WORKER`` is its index) as ``python -m triosio._workers.worker CONFIG``
 (JSON), with two inherited file descriptors: its end of the connection
 socket pair (:mod:`.fds`) and, unless ``--redis`` was given, its end of the
 local bus (:mod:`.bus`). It serves the connections the acceptor hands it until
