@@ -208,6 +208,35 @@ class ServerProcess:
         return f"<{self.kind} server {self.name} :{getattr(self, 'port', '?')}>"
 
 
+class WorkerView:
+    """One worker of ``triosio run --workers 2`` seen as a cluster server.
+
+    Its ``url`` asks the acceptor for that worker (``?triosio-worker=N``).
+    """
+
+    def __init__(self, proc: Any, index: int, name: str) -> None:
+        self.kind = "triosio"
+        self.name = name
+        self.proc = proc
+        self.url = f"{proc.url}/?triosio-worker={index}"
+
+    def log(self) -> str:
+        """The log of the whole command (supervisor and workers)."""
+        text: str = self.proc.log()
+        return text
+
+    def alive(self) -> bool:
+        """Whether the supervisor still runs."""
+        return bool(self.proc.proc.poll() is None)
+
+    def stop(self) -> None:
+        """Stop the whole command (both views do; the second does nothing)."""
+        self.proc.stop()
+
+    def __repr__(self) -> str:
+        return f"<worker {self.name} of {self.proc.url}>"
+
+
 class OpError(Exception):
     """A control operation failed on the server; ``reply`` holds its answer."""
 
