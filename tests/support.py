@@ -66,8 +66,18 @@ class WorkersProcess:
         self._final_log = ""
         self.workers = workers
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "triosio", "run", target, "--port", "0"]
-            + ["--workers", str(workers), *args],
+            [
+                sys.executable,
+                "-m",
+                "triosio",
+                "run",
+                target,
+                "--port",
+                "0",
+                "--workers",
+                str(workers),
+                *args,
+            ],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self.log_file,
@@ -137,3 +147,22 @@ class WorkersProcess:
             self._final_log = self.log()
             self.log_file.close()
         return code
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    """Poll ``check()`` (a bool, or an awaitable of one) until it holds; fail after ``timeout``.
+
+    For conditions in other processes, which no event of ours can signal.
+    """
+    import inspect
+
+    import trio
+
+    with trio.fail_after(timeout):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await trio.sleep(0.01)

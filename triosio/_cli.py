@@ -7,7 +7,6 @@ import logging
 import signal
 import ssl
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("target", metavar="TARGET", help="module:attribute to serve")
     where = run.add_argument_group("where")
-    where.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1; 0.0.0.0 for all)")
-    where.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 picks one)")
+    where.add_argument(
+        "--host", default="127.0.0.1", help="address (default 127.0.0.1; 0.0.0.0 for all)"
+    )
+    where.add_argument(
+        "--port", type=int, default=5000, help="TCP port (default 5000; 0 picks one)"
+    )
     scale = run.add_argument_group("processes")
     scale.add_argument(
         "--workers", type=_positive, default=1, metavar="N",
@@ -131,9 +134,8 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    context = _tls(args)
     if args.workers > 1:
-        if context is not None:
+        if args.certfile:
             raise TargetError(
                 "TLS with --workers > 1 is not supported: the acceptor routes each connection "
                 "by the session id in its first request, which TLS hides. Terminate TLS in "
@@ -147,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         trio.run(_supervise, spec, args)
         return 0
+    context = _tls(args)
     target = load(args.target)
     if not isinstance(target, (App, Mountable)):
         if args.static or args.redis:
@@ -203,7 +206,9 @@ async def _serve_asgi(app: Callable[..., Any], args: argparse.Namespace, context
         from hypercorn.config import Config
         from hypercorn.trio import serve as hypercorn_serve
     except ImportError:
-        raise TargetError("serving an ASGI application needs Hypercorn: pip install hypercorn") from None
+        raise TargetError(
+            "serving an ASGI application needs Hypercorn: pip install hypercorn"
+        ) from None
     config = Config()
     host = f"[{args.host}]" if ":" in args.host else args.host
     config.bind = [f"{host}:{args.port}"]
@@ -213,7 +218,7 @@ async def _serve_asgi(app: Callable[..., Any], args: argparse.Namespace, context
         config.keyfile_password = args.keyfile_password
     config.loglevel = args.log_level.upper()
     log.info("serving %s (ASGI, Hypercorn) on %s", args.target, config.bind[0])
-    await hypercorn_serve(app, config, shutdown_trigger=_until_signal)  # type: ignore[arg-type]
+    await hypercorn_serve(app, config, shutdown_trigger=_until_signal)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support import WorkersProcess
-
 from cluster_peers import (
     HERE,
     JS_DIR,
@@ -33,6 +31,7 @@ from cluster_peers import (
     require_binary,
     require_node_modules,
 )
+from support import WorkersProcess
 
 pytestmark = pytest.mark.redis
 

@@ -50,3 +50,6 @@ def ping_servers(text: str) -> int:
 @sio.on("ask-servers")
 async def ask_servers(socket: triosio.Socket) -> list[Any]:
     return list(await sio.server_side_emit_with_ack("ping-servers", "hi", timeout=5))
+
+
+HERE_IS_NOT_A_SERVER = 42

@@ -18,9 +18,9 @@ from typing import Any
 import h11
 import pytest
 import trio
+from support import WorkersProcess, require_node_modules, until
 
 import triosio
-from support import WorkersProcess, require_node_modules
 
 HERE = Path(__file__).resolve().parent
 
@@ -232,10 +232,9 @@ async def _broadcasts(
             text = f"from {sender} over {transport}"
             assert await client.emit_with_ack("shout", None, text, timeout=10) == pids[sender]
             for name in ("js0", "js1"):
-                await obs.wait(lambda n=name, t=text: [t, pids[sender]] in obs.received(n, "news"))
-            with trio.fail_after(10):
-                while any([text, pids[sender]] not in got.get(f"py{w}", []) for w in (0, 1)):
-                    await trio.sleep(0.01)
+                await obs.wait(lambda n=name, e=[text, pids[sender]]: e in obs.received(n, "news"))
+            expected = [text, pids[sender]]
+            await until(lambda e=expected: all(e in got.get(f"py{w}", []) for w in (0, 1)))
         # fetch_sockets and server-side emits reach the other worker too.
         assert await clients[0].emit_with_ack("count", room, timeout=10) == 4
         assert await clients[1].emit_with_ack("ask-servers", timeout=10) == [pids[0]]
@@ -329,13 +328,10 @@ async def _kill_one(proc: WorkersProcess) -> None:
             await trio.sleep(0.3)
             os.kill(victim, signal.SIGKILL)
             with trio.fail_after(30):
-                while proc.pids[0] == victim:
-                    proc.log()
-                    await trio.sleep(0.05)
+                await until(lambda: bool(proc.log()) and proc.pids[0] != victim, 30)
                 # The victim's clients reconnect (to either worker) and work.
                 for i in (0, 2, 4):
-                    while log.get(f"c{i}", []).count("connect") < 1:
-                        await trio.sleep(0.05)
+                    await until(lambda i=i: "connect" in log.get(f"c{i}", []), 30)
                     assert await clients[i].emit_with_ack("echo", i, timeout=10) == i
             await trio.sleep(0.3)
             nursery.cancel_scope.cancel()
@@ -370,26 +366,22 @@ async def test_sigterm_to_the_supervisor_drains_every_worker() -> None:
                 for transport in ("polling", "websocket"):
                     await nursery.start(client, worker, transport)
             proc.proc.send_signal(signal.SIGTERM)
-            with trio.fail_after(20):
-                while len(reasons) < 4:
-                    await trio.sleep(0.05)
-                while proc.proc.poll() is None:
-                    await trio.sleep(0.05)
+            await until(lambda: len(reasons) == 4, 20)
+            await until(lambda: proc.proc.poll() is not None, 20)
             nursery.cancel_scope.cancel()
         assert proc.proc.returncode == 0
         assert set(reasons.values()) == {"transport close"}, reasons
-        for pid in proc.pids.values():
-            assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+        assert all(_gone(pid) for pid in proc.pids.values())
     finally:
         proc.stop()
     log = proc.log()
     assert "did not stop in time" not in log and "Traceback" not in log, log
 
 
-def _zombie(pid: int) -> bool:
+def _gone(pid: int) -> bool:
+    # Exited (a zombie until the supervisor, itself gone, is reaped by init).
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].startswith("Z")
     except OSError:
         return True
-
-

@@ -298,7 +298,7 @@ async def serve_handoffs(
 
 async def _serve_app(
     the_app: App,
-    loops: list[Callable[[trio.Nursery], Awaitable[None]]],
+    loops: Sequence[Callable[[trio.Nursery], Awaitable[None]]],
     started: Callable[[], None],
 ) -> None:
     # The servers run in a scope shielded from our caller's cancellation, so that
@@ -323,7 +323,7 @@ _SHUTDOWN_GRACE = 5.0
 async def _run_shielded(
     scope: trio.CancelScope,
     app: App,
-    loops: list[Callable[[trio.Nursery], Awaitable[None]]],
+    loops: Sequence[Callable[[trio.Nursery], Awaitable[None]]],
     *,
     task_status: trio.TaskStatus[None],
 ) -> None:

@@ -135,7 +135,9 @@ class Acceptor:
         # gives the answer (408, 431, 400) a single process would give.
         await self._route(sock, data, came_from=None)
 
-    async def _route(self, sock: trio.socket.SocketType, data: bytes, came_from: int | None) -> None:
+    async def _route(
+        self, sock: trio.socket.SocketType, data: bytes, came_from: int | None
+    ) -> None:
         try:
             sid = head_sid(data) if head_end(data) >= 0 else None
             owner = worker_of(sid) if sid is not None else None
@@ -143,7 +145,11 @@ class Acceptor:
                 # A session of a worker: it holds it, or nobody does (that worker
                 # is down, or the id is made up) and the answer is ours to give.
                 channel = self._channels[owner] if owner < len(self._channels) else None
-                if channel is None or owner == came_from or not await self._hand(channel, sock, data):
+                if (
+                    channel is None
+                    or owner == came_from
+                    or not await self._hand(channel, sock, data)
+                ):
                     await self._answer(sock, "400 Bad Request", _UNKNOWN_SID, b"application/json")
                 return
             # A handshake (or a sid no worker made: any worker answers it), to
@@ -166,7 +172,7 @@ class Acceptor:
         self, channel: trio.socket.SocketType, sock: trio.socket.SocketType, data: bytes
     ) -> bool:
         try:
-            await fds.send(channel, sock, data)  # type: ignore[arg-type]
+            await fds.send(channel, sock, data)
         except (OSError, trio.ClosedResourceError):
             return False  # that worker is gone (the supervisor restarts it)
         self.routed += 1

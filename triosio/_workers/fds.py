@@ -29,7 +29,11 @@ def pair() -> tuple[socket.socket, socket.socket]:
     return a, b
 
 
-async def send(channel: trio.socket.SocketType, connection: socket.socket, data: bytes) -> None:
+async def send(
+    channel: trio.socket.SocketType,
+    connection: socket.socket | trio.socket.SocketType,
+    data: bytes,
+) -> None:
     """Send ``connection`` (and ``data``, read from it) over ``channel``.
 
     The caller still holds ``connection``'s descriptor and closes it (the

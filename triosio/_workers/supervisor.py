@@ -95,6 +95,10 @@ class Supervisor:
                         await self._stop_all()
                     nursery.cancel_scope.cancel()
 
+    def stopping(self) -> bool:
+        """Whether the workers are being stopped (none is restarted then)."""
+        return self._stopping
+
     async def _stop_all(self) -> None:
         self._stopping = True
         for process in self.processes.values():
@@ -119,7 +123,7 @@ class Supervisor:
             started = trio.current_time()
             returncode = await self._run_worker(index, task_status)
             task_status = trio.TASK_STATUS_IGNORED
-            if self._stopping:
+            if self.stopping():
                 break
             log.warning("worker %d exited (%s); restarting it", index, _describe(returncode))
             # A worker that dies at once (a broken app) is retried ever more slowly.

@@ -1,11 +1,12 @@
 """One worker process of ``triosio run --workers N``.
 
-Started by the supervisor (environment: ``TRIOSIO_WORKER`` is its index) as ``python -m triosio._workers.worker CONFIG``
-(JSON), with two inherited file descriptors: its end of the connection
-socket pair (:mod:`.fds`) and, unless ``--redis`` was given, its end of the
-local bus (:mod:`.bus`). It serves the connections the acceptor hands it until
-SIGTERM or SIGINT (then every session is closed, as ``serve`` does on
-cancellation) or until the supervisor is gone.
+Started by the supervisor as ``python -m triosio._workers.worker CONFIG``
+(JSON; ``TRIOSIO_WORKER`` in its environment is its index), with two
+inherited file descriptors: its end of the connection socket pair
+(:mod:`.fds`) and, unless ``--redis`` was given, its end of the local bus
+(:mod:`.bus`). It serves the connections the acceptor hands it until SIGTERM
+or SIGINT (then every session is closed, as ``serve`` does on cancellation)
+or until the supervisor is gone.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ async def run_worker(config: dict[str, Any]) -> None:
     limits = HTTPLimits(**config.get("limits", {}))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(serve_handoffs, app, handoff, limits=limits))  # type: ignore[arg-type]
+            await nursery.start(partial(serve_handoffs, app, handoff, limits=limits))
 
             async def stop_on_signal() -> None:
                 async for _ in signals:
