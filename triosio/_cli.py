@@ -209,15 +209,25 @@ async def _serve_asgi(app: Callable[..., Any], args: argparse.Namespace, context
         raise TargetError(
             "serving an ASGI application needs Hypercorn: pip install hypercorn"
         ) from None
+    import socket
+
+    # Bound here, so that the port (0: any free one) is known and logged.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)  # (Hypercorn listens again: harmless)
     config = Config()
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    config.bind = [f"{host}:{args.port}"]
+    config.bind = [f"fd://{sock.fileno()}"]
     if args.certfile:
         config.certfile = args.certfile
         config.keyfile = args.keyfile
         config.keyfile_password = args.keyfile_password
     config.loglevel = args.log_level.upper()
-    log.info("serving %s (ASGI, Hypercorn) on %s", args.target, config.bind[0])
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if args.certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving %s on %s://%s:%d (ASGI, Hypercorn)", args.target, scheme, shown, port)
     await hypercorn_serve(app, config, shutdown_trigger=_until_signal)
 
 

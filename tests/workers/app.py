@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import triosio
+import triosio.asgi
 
 sio = triosio.Server(ping_interval=5, ping_timeout=10)
 
@@ -53,3 +54,13 @@ async def ask_servers(socket: triosio.Socket) -> list[Any]:
 
 
 HERE_IS_NOT_A_SERVER = 42
+
+
+def make_app() -> triosio.App:
+    """A factory of an App (for ``triosio run app:make_app``)."""
+    return triosio.App(triosio.Server())
+
+
+def asgi_factory() -> triosio.asgi.ASGIApp:
+    """A factory of an ASGI application (served by Hypercorn)."""
+    return triosio.asgi.ASGIApp(triosio.Server())

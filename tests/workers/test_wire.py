@@ -188,22 +188,28 @@ def test_command_line_errors_are_one_clear_line(
     assert "must be at least 1" in capsys.readouterr().err
 
 
-def test_single_process_serves_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize(
+    ("target", "extra"),
+    [("app:sio", ()), ("app:make_app", ("--static", "static")), ("app:asgi_factory", ())],
+)
+def test_single_process_serves_and_stops_on_sigterm(target: str, extra: tuple[str, ...]) -> None:
     import signal
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "triosio", "run", "app:sio", "--port", "0"],
+        [sys.executable, "-m", "triosio", "run", target, "--port", "0", *extra],
         cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
-        assert "serving app:sio on http://127.0.0.1:" in line, line
-        port = int(line.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        assert f"serving {target}" in line, line
+        port = int(line.rsplit(":", 1)[1].split()[0])
+        handshake = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n"
+        _expect(port, handshake, b"HTTP/1.1 200", b'"sid":"')
+        if extra:
+            page = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+            _expect(port, page, b"HTTP/1.1 200", b"hello from --static")
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -214,3 +220,16 @@ def test_single_process_serves_and_stops_on_sigterm() -> None:
             proc.wait(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _expect(port: int, request: bytes, start: bytes, inside: bytes) -> None:
+    deadline = __import__("time").monotonic() + 10
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while inside not in data and __import__("time").monotonic() < deadline:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(start) and inside in data, data

@@ -54,14 +54,23 @@ class Acceptor:
     Args:
         workers: How many workers (their indexes are ``0 .. workers-1``).
         max_head_size: The largest request head read before routing.
-        head_timeout: Seconds a new connection has to send its first request head.
+        head_timeout: Seconds a request head may take once its first byte arrived.
+        idle_timeout: Seconds a new connection may wait before its first byte.
     """
 
-    def __init__(self, workers: int, *, max_head_size: int = 16384, head_timeout: float = 10.0):
+    def __init__(
+        self,
+        workers: int,
+        *,
+        max_head_size: int = 16384,
+        head_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+    ) -> None:
         self._channels: list[trio.socket.SocketType | None] = [None] * workers
         self._turn = itertools.count()
         self._max_head = max_head_size
         self._head_timeout = head_timeout
+        self._idle_timeout = idle_timeout
         #: Connections routed, and connections given back by a worker (counters).
         self.routed = 0
         self.returned = 0
@@ -118,16 +127,20 @@ class Acceptor:
                 nursery.start_soon(self._first_request, stream.socket)
 
     async def _first_request(self, sock: trio.socket.SocketType) -> None:
+        # The same limits as a single process's HTTP server: idle_timeout for
+        # the first byte (a browser's preconnection), then head_timeout.
         data = b""
-        with trio.move_on_after(self._head_timeout):
-            try:
-                while head_end(data) < 0 and len(data) <= self._max_head:
+        try:
+            with trio.move_on_after(self._idle_timeout):
+                data = await sock.recv(65536)
+            with trio.move_on_after(self._head_timeout):
+                while data and head_end(data) < 0 and len(data) <= self._max_head:
                     chunk = await sock.recv(65536)
                     if not chunk:
                         break
                     data += chunk
-            except OSError:
-                data = b""
+        except OSError:
+            data = b""
         if not data:
             sock.close()
             return

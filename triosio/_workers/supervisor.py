@@ -60,6 +60,7 @@ class Supervisor:
             workers,
             max_head_size=int(spec.limits.get("max_head_size", 16384)),
             head_timeout=float(spec.limits.get("head_timeout", 10.0)),
+            idle_timeout=float(spec.limits.get("idle_timeout", 60.0)),
         )
         self.hub = None if spec.redis else Hub()
         #: The running workers' processes, by index.
@@ -153,6 +154,10 @@ class Supervisor:
                 [sys.executable, "-m", "triosio._workers.worker", json.dumps(config)],
                 pass_fds=[s.fileno() for s in inherited],
                 env={**os.environ, "TRIOSIO_WORKER": str(index)},
+                # Not in the terminal's process group: Ctrl-C reaches the supervisor
+                # alone, which stops the workers (a worker that stopped on its own
+                # would be restarted). Orphaned, a worker stops too (see .worker).
+                start_new_session=True,
             )
         finally:
             for sock in inherited:
