@@ -1,7 +1,7 @@
 """``triosio run --workers 2``: sticky sessions, broadcasts across workers, supervision.
 
-Each test runs a real supervisor (``python -m triosio run app:sio``, the app in
-``tests/workers/app.py``) on a free loopback port and stops it by its PID.
+Each test runs a real supervisor (``python -m triosio run workers_app:sio``, the app
+in ``tests/workers/workers_app.py``) on a free loopback port, stopped by its PID.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _cluster_peers() -> Any:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[WorkersProcess]:
-    proc = WorkersProcess("app:sio", 2, cwd=HERE)
+    proc = WorkersProcess("workers_app:sio", 2, cwd=HERE)
     try:
         yield proc
     finally:
@@ -290,7 +290,7 @@ async def _reconnecting_client(
 
 
 async def test_a_worker_killed_under_load_is_restarted_and_no_other_client_notices() -> None:
-    proc = WorkersProcess("app:sio", 2, cwd=HERE)
+    proc = WorkersProcess("workers_app:sio", 2, cwd=HERE)
     try:
         with trio.fail_after(90):
             await _kill_one(proc)
@@ -344,7 +344,7 @@ async def _kill_one(proc: WorkersProcess) -> None:
 
 
 async def test_sigterm_to_the_supervisor_drains_every_worker() -> None:
-    proc = WorkersProcess("app:sio", 2, cwd=HERE)
+    proc = WorkersProcess("workers_app:sio", 2, cwd=HERE)
     reasons: dict[int, str] = {}
     try:
         async with trio.open_nursery() as nursery:

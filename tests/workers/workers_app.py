@@ -1,4 +1,4 @@
-"""The application the worker tests serve: ``triosio run app:sio --workers 2``."""
+"""The application the worker tests serve: ``triosio run workers_app:sio --workers 2``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ HERE_IS_NOT_A_SERVER = 42
 
 
 def make_app() -> triosio.App:
-    """A factory of an App (for ``triosio run app:make_app``)."""
+    """A factory of an App (for ``triosio run workers_app:make_app``)."""
     return triosio.App(triosio.Server())
 
 
