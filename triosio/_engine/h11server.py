@@ -358,7 +358,8 @@ class H11Connection:
                 if size > self.limits.max_head_size:
                     await self._error_and_close(431, "request head too large")
                     return None
-                self._event = event
+                if self.sticky is not None:
+                    self._event = event  # kept only where it may be given back
                 target = event.target.decode("latin-1")
                 path, _, query = target.partition("?")
                 headers = [(_name(k), _value(k, v)) for k, v in event.headers]
