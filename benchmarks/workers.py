@@ -38,7 +38,7 @@ README = HERE / "README.md"
 class Command:
     """``python -m triosio run`` on a free port; its pids; stopped by its PID."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, target: str = "triosio_workers:app") -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
@@ -46,7 +46,7 @@ class Command:
                 "-m",
                 "triosio",
                 "run",
-                "triosio_workers:app",
+                target,
                 "--port",
                 "0",
                 "--workers",
@@ -174,7 +174,19 @@ def measure(workers: int, quick: bool) -> dict[str, Any]:
         fanout = loadgen("fanout", cmd, "--clients", "500", "--n", "200" if quick else "1000")
     finally:
         cmd.stop()
-    return {"workers": workers, "echo": echo, "fanout": fanout, "handoff": handoff}
+    cmd = Command(workers, "triosio_workers:app_async")
+    try:
+        echo_async = loadgen("echo", cmd, "--clients", "50", "--duration", "3" if quick else "8",
+                             "--warmup", "1")  # fmt: skip
+    finally:
+        cmd.stop()
+    return {
+        "workers": workers,
+        "echo": echo,
+        "echo_async": echo_async,
+        "fanout": fanout,
+        "handoff": handoff,
+    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -183,6 +195,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         mine = [r for r in runs if r["workers"] == workers]
         echo_rate = [r["echo"]["rt_per_s"] for r in mine]
         echo_cpu = [r["echo"]["server_cpu_per_rt_us"] for r in mine]
+        async_rate = [r["echo_async"]["rt_per_s"] for r in mine]
+        async_cpu = [r["echo_async"]["server_cpu_per_rt_us"] for r in mine]
         fan_rate = [r["fanout"]["deliveries_per_s"] for r in mine]
         fan_cpu = [r["fanout"]["server_cpu_per_delivery_us"] for r in mine]
         conn_rate = [r["handoff"]["connections_per_s"] for r in mine]
@@ -191,6 +205,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         out[workers] = {
             "echo_rate": statistics.median(echo_rate),
             "echo_cpu_us": statistics.median(echo_cpu),
+            "async_rate": statistics.median(async_rate),
+            "async_cpu_us": statistics.median(async_cpu),
             "fanout_rate": statistics.median(fan_rate),
             "fanout_cpu_us": statistics.median(fan_cpu),
             "conn_rate": statistics.median(conn_rate),
@@ -209,10 +225,14 @@ def table(summary: dict[int, dict[str, Any]], rounds: int) -> str:
     rows = [
         "| | 1 worker | 2 workers | 2 / 1 |",
         "| --- | ---: | ---: | ---: |",
-        f"| echo round trips/s (50 clients) | {one['echo_rate']:,.0f} | {two['echo_rate']:,.0f}"
-        f" | {two['echo_rate'] / one['echo_rate']:.2f} |",
+        f"| echo (plain `def` handler) round trips/s, 50 clients | {one['echo_rate']:,.0f}"
+        f" | {two['echo_rate']:,.0f} | {two['echo_rate'] / one['echo_rate']:.2f} |",
         f"| server CPU per round trip, µs | {one['echo_cpu_us']:.1f} | {two['echo_cpu_us']:.1f}"
         f" | {two['echo_cpu_us'] / one['echo_cpu_us']:.2f} |",
+        f"| echo, `async def` handler, round trips/s | {one['async_rate']:,.0f}"
+        f" | {two['async_rate']:,.0f} | {two['async_rate'] / one['async_rate']:.2f} |",
+        f"| server CPU per round trip (`async def`), µs | {one['async_cpu_us']:.1f}"
+        f" | {two['async_cpu_us']:.1f} | {two['async_cpu_us'] / one['async_cpu_us']:.2f} |",
         f"| fan-out deliveries/s (500 clients) | {one['fanout_rate']:,.0f}"
         f" | {two['fanout_rate']:,.0f} | {two['fanout_rate'] / one['fanout_rate']:.2f} |",
         f"| server CPU per delivery, µs | {one['fanout_cpu_us']:.2f}"

@@ -37,6 +37,7 @@ from .wire import asked_worker, head_end, head_sid, worker_of
 log = logging.getLogger("triosio.workers")
 
 _UNKNOWN_SID = b'{"code":1,"message":"Session ID unknown"}'
+_HAND_TIMEOUT = 5.0
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -184,12 +185,17 @@ class Acceptor:
     async def _hand(
         self, channel: trio.socket.SocketType, sock: trio.socket.SocketType, data: bytes
     ) -> bool:
-        try:
-            await fds.send(channel, sock, data)
-        except (OSError, trio.ClosedResourceError):
-            return False  # that worker is gone (the supervisor restarts it)
-        self.routed += 1
-        return True
+        # A worker that does not take its connections for seconds (stuck, or
+        # too busy) counts as gone: a handshake goes to another worker.
+        with trio.move_on_after(_HAND_TIMEOUT):
+            try:
+                await fds.send(channel, sock, data)
+            except (OSError, trio.ClosedResourceError):
+                return False  # that worker is gone (the supervisor restarts it)
+            self.routed += 1
+            return True
+        log.warning("a worker took no connection for %.0f s", _HAND_TIMEOUT)
+        return False
 
     @staticmethod
     async def _answer(
