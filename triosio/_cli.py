@@ -197,8 +197,10 @@ async def _serve_one(app: App | Mountable, args: argparse.Namespace, context: An
 
 async def _supervise(spec: WorkerSpec, args: argparse.Namespace) -> None:
     listeners = await trio.open_tcp_listeners(args.port, host=args.host)
-    _announce(args, listeners, False)
-    await Supervisor(spec, args.workers).run(listeners)
+    async with trio.open_nursery() as nursery:
+        # Announced once every worker has started: the port then serves.
+        await nursery.start(Supervisor(spec, args.workers).run, listeners)
+        _announce(args, listeners, False)
 
 
 async def _serve_asgi(app: Callable[..., Any], args: argparse.Namespace, context: Any) -> None:
