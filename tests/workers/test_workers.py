@@ -269,11 +269,12 @@ async def _reconnecting_client(
     url: str,
     name: str,
     log: dict[str, list[str]],
+    transport: str,
     *,
     task_status: trio.TaskStatus[triosio.ClientSocket],
 ) -> None:
     async with triosio.connect(
-        url, transports=("websocket",), reconnection_delay=0.1, reconnection_delay_max=0.5
+        url, transports=(transport,), reconnection_delay=0.1, reconnection_delay_max=0.5
     ) as client:
 
         @client.on("connect")
@@ -304,35 +305,43 @@ async def _kill_one(proc: WorkersProcess) -> None:
         async with trio.open_nursery() as nursery:
             clients = {}
             for i in range(6):
+                # Victims 0, 2, 4 and survivors 1, 3, 5; 2 and 3 long-polling.
                 url = f"{proc.url}/?triosio-worker={i % 2}"
-                clients[i] = await nursery.start(_reconnecting_client, url, f"c{i}", log)
+                transport = "polling" if i in (2, 3) else "websocket"
+                clients[i] = await nursery.start(_reconnecting_client, url, f"c{i}", log, transport)
             pids = {i: await c.emit_with_ack("pid", timeout=10) for i, c in clients.items()}
             assert {pids[i] for i in (0, 2, 4)} == {victim}
             errors: list[BaseException] = []
+            done = dict.fromkeys(clients, 0)
 
             async def load(i: int) -> None:
-                # Survivors keep making round trips; none may fail or disconnect.
+                # Everyone makes round trips; a survivor's may never fail.
                 n = 0
                 while True:
                     n += 1
                     try:
-                        assert await clients[i].emit_with_ack("echo", n, timeout=10) == n
-                    except BaseException as exc:
-                        if not isinstance(exc, trio.Cancelled):
+                        assert await clients[i].emit_with_ack("echo", n, timeout=5) == n
+                        done[i] += 1
+                    except Exception as exc:
+                        if i % 2:
                             errors.append(exc)
-                        raise
+                            raise
+                        await trio.sleep(0.05)  # a victim, between worker and reconnection
 
-            for i in (1, 3, 5):
+            for i in clients:
                 nursery.start_soon(load, i)
             await trio.sleep(0.3)
             os.kill(victim, signal.SIGKILL)
+            before = dict(done)
             with trio.fail_after(30):
                 await until(lambda: bool(proc.log()) and proc.pids[0] != victim, 30)
                 # The victim's clients reconnect (to either worker) and work.
                 for i in (0, 2, 4):
                     await until(lambda i=i: "connect" in log.get(f"c{i}", []), 30)
-                    assert await clients[i].emit_with_ack("echo", i, timeout=10) == i
+                    mark = done[i]
+                    await until(lambda i=i, mark=mark: done[i] > mark + 10, 30)
             await trio.sleep(0.3)
+            assert all(done[i] > before[i] + 10 for i in (1, 3, 5)), (before, done)
             nursery.cancel_scope.cancel()
         assert not errors
         for i in (1, 3, 5):
