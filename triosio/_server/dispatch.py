@@ -107,7 +107,7 @@ class Client:
         """Decode one Engine.IO message and act on the packet it completes."""
         hooks = self.server.hooks
         if hooks is not None:
-            hooks.message_received(len(data))
+            hooks.message_received(data)
         try:
             packet = self.decoder.feed(data)
         except RemoteProtocolError as exc:

@@ -74,8 +74,8 @@ class Hooks:
 
     # ------------------------------------------------------------ incoming
 
-    def message_received(self, nbytes: int) -> None:
-        """An Engine.IO message of ``nbytes`` (characters of a text one) arrived."""
+    def message_received(self, data: str | bytes) -> None:
+        """An Engine.IO message arrived for the Socket.IO layer (before decoding)."""
 
     def event_received(self, socket: Socket, event: str, args: list[Any]) -> None:
         """An EVENT arrived for ``socket``, before any handler runs."""
@@ -153,9 +153,9 @@ class HookSet(Hooks):
         for hooks in self.hooks:
             hooks.socket_disconnected(socket, reason)
 
-    def message_received(self, nbytes: int) -> None:
+    def message_received(self, data: str | bytes) -> None:
         for hooks in self.hooks:
-            hooks.message_received(nbytes)
+            hooks.message_received(data)
 
     def event_received(self, socket: Socket, event: str, args: list[Any]) -> None:
         for hooks in self.hooks:
@@ -212,11 +212,6 @@ def combine(current: Hooks | None, new: Hooks) -> Hooks:
     if isinstance(current, HookSet):
         return HookSet((*current.hooks, new))
     return HookSet((current, new))
-
-
-def packets_size(packets: Sequence[OutPacket]) -> int:
-    """The bytes of ``packets`` as the Socket.IO layer counts them (their data)."""
-    return sum(len(p.data) for p in packets)
 
 
 async def wait_for_room(session: EngineSession, hooks: Hooks | None) -> None:
