@@ -1,6 +1,7 @@
 """What instrumentation costs: triosio's echo and fan-out, off and on.
 
-    python benchmarks/instrumentation.py [--base CHECKOUT] [--rounds 2] [--repeat 3]
+    python benchmarks/instrumentation.py [--base CHECKOUT] [--src CHECKOUT]
+                                         [--rounds 2] [--repeat 3]
 
 Runs ``run.py --servers triosio --scenarios echo fanout`` once per variant and
 round, the variants interleaved (base, off, metrics, tracing, admin, all; then
@@ -45,22 +46,27 @@ VARIANTS = {
 }
 
 
-def run_once(variant: str, base: str | None, repeat: int, quiet_wait: float) -> dict[str, Any]:
+def run_once(
+    variant: str, src: str | None, base: str | None, repeat: int, quiet_wait: float
+) -> dict[str, Any]:
     env = dict(os.environ, TRIOSIO_INSTRUMENT=VARIANTS[variant])
     env.pop("TRIOSIO_SRC", None)
     if variant == "base":
         assert base is not None
         env["TRIOSIO_SRC"] = base
+    elif src is not None:
+        env["TRIOSIO_SRC"] = src
     command = [
         sys.executable, str(BENCH / "run.py"), "--servers", "triosio",
         "--scenarios", "echo", "fanout", "--repeat", str(repeat),
         "--quiet-wait", str(quiet_wait), "--no-readme", "--no-check",
     ]  # fmt: skip
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    out = done.stdout + done.stderr  # run.py says where its results went on stderr
     found = re.search(r"raw results and logs: (\S+)", out)
     if found is None:
         raise RuntimeError(f"no results from run.py:\n{out}")
-    results = json.loads((Path(found.group(1)) / "results.json").read_text())
+    results = json.loads((BENCH.parent / found.group(1) / "results.json").read_text())
     echo, fanout = results["triosio"]["echo"], results["triosio"]["fanout"]
     return {
         "echo": echo["server_cpu_per_rt_us"],
@@ -117,6 +123,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--base", help="a checkout to compare with (TRIOSIO_SRC)")
+    parser.add_argument(
+        "--src", help="the checkout measured (default: this one); a copy keeps it fixed"
+    )
     parser.add_argument("--base-label", help="how to name it in the table (its revision)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
@@ -129,7 +138,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for n in range(args.rounds):
         for variant in variants:
-            result = run_once(variant, args.base, args.repeat, args.quiet_wait)
+            result = run_once(variant, args.src, args.base, args.repeat, args.quiet_wait)
             runs[variant].append(result)
             print(
                 f"round {n + 1} {variant}: echo {result['echo']:.1f} µs, "

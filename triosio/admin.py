@@ -462,7 +462,12 @@ class Admin(Hooks):
         socket.data["_admin"] = {"clientId": session.sid[:12], "transport": session.transport}
         if session.transport == "polling":
             self._polling[(socket.nsp.name, socket.id)] = (socket, "polling")
-        self._tell("socket_connected", serialize(socket), _now())
+        try:
+            serialized = serialize(socket)
+        except Exception:  # a hook must not stop the connect sequence
+            log.exception("admin: could not describe socket %s", socket.id)
+            return
+        self._tell("socket_connected", serialized, _now())
 
     def socket_disconnected(self, socket: Socket, reason: DisconnectReason) -> None:
         if not self._development:
