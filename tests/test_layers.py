@@ -1,8 +1,9 @@
 """The layer rules and the owners of state, read off the source.
 
 Dependencies point down only: ``_proto`` <- ``_common`` <- ``_engine`` <-
-``_server`` / ``_client``; the Redis adapter sits beside the server and
-reaches it only through the adapter interface. Only the router touches its
+``_server`` / ``_client``; the cluster protocol (``_cluster``) and the Redis
+adapter (``redis``, ``_redis``) sit beside the server and reach it only
+through the adapter interface. Only the router touches its
 inbox and builds its commands; only ``lifecycle.advance`` changes a socket's
 state. Each rule is checked on every module, so a new module is covered the
 day it is added.
@@ -87,30 +88,61 @@ def test_common_is_below_the_layers(name: str) -> None:
     assert imports <= _in(imports, "triosio._common", "triosio._errors", "triosio._proto")
 
 
+SCALE_OUT = ("triosio._cluster", "triosio.redis", "triosio._redis")
+CLUSTER_LAYERS = ("_cluster", "redis", "_redis")
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) == "_engine"))
 def test_engine_knows_no_socketio(name: str) -> None:
-    forbidden = ("triosio._server", "triosio._client", "triosio.redis", "triosio._redis")
+    forbidden = ("triosio._server", "triosio._client", *SCALE_OUT)
     assert not _in(_triosio_imports(name), *forbidden)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) == "_server"))
 def test_server_never_imports_the_client_or_redis(name: str) -> None:
-    forbidden = ("triosio._client", "triosio.redis", "triosio._redis")
+    forbidden = ("triosio._client", *SCALE_OUT)
     assert not _in(_triosio_imports(name), *forbidden)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) == "_client"))
 def test_client_never_imports_the_server_or_redis(name: str) -> None:
-    forbidden = ("triosio._server", "triosio.redis", "triosio._redis")
+    forbidden = ("triosio._server", *SCALE_OUT)
     assert not _in(_triosio_imports(name), *forbidden)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) in ("redis", "_redis")))
-def test_redis_reaches_the_server_only_through_the_adapter_interface(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) in CLUSTER_LAYERS))
+def test_scale_out_reaches_the_server_only_through_the_adapter_interface(name: str) -> None:
     server = _in(_triosio_imports(name), "triosio._server")
     allowed = _in(server, "triosio._server.cluster", "triosio._server.remote")
     assert server == allowed
     assert not _in(_triosio_imports(name), "triosio._client")
+    for node in ast.walk(MODULES[name]):
+        if isinstance(node, ast.Attribute):
+            assert node.attr not in ("router", "registry"), f"{name}:{node.lineno}"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in MODULES if _layer(n) not in CLUSTER_LAYERS and n != "triosio")
+)
+def test_only_the_adapter_knows_its_redis_client(name: str) -> None:
+    imports = _imports(name, MODULES[name])
+    assert not {m.split(".")[0] for m in imports} & {"coredis", "anyio"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _layer(n) == "_cluster"))
+def test_the_cluster_protocol_knows_no_redis(name: str) -> None:
+    imports = _imports(name, MODULES[name])
+    assert not {m.split(".")[0] for m in imports} & {"coredis", "anyio"}
+    assert not _in(_triosio_imports(name), "triosio.redis", "triosio._redis")
+
+
+@pytest.mark.parametrize("name", ["values", "channels", "messages"])
+def test_the_cluster_message_format_is_sans_io(name: str) -> None:
+    imports = _imports(f"triosio._cluster.{name}", MODULES[f"triosio._cluster.{name}"])
+    assert not {m.split(".")[0] for m in imports} & {"trio"}
+    assert not _in(
+        _triosio_imports(f"triosio._cluster.{name}"), "triosio._server", "triosio._common"
+    )
 
 
 ROUTER_OWN = {"triosio._server.router", "triosio._server._commands"}
@@ -144,7 +176,8 @@ def test_only_the_lifecycle_changes_a_sockets_state(name: str) -> None:
 
 def test_the_rules_see_every_layer() -> None:
     layers = {_layer(n) for n in MODULES}
-    assert {"_proto", "_common", "_engine", "_server", "_client", "_redis", "redis"} <= layers
+    assert {"_proto", "_common", "_engine", "_server", "_client", "_cluster", "_redis"} <= layers
+    assert "redis" in layers
     # The rules above would pass vacuously if the import reader were broken.
     assert "triosio._server.router" in _triosio_imports("triosio._server.socket") or (
         "triosio._server.lifecycle" in _triosio_imports("triosio._server.socket")

@@ -9,9 +9,9 @@ from __future__ import annotations
 # client
 from ._client.connect import connect as connect
 from ._client.manager import Manager as Manager
-from ._client.socket import BufferFull as BufferFull
+from ._client.outbox import BufferFull as BufferFull
+from ._client.outbox import EmitFlags as EmitFlags
 from ._client.socket import ClientSocket as ClientSocket
-from ._client.socket import EmitFlags as EmitFlags
 from ._client.stream import Event as Event
 from ._client.stream import EventStream as EventStream
 from ._client.stream import EventStreamOverflow as EventStreamOverflow
@@ -22,7 +22,7 @@ from ._engine.app import StaticFiles as StaticFiles
 from ._engine.app import serve as serve
 from ._engine.exchange import Request as Request
 from ._engine.h11server import HTTPLimits as HTTPLimits
-from ._engine.server import CookieOptions as CookieOptions
+from ._engine.options import CookieOptions as CookieOptions
 from ._engine.server import EngineServer as EngineServer
 from ._engine.session import EngineApp as EngineApp
 from ._engine.session import EngineSession as EngineSession

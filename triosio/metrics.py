@@ -160,7 +160,7 @@ class Metrics(Hooks):
     def volatile_dropped(self, nsp: str) -> None:
         self._of(nsp).dropped += 1
 
-    def waiting_for_room(self, delta: int) -> None:
+    def waiting_for_space(self, delta: int) -> None:
         self._waiting += delta
 
     def ack_started(self, nsp: str, event: str, socket: Socket | None) -> Any:
@@ -247,7 +247,7 @@ class Metrics(Hooks):
         )
         yield GaugeMetricFamily(
             f"{p}_writers_waiting",
-            "Tasks waiting for room in a client's full outbound queue.",
+            "Tasks waiting for space in a client's full outbound queue.",
             value=self._waiting,
         )
         yield GaugeMetricFamily(

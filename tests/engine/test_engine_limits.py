@@ -16,7 +16,7 @@ from eio_peers import (
 )
 
 from triosio import DisconnectReason, EngineServer, HTTPLimits
-from triosio._engine.server import EngineOptions
+from triosio._engine.options import EngineOptions
 
 LIMIT = 1000
 

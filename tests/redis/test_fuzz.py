@@ -24,7 +24,8 @@ import trio
 from cluster_peers import RedisProcess, eventually, require_binary
 
 import triosio
-from triosio._redis import wire
+from triosio._cluster import messages as wire
+from triosio._cluster.channels import Channels
 from triosio.redis import RedisAdapter
 
 pytestmark = pytest.mark.redis
@@ -197,7 +198,7 @@ async def test_malformed_messages_on_every_channel_never_crash(
         uid_a = a.adapter.uids["/"]
         channels: list[bytes] = []
         for nsp in ("/", "/chat"):
-            ch = wire.Channels.make("socket.io", nsp, uid_a)
+            ch = Channels.make("socket.io", nsp, uid_a)
             channels += [
                 ch.broadcast,
                 ch.broadcast + b"fuzzroom#",

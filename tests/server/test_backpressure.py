@@ -58,7 +58,7 @@ async def test_a_stuck_client_is_disconnected_others_are_not_delayed(
             assert len(await sio.fetch_sockets()) == 20
 
 
-async def test_direct_emits_wait_for_room(autojump_clock: Any) -> None:
+async def test_direct_emits_wait_for_space(autojump_clock: Any) -> None:
     net = MemoryNetwork(window=16_384)
     sio = triosio.Server(max_buffered_bytes=64_000)
     sockets: list[triosio.Socket] = []
@@ -90,7 +90,7 @@ async def test_direct_emits_wait_for_room(autojump_clock: Any) -> None:
     assert got == list(range(100))
 
 
-async def test_acks_wait_for_room_too(autojump_clock: Any) -> None:
+async def test_acks_wait_for_space_too(autojump_clock: Any) -> None:
     # A client that asks for acks and never reads them ends up not being read:
     # its own events wait, instead of the server queueing acks without bound.
     net = MemoryNetwork(window=16_384)

@@ -142,7 +142,7 @@ async def test_counts_match_a_scripted_scenario(
     assert value(samples, "socketio_received_bytes_total") > 0
 
 
-async def test_writers_waiting_for_room(autojump_clock: Any, metrics_module: Any) -> None:
+async def test_writers_waiting_for_space(autojump_clock: Any, metrics_module: Any) -> None:
     net = MemoryNetwork(window=16_384)
     sio = triosio.Server(max_buffered_bytes=64_000)
     metrics = metrics_module.instrument(sio)

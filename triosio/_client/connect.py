@@ -7,7 +7,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
-from .._engine.client import Connector
+from .._engine.eio_client import Connector
 from .._proto.sio import Parser
 from .manager import Manager, parse_url
 from .socket import Auth, ClientSocket

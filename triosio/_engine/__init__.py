@@ -1,4 +1,7 @@
-"""Layer 1: Engine.IO v4 on Trio (HTTP server, polling, WebSocket, sessions).
+"""Layer 1: Engine.IO v4 on Trio, server and client.
 
-Knows nothing of Socket.IO: it reports upward through :class:`EngineApp`.
+The server: HTTP (``h11server.py``, or ASGI through ``asgi_transport.py``),
+polling and WebSocket transports, sessions. The client: ``eio_client*.py``.
+Knows nothing of Socket.IO: the server reports upward through
+:class:`EngineApp`, the client through the callbacks of :class:`EngineClient`.
 """

@@ -1,7 +1,7 @@
 """What the Engine.IO server needs from an HTTP front end, as two small interfaces.
 
 The built-in server (h11 on Trio streams, :mod:`.h11server`) and the
-ASGI adapter (:mod:`triosio.asgi`) both implement :class:`Exchange` (one HTTP
+ASGI front end (:mod:`.asgi_transport`) both implement :class:`Exchange` (one HTTP
 request and its response) and :class:`WebSocket` (an accepted WebSocket), so
 the Engine.IO server and its sessions run unchanged over either.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from .packet import OutPacket
@@ -113,41 +114,81 @@ class WebSocketClosed(Exception):
         self.reason = reason
 
 
+class _Flag(Protocol):
+    # A subclass's "nothing queued" event: a trio.Event or a LazyEvent.
+    def set(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
 class WebSocket(abc.ABC):
     """An accepted WebSocket, as an Engine.IO session uses it.
 
     Writes never wait: :meth:`write_nowait` writes through when it can and queues
     otherwise. When bytes get queued (or the socket breaks) and no writer runs,
-    the WebSocket calls :attr:`on_backlog`; the session then starts
-    :meth:`run_writer` as a task in its nursery, which drains the queue and
-    ends. An idle connection has no writer task. :attr:`backlog` is what is
-    queued, for the session's limits.
+    the WebSocket calls :attr:`start_writer`, which starts :meth:`run_writer`
+    as a task in the session's nursery; that task drains the queue and ends.
+    An idle connection has no writer task. :attr:`backlog` is what is queued,
+    for the session's limits.
     """
 
-    __slots__ = ("_writer_running", "on_backlog")
+    __slots__ = ("_writer_running", "start_writer")
 
     #: Called when a writer task is needed (see :meth:`set_writer_starter`).
     #: Returns whether it started one. Subclasses set it to None in __init__.
-    on_backlog: Callable[[], bool] | None
+    start_writer: Callable[[], bool] | None
     #: Whether a writer task runs (or was asked for). Subclasses set it in __init__.
     _writer_running: bool
 
     def set_writer_starter(self, start: Callable[[], bool]) -> None:
         """Give the WebSocket the way to start a writer task (the session's)."""
-        self.on_backlog = start
+        self.start_writer = start
         if self.backlog or self.broken:
             self._need_writer()  # bytes queued before the session took over
 
     def _need_writer(self) -> None:
-        if not self._writer_running and self.on_backlog is not None:
+        if not self._writer_running and self.start_writer is not None:
             self._writer_running = True  # one writer at a time, from now on
-            if not self.on_backlog():
+            if not self.start_writer():
                 self._writer_running = False  # no session to run it: close() flushes
 
     #: Bytes (or messages) queued and not yet handed to the transport.
     backlog: int = 0
     #: Set when a write failed: the connection is unusable.
     broken: bool = False
+    # Subclasses set these in __init__: the queued writes, whether the
+    # connection is closed, and an event that is set while nothing is queued.
+    _queue: Sized
+    _closed: bool
+    _drained: _Flag
+
+    async def run_writer(self) -> None:
+        """Drain the queued writes, then return (a task started on demand)."""
+        self._writer_running = True
+        try:
+            while self._queue and not self._closed and not self.broken:
+                await self._write_some()
+            if not self._queue or self.broken:
+                self._drained.set()
+        finally:
+            self._writer_running = False
+
+    async def wait_drained(self) -> None:
+        """Return once the queue is empty (or the socket is broken)."""
+        await self._drained.wait()
+
+    async def _flush(self) -> None:
+        # For close(): the writer task, if one runs, empties the queue;
+        # otherwise the closing task writes what is left itself.
+        if self._writer_running:
+            await self.wait_drained()
+        else:
+            while self._queue and not self.broken:
+                await self._write_some()
+
+    @abc.abstractmethod
+    async def _write_some(self) -> None:
+        """Hand the transport what it takes of the queue in one go."""
 
     @abc.abstractmethod
     async def receive(self, max_size: int) -> str | bytes:
@@ -161,14 +202,6 @@ class WebSocket(abc.ABC):
     @abc.abstractmethod
     def write_nowait(self, packets: Sequence[OutPacket]) -> None:
         """Write (or queue) the packets, in order, without waiting."""
-
-    @abc.abstractmethod
-    async def run_writer(self) -> None:
-        """Drain the queued writes, then return (a task started on demand)."""
-
-    @abc.abstractmethod
-    async def wait_drained(self) -> None:
-        """Return once the queue is empty (or the socket is broken)."""
 
     @abc.abstractmethod
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -42,7 +42,7 @@ class HeartbeatTimers:
 
     ``run`` must be running for anything to fire (the engine server runs it in
     its sessions' nursery). An owner that closes cancels its entry: the heap
-    then holds a three-slot list until the time passes, not the session.
+    then holds a small list until the time passes, not the session.
     """
 
     __slots__ = ("_heap", "_order", "_scope")

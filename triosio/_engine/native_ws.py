@@ -10,8 +10,10 @@ On a plain TCP stream the bytes are written with a direct non-blocking
 only when the kernel buffer is full, or bytes are already queued, do they wait
 in a queue that the writer task drains when the socket becomes writable. That
 keeps order (nothing is written around the queue) and never blocks the caller.
-On other streams (TLS, in-memory) every write goes through the writer task,
-the only task that calls ``send_all`` (a TLS stream allows one at a time).
+The in-memory streams of :mod:`triosio.testing` are written through the same
+way (their ``send_some_nowait`` is the twin of a non-blocking write). On other
+streams (TLS) every write goes through the writer task, the only task that
+calls ``send_all`` (a TLS stream allows one at a time).
 
 Closing is a lingering close: after our close frame we keep reading (briefly)
 until the peer answers with its own, so the socket is never closed with unread
@@ -84,11 +86,11 @@ class NativeWebSocket(WebSocket):
         self._queue: list[bytes] = []
         self.backlog = 0
         self.broken = False
-        self._drained = LazyEvent(True)
+        self._drained: LazyEvent = LazyEvent(True)
         self._closed = False
         self._close_sent = False
         self._writer_running = False
-        self.on_backlog: Callable[[], bool] | None = None
+        self.start_writer: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------- reading
 
@@ -183,18 +185,8 @@ class NativeWebSocket(WebSocket):
             self._drained.clear()
         self._need_writer()
 
-    async def run_writer(self) -> None:
-        """Drain the queue, then return; started by the session when bytes queue up."""
-        self._writer_running = True
-        try:
-            while self._queue and not self._closed and not self.broken:
-                await self._flush_some()
-            if not self._queue or self.broken:
-                self._drained.set()
-        finally:
-            self._writer_running = False
-
-    async def _flush_some(self) -> None:
+    async def _write_some(self) -> None:
+        """Write what the stream takes of the queue (waiting until it takes some)."""
         # Bytes leave the queue only when they are being written: a writer task
         # cancelled while it waits (the session closing) loses nothing, and the
         # goodbye flush in close() sends them.
@@ -244,10 +236,6 @@ class NativeWebSocket(WebSocket):
         queue.clear()
         return data
 
-    async def wait_drained(self) -> None:
-        """Return once nothing is queued."""
-        await self._drained.wait()
-
     # ------------------------------------------------------------- closing
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -266,11 +254,7 @@ class NativeWebSocket(WebSocket):
                 if not self._close_sent:
                     self._close_sent = True
                     self._write_raw(close_frame(code, reason))
-                if self._writer_running:
-                    await self.wait_drained()
-                else:
-                    while self._queue and not self.broken:
-                        await self._flush_some()
+                await self._flush()
                 if not answered and not self.broken:
                     await self._linger()
         finally:

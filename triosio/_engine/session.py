@@ -1,4 +1,4 @@
-"""One Engine.IO session: its nursery, transports, heartbeat and upgrade.
+"""One Engine.IO session: its nursery, sending, closing and incoming packets.
 
 Spec: https://socket.io/docs/v4/engine-io-protocol/ ("Heartbeat", "Upgrade",
 "HTTP long-polling", "WebSocket").
@@ -19,13 +19,19 @@ reports the reason to the application, once, and closes the transport.
 
 An exception escaping the application's callbacks is logged and closes that one
 session (reason "forced close"); it never reaches the server's nursery.
+
+:class:`EngineSession` is assembled from parts, one module each: the heartbeat
+(``session_heartbeat.py``), polling (``session_polling.py``) and the upgrade
+to WebSocket (``session_upgrade.py``); their shared fields are declared in
+``session_state.py``. What is here is the rest, and the hot paths: sending
+(:meth:`EngineSession.send_nowait`) and the WebSocket reader.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import trio
 
@@ -34,11 +40,12 @@ from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
 from .exchange import Request, WebSocket, WebSocketClosed
-from .heartbeats import HeartbeatTimers, TimerEntry
+from .heartbeats import HeartbeatTimers
+from .options import EngineOptions
 from .packet import OutPacket
-
-if TYPE_CHECKING:
-    from .server import EngineOptions
+from .session_heartbeat import SessionHeartbeat
+from .session_polling import SessionPolling
+from .session_upgrade import SessionUpgrade
 
 log = logging.getLogger("triosio.engine")
 
@@ -65,17 +72,7 @@ class EngineApp(Protocol):
         ...
 
 
-class PollOverlap(Exception):
-    """A second GET (or POST) while one is still pending: the session is closed."""
-
-
-# What ends the long-poll that is pending when the session closes: the client
-# asked (its CLOSE packet) → NOOP, as the reference server; otherwise → CLOSE.
-def _poll_terminator(reason: DisconnectReason) -> OutPacket:
-    return P.NOOP if reason is DisconnectReason.TRANSPORT_CLOSE else P.CLOSE
-
-
-class EngineSession:
+class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
     """One client's Engine.IO session.
 
     Created by the engine server at the handshake; applications get it in
@@ -87,36 +84,7 @@ class EngineSession:
         transport: ``"polling"`` or ``"websocket"``; changes once on upgrade.
     """
 
-    __slots__ = (
-        "_app",
-        "_batch",
-        "_close_event",
-        "_finished",
-        "_getting",
-        "_held",
-        "_inbound",
-        "_inbound_idle",
-        "_nursery",
-        "_nursery_open",
-        "_options",
-        "_ping_held",
-        "_poll_wake",
-        "_pong_deadline",
-        "_posting",
-        "_probing",
-        "_queue",
-        "_queued_bytes",
-        "_reason",
-        "_room",
-        "_timer",
-        "_timers",
-        "_upgrading",
-        "_ws",
-        "app_state",
-        "request",
-        "sid",
-        "transport",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
@@ -125,45 +93,38 @@ class EngineSession:
         transport: str,
         options: EngineOptions,
         app: EngineApp,
-        batch: WriteBatch | None = None,
-        timers: HeartbeatTimers | None = None,
+        batch: WriteBatch,
+        timers: HeartbeatTimers,
     ) -> None:
         self.sid = sid
-        self._batch = batch or WriteBatch()
-        # None: the session runs a timer task of its own (no server around it).
+        self._batch = batch
         self._timers = timers
-        self._timer: TimerEntry | None = None
-        self._held: list[OutPacket] = []
+        self._timer = None
+        self._held = []
         self.request = request
         self.transport = transport
         self._options = options
         self._app = app
         # A list, not a deque: an empty deque costs 624 bytes per connection.
-        self._queue: list[OutPacket] = []
+        self._queue = []
         self._queued_bytes = 0
         self._poll_wake = LazyEvent()
-        self._room = LazyEvent(True)
-        self._ws: WebSocket | None = None
+        self._space = LazyEvent(True)
+        self._ws = None
         self._probing = False
         self._upgrading = False
         self._getting = False
         self._posting = False
-        # When the pending PING's pong is due (None: no PING pending). The one
-        # truth about the deadline, so that whatever reaches the session first
-        # at that instant — the timer task, a request, a packet — sees it.
-        self._pong_deadline: float | None = None
-        # A PING fell due during an upgrade's switch: it goes out after it.
+        self._pong_deadline = None
         self._ping_held = False
-        self._reason: DisconnectReason | None = None
+        self._reason = None
         self._close_event = LazyEvent()
         self._finished = LazyEvent()
-        self._nursery: trio.Nursery | None = None
+        self._nursery = None
         self._nursery_open = True
-        # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
-        self._inbound: set[trio.CancelScope] = set()
+        self._inbound = set()
         self._inbound_idle = LazyEvent(True)
-        #: Whatever the application layer keeps for this session.
-        self.app_state: Any = None
+        self.app_state = None
 
     # ------------------------------------------------------------ properties
 
@@ -213,7 +174,7 @@ class EngineSession:
         When the client's bounded outbound queue is full, a ``volatile`` send is
         dropped and any other send closes the session with reason
         :attr:`DisconnectReason.SLOW_CLIENT` — one slow client never holds up the
-        caller. ``force`` skips the limits (for sends that already waited for room).
+        caller. ``force`` skips the limits (for sends that already waited for space).
 
         Returns:
             Whether the packets were accepted.
@@ -244,8 +205,8 @@ class EngineSession:
         for p in packets:
             queue.append(p)
             self._queued_bytes += p.size
-        if self._room.is_set() and self._over_limit():
-            self._room.clear()
+        if self._space.is_set() and self._over_limit():
+            self._space.clear()
         self._poll_wake.set()
         return True
 
@@ -262,8 +223,8 @@ class EngineSession:
             or self._queued_bytes > self._options.max_buffered_bytes
         )
 
-    def has_room(self) -> bool:
-        """Whether :meth:`wait_for_room` would return at once."""
+    def has_space(self) -> bool:
+        """Whether :meth:`wait_for_space` would return at once."""
         if self._reason is not None:
             return True
         ws = self._ws
@@ -271,26 +232,26 @@ class EngineSession:
             return ws.backlog <= self._options.max_buffered_bytes
         return not self._over_limit()
 
-    async def wait_for_room(self) -> None:
+    async def wait_for_space(self) -> None:
         """Wait until this client's outbound queue is below its limits.
 
-        Not a schedule point when there is room already (the hot path of every
+        Not a schedule point when there is space already (the hot path of every
         emit): callers that loop must yield by other means.
         """
-        while not self.has_room():
+        while not self.has_space():
             ws = self._ws
             if ws is not None:
                 await ws.wait_drained()
             else:
-                await self._room.wait()
+                await self._space.wait()
 
     async def send(self, data: str | bytes) -> None:
-        """Send one MESSAGE, waiting for room in the client's queue if it is full.
+        """Send one MESSAGE, waiting for space in the client's queue if it is full.
 
         Raises:
             trio.ClosedResourceError: the session is closed.
         """
-        await self.wait_for_room()
+        await self.wait_for_space()
         if not self.send_nowait([P.message(data)], force=True):
             raise trio.ClosedResourceError("the Engine.IO session is closed")
 
@@ -308,7 +269,7 @@ class EngineSession:
         self._reason = reason
         self._close_event.set()
         self._poll_wake.set()
-        self._room.set()
+        self._space.set()
         HeartbeatTimers.cancel(self._timer)
         self._timer = None
         if self._nursery is not None:
@@ -335,10 +296,6 @@ class EngineSession:
                 if self._reason is not None:
                     nursery.cancel_scope.cancel()
                 opened = trio.current_time()
-                timers = self._timers
-                if timers is None:
-                    timers = self._timers = HeartbeatTimers()
-                    nursery.start_soon(timers.run)
                 if websocket is not None:
                     self._switch_to(websocket)
                     nursery.start_soon(self._read_websocket, websocket)
@@ -381,72 +338,6 @@ class EngineSession:
             finally:
                 self._finished.set()
 
-    # ------------------------------------------------------------ heartbeat
-
-    def on_timer(self, now: float) -> None:
-        """A PING or the pending PONG fell due (called by the timer task)."""
-        self._timer = None
-        if self._reason is not None:
-            return
-        deadline = self._pong_deadline
-        if self._upgrading:
-            # Paused while a probe is switching: the switch's end picks it up.
-            self._ping_held = deadline is None
-        elif deadline is None:
-            self._ping(now)
-        elif now >= deadline:
-            self.close_nowait(DisconnectReason.PING_TIMEOUT)
-        else:  # an upgrade moved the deadline
-            self._timer = self._timers_at(deadline)
-
-    def _timers_at(self, when: float, *, ping: bool = False) -> TimerEntry:
-        timers = self._timers
-        assert timers is not None  # set before the first timer, by run()
-        if ping:  # may go a little early, with other sessions' pings
-            return timers.at(when, self, min(_PING_SLACK, self._options.ping_interval / 100))
-        return timers.at(when, self)
-
-    def _ping(self, now: float) -> None:
-        self.send_nowait([P.PING], force=True)
-        deadline = self._pong_deadline = now + self._options.ping_timeout
-        self._timer = self._timers_at(deadline)
-
-    def _on_pong(self) -> None:
-        if self._pong_deadline is None:
-            return  # a stray pong starts nothing
-        self._pong_deadline = None
-        HeartbeatTimers.cancel(self._timer)
-        self._timer = self._timers_at(trio.current_time() + self._options.ping_interval, ping=True)
-
-    def _heartbeat_after_switch(self) -> None:
-        # The upgrade's switch ended (either way): a PING held back goes out
-        # now; a PONG deadline that passed meanwhile was moved by the probe.
-        if self._reason is not None:
-            return
-        if self._ping_held:
-            self._ping_held = False
-            self._ping(trio.current_time())
-        elif self._pong_deadline is not None and self._timer is None:
-            self._timer = self._timers_at(self._pong_deadline)
-
-    def overdue(self) -> bool:
-        """Close the session if its pong is overdue; return whether it is closed.
-
-        The timer task closes the session at the deadline, but a request or a
-        packet that becomes ready at the same instant may be run first: the
-        engine calls this before serving anything, so that nothing is served
-        past the deadline, whatever the order the scheduler picks.
-        """
-        deadline = self._pong_deadline
-        if (
-            deadline is not None
-            and self._reason is None
-            and not self._upgrading
-            and trio.current_time() >= deadline
-        ):
-            self.close_nowait(DisconnectReason.PING_TIMEOUT)
-        return self._reason is not None
-
     # ------------------------------------------------------------ incoming
 
     async def _on_packet(self, packet: EioPacket) -> None:
@@ -475,83 +366,6 @@ class EngineSession:
         log.exception("error in on_message of session %s", self.sid)
         self.close_nowait(DisconnectReason.FORCED_CLOSE)
 
-    async def receive_packets(self, packets: Sequence[EioPacket]) -> None:
-        """Handle packets that came in a polling POST body, in order.
-
-        Runs in the caller's task (the HTTP connection's), under a cancel scope
-        that closing the session cancels; packets after a close are dropped.
-        """
-        if not packets or self._reason is not None:
-            return
-        scope = trio.CancelScope()
-        if not self._inbound:
-            self._inbound_idle.clear()
-        self._inbound.add(scope)
-        try:
-            with scope:
-                for packet in packets:
-                    if self.closed:  # a previous packet closed the session
-                        break
-                    await self._on_packet(packet)
-        finally:
-            self._inbound.discard(scope)
-            if not self._inbound:
-                self._inbound_idle.set()
-
-    def begin_post(self) -> None:
-        """A POST starts. Raises PollOverlap (and closes) if one is pending."""
-        if self._posting:
-            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
-            raise PollOverlap("overlapping POST requests")
-        self._posting = True
-
-    def end_post(self) -> None:
-        """The POST is done."""
-        self._posting = False
-
-    # ------------------------------------------------------------ polling
-
-    async def poll(self) -> list[OutPacket]:
-        """Wait for packets for a long-polling GET and take them all.
-
-        Returns ``[NOOP]`` while an upgrade is in progress (to release the client
-        so it can pause polling). Once the session is closed it returns what was
-        still queued followed by ``CLOSE`` (``NOOP`` when the client itself sent
-        CLOSE, as the reference server does).
-
-        Raises:
-            PollOverlap: a GET was already pending; the session is now closed.
-                Raised before the first checkpoint.
-        """
-        if self._getting:
-            self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
-            raise PollOverlap("overlapping GET requests")
-        self._getting = True
-        try:
-            while True:
-                reason = self._reason
-                if reason is not None:
-                    return [*self._take_queue(), _poll_terminator(reason)]
-                if self._queue:
-                    return self._take_queue()
-                if self._upgrading or self._ws is not None:
-                    return [P.NOOP]
-                self._poll_wake.clear()
-                await self._poll_wake.wait()
-        finally:
-            self._getting = False
-
-    def _take_queue(self) -> list[OutPacket]:
-        packets = self._queue
-        self._queue = []
-        self._queued_bytes = 0
-        self._room.set()
-        return packets
-
-    def take_queued(self) -> list[OutPacket]:
-        """Take what is queued now, without waiting (for the handshake response)."""
-        return self._take_queue()
-
     # ------------------------------------------------------------ websocket
 
     def _writer_for(self, ws: WebSocket) -> None:
@@ -569,7 +383,7 @@ class EngineSession:
         self._ws = ws
         self.transport = "websocket"
         if self._queue:
-            ws.write_nowait(self._take_queue())
+            ws.write_nowait(self.take_queued())
         self._poll_wake.set()
 
     async def _write_websocket(self, ws: WebSocket) -> None:
@@ -598,74 +412,6 @@ class EngineSession:
             log.info("session %s: invalid packet: %s", self.sid, exc)
             self.close_nowait(DisconnectReason.PARSE_ERROR)
 
-    def can_upgrade(self) -> bool:
-        """Whether a WebSocket may start probing this session now."""
-        return (
-            self._reason is None
-            and self._ws is None
-            and not self._probing
-            and self._nursery is not None
-        )
-
-    def start_upgrade(self, ws: WebSocket) -> None:
-        """Probe ``ws`` and, if the client completes the upgrade, switch to it."""
-        self._probing = True
-        self.nursery.start_soon(self._probe, ws)
-
-    async def _probe(self, ws: WebSocket) -> None:
-        # The probe: "2probe" → "3probe" (again for each repeated probe), then
-        # "5". Anything else, a timeout or a closed socket fails the upgrade: the
-        # probe WebSocket is closed and the session stays on polling, as with
-        # the reference server. Packets are never taken from a WebSocket before
-        # the switch, so nothing can overtake what is still in flight on polling.
-        limit = self._options.max_http_buffer_size
-        ok = False
-        switched = False
-        try:
-            self._writer_for(ws)
-            try:
-                with trio.move_on_after(self._options.upgrade_timeout):
-                    while True:
-                        packet = decode_ws(await ws.receive(limit))
-                        if packet.type is EioType.PING and packet.data == "probe":
-                            ws.write_nowait([P.PROBE_PONG])
-                            if not self._upgrading:
-                                self._upgrading = True
-                                self._poll_wake.set()  # release a pending GET with NOOP
-                            continue
-                        ok = self._upgrading and packet.type is EioType.UPGRADE
-                        if not ok:
-                            log.info(
-                                "session %s: upgrade failed: %s packet during the probe",
-                                self.sid,
-                                packet.type.name,
-                            )
-                        break
-            except (WebSocketClosed, RemoteProtocolError) as exc:
-                log.debug("session %s: upgrade failed: %s", self.sid, exc)
-            finally:
-                if self._upgrading and self._pong_deadline is not None:
-                    # A pong that fell due during the switch gets a fresh timeout.
-                    now = trio.current_time()
-                    if now >= self._pong_deadline:
-                        self._pong_deadline = now + self._options.ping_timeout
-                self._upgrading = False
-                self._probing = False
-                if not (ok and self._reason is None):
-                    self._heartbeat_after_switch()
-            if ok and self._reason is None:
-                self._switch_to(ws)
-                switched = True
-                self._heartbeat_after_switch()  # a held PING goes over the new transport
-                await self._read_websocket(ws)
-        finally:
-            if not switched:
-                # Also when cancelled (the session closed during the probe).
-                await ws.close(1000 if ok else 1002)
-
-
-#: How early a PING may go out to share the timer task's wake-up with others.
-_PING_SLACK = 0.005
 
 _SAY_CLOSE = frozenset(
     {
@@ -685,6 +431,5 @@ def _reason_for_close_code(code: int) -> DisconnectReason:
         return DisconnectReason.PAYLOAD_TOO_LARGE
     if code in (1002, 1003, 1007):
         return DisconnectReason.PARSE_ERROR
-    if code == 1006:
-        return DisconnectReason.TRANSPORT_CLOSE
+    # The client closed (1000, 1001...) or the link broke (1006).
     return DisconnectReason.TRANSPORT_CLOSE

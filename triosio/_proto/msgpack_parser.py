@@ -61,13 +61,15 @@ _SIZED = {0xC4: (1, False), 0xC5: (2, False), 0xC6: (4, False), 0xD9: (1, False)
 _SIZED |= {0xDA: (2, False), 0xDB: (4, False), 0xC7: (1, True), 0xC8: (2, True), 0xC9: (4, True)}
 
 
-def _ext_formats(buf: bytes) -> list[int]:
+def ext_formats(buf: bytes) -> list[int]:
     """The format byte of every extension value in ``buf`` but timestamps, in order.
 
     msgpack's ``ext_hook`` gets the type and the data but not the format byte,
-    which is all that tells notepack's ``Date`` from an 8-byte ``ArrayBuffer``.
-    Run only on input the unpacker accepted, and only if it may hold one; the
-    walk skips strings and binaries by their length, so it is linear.
+    which is all that tells notepack's ``Date`` from an 8-byte ``ArrayBuffer``
+    (and its ``undefined``). The walk skips strings and binaries by their
+    length, so it is linear. Meant for input the unpacker accepts, and only
+    when it may hold such a value: on truncated input it may raise
+    :class:`IndexError` or return a partial list.
     """
     formats: list[int] = []
     i, todo, end = 0, 1, len(buf)
@@ -210,7 +212,7 @@ class MsgpackDecoder:
         try:
             obj = self._unpack(message, None)
             if maybe:
-                obj = self._unpack(message, _ext_formats(bytes(message)))
+                obj = self._unpack(message, ext_formats(bytes(message)))
         except InvalidEncoding:
             raise
         except (RecursionError, self._mp.StackError):

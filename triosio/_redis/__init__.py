@@ -1,4 +1,5 @@
-"""The Redis adapter's private parts: the wire format (sans-I/O) and the Redis link.
+"""The Redis adapter's private part: Redis pub/sub as the cluster's bus.
 
-The public entry point is :mod:`triosio.redis`.
+The protocol it carries is :mod:`triosio._cluster`'s; the public entry point
+is :mod:`triosio.redis`.
 """

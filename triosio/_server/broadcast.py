@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .._errors import BroadcastAckTimeout, ClusterTimeout, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType
+from .._errors import BroadcastAckTimeout, ClusterTimeout
+from .._proto.sio import SioType, check_event_name
 from .acks import BroadcastAck
 from .hooks import AckOutcome
 
@@ -117,8 +117,7 @@ class BroadcastOperator:
         Raises:
             LocalProtocolError: ``event`` is reserved or ``args`` cannot be encoded.
         """
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        check_event_name(event)
         # Encoded first: an error leaves nothing half sent.
         encoded = [
             (nsp, nsp.encode(SioType.EVENT, [event, *args], None)) for nsp in self._namespaces
@@ -160,8 +159,7 @@ class BroadcastOperator:
             ValueError: no timeout was given (``timeout(s)``, ``timeout=`` or the
                 server's ``ack_timeout``).
         """
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        check_event_name(event)
         limit = timeout if timeout is not None else self._timeout
         if limit is None and self._namespaces:
             limit = self._namespaces[0].server.ack_timeout

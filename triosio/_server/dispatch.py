@@ -31,7 +31,7 @@ from .._common.sync import LazyEvent
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType, ack_args, ack_value
 from . import lifecycle
-from .hooks import wait_for_room
+from .hooks import wait_for_space
 from .lifecycle import Closer, SocketState
 from .socket import Handshake, Socket
 
@@ -282,12 +282,12 @@ class Client:
             await self._send_ack(socket, socket.nsp.encode_ack(ack_args(result), packet.id))
 
     async def _send_ack(self, socket: Socket, packets: list[OutPacket]) -> None:
-        # An ack waits for room like any emit: a client that asks for acks and
+        # An ack waits for space like any emit: a client that asks for acks and
         # never reads ends up not being read either. (Both checks spare the
         # common case a coroutine: acks of plain handlers are on the echo path.)
         hooks = self.server.hooks
-        if not self.session.has_room():
-            await wait_for_room(self.session, hooks)
+        if not self.session.has_space():
+            await wait_for_space(self.session, hooks)
         router = self.server.router
         if not router.emit_now(socket, packets):
             await router.emit(socket, packets, False)

@@ -109,8 +109,8 @@ class Hooks:
     def volatile_dropped(self, nsp: str) -> None:
         """A volatile emit to one socket of ``nsp`` was dropped."""
 
-    def waiting_for_room(self, delta: int) -> None:
-        """A writer started (+1) or stopped (-1) waiting for room in a client's queue."""
+    def waiting_for_space(self, delta: int) -> None:
+        """A writer started (+1) or stopped (-1) waiting for space in a client's queue."""
 
     def ack_started(self, nsp: str, event: str, socket: Socket | None) -> Any:
         """An ``emit_with_ack`` (to ``socket``, or a broadcast if None) starts waiting."""
@@ -193,9 +193,9 @@ class HookSet(Hooks):
         for hooks in self.hooks:
             hooks.volatile_dropped(nsp)
 
-    def waiting_for_room(self, delta: int) -> None:
+    def waiting_for_space(self, delta: int) -> None:
         for hooks in self.hooks:
-            hooks.waiting_for_room(delta)
+            hooks.waiting_for_space(delta)
 
     def ack_started(self, nsp: str, event: str, socket: Socket | None) -> Any:
         return [hooks.ack_started(nsp, event, socket) for hooks in self.hooks]
@@ -214,13 +214,13 @@ def combine(current: Hooks | None, new: Hooks) -> Hooks:
     return HookSet((current, new))
 
 
-async def wait_for_room(session: EngineSession, hooks: Hooks | None) -> None:
-    """``session.wait_for_room()``, counted as a waiting writer (the slow path only)."""
+async def wait_for_space(session: EngineSession, hooks: Hooks | None) -> None:
+    """``session.wait_for_space()``, counted as a waiting writer (the slow path only)."""
     if hooks is None:
-        await session.wait_for_room()
+        await session.wait_for_space()
         return
-    hooks.waiting_for_room(1)
+    hooks.waiting_for_space(1)
     try:
-        await session.wait_for_room()
+        await session.wait_for_space()
     finally:
-        hooks.waiting_for_room(-1)
+        hooks.waiting_for_space(-1)

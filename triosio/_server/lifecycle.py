@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._common.handlers import call_handler, positional_count
-from .._errors import ConnectionRefused, DisconnectReason
+from .._errors import ConnectionRefused, DisconnectReason, LifecycleError
 from .._proto.sio import SioPacket, SioType
 
 if TYPE_CHECKING:
@@ -79,10 +79,6 @@ TRANSITIONS: Mapping[tuple[SocketState, Step], SocketState] = MappingProxyType(
         (_S.DISCONNECTING, Step.CLOSED): _S.DISCONNECTED,
     }
 )
-
-
-class LifecycleError(RuntimeError):
-    """A step the lifecycle table does not allow from the socket's state (a bug)."""
 
 
 def advance(socket: Socket, step: Step) -> None:

@@ -14,10 +14,10 @@ import trio
 
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
-from .._errors import AckTimeout, Disconnected, DisconnectReason, LocalProtocolError
-from .._proto.sio import RESERVED_EVENTS, SioType
+from .._errors import AckTimeout, Disconnected, DisconnectReason
+from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
-from .hooks import AckOutcome, wait_for_room
+from .hooks import AckOutcome, wait_for_space
 from .lifecycle import SocketState
 
 if TYPE_CHECKING:
@@ -217,8 +217,7 @@ class Socket(CatchAllRegistry):
     async def _emit(
         self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
     ) -> None:
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
+        check_event_name(event)
         self._check_open()
         packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
         if self._any_outgoing:
@@ -229,8 +228,8 @@ class Socket(CatchAllRegistry):
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
         server = self.nsp.server
         hooks = server.hooks
-        if not volatile and not self.session.has_room():
-            await wait_for_room(self.session, hooks)
+        if not volatile and not self.session.has_space():
+            await wait_for_space(self.session, hooks)
         await server.router.emit(self, packets, volatile)
         if hooks is not None:
             hooks.event_sent(self, event, args, packets)

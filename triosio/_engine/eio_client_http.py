@@ -23,15 +23,11 @@ _RECEIVE_SIZE = 65536
 
 
 class HttpError(Exception):
-    """A polling request failed: the connection broke, or an unexpected response.
+    """A polling request failed: no connection, a broken one, or a bad response.
 
-    Attributes:
-        status: The HTTP status of the response, or ``None`` if there was none.
+    A bad response is a malformed or too large one; a response with an error
+    status is returned to the caller, which judges it.
     """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def describe(exc: BaseException) -> str:

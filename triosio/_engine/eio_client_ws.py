@@ -16,7 +16,7 @@ from typing import Any, cast
 import trio
 import trio_websocket
 
-from .client_http import Connector, describe
+from .eio_client_http import Connector, describe
 
 log = logging.getLogger("triosio.client")
 

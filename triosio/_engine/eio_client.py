@@ -26,10 +26,8 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import trio
@@ -38,23 +36,20 @@ import trio_websocket
 from .._errors import DisconnectReason, InvalidHandshake, RemoteProtocolError
 from .._proto import eio
 from .._proto.eio import EioPacket, EioType, Handshake
-from .._version import __version__
-from .client_http import Connector, HttpConnection, HttpError, default_connector
-from .client_ws import ClientWebSocket, WebSocketError
+from .eio_client_http import Connector, HttpConnection, HttpError, default_connector
+from .eio_client_options import POLLING, TRANSPORTS, WEBSOCKET, EngineClientOptions
+from .eio_client_ws import ClientWebSocket, WebSocketError
 
 __all__ = [
+    "TRANSPORTS",
     "Connector",
     "EngineClient",
+    "EngineClientOptions",
     "EngineError",
-    "EngineOptions",
     "default_connector",
 ]
 
 log = logging.getLogger("triosio.client")
-
-POLLING = "polling"
-WEBSOCKET = "websocket"
-TRANSPORTS = (POLLING, WEBSOCKET)
 
 #: How long the server has to answer ``2probe`` before the upgrade is given up.
 PROBE_TIMEOUT = 10.0
@@ -62,44 +57,6 @@ PROBE_TIMEOUT = 10.0
 
 class EngineError(Exception):
     """The Engine.IO connection could not be opened, or failed."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    """Where and how to connect; built by the Socket.IO manager.
-
-    Attributes:
-        host: Host name or address (no brackets for IPv6).
-        port: TCP port.
-        secure: Whether to use TLS (``https`` / ``wss``).
-        path: The Engine.IO path, with its trailing slash (``/socket.io/``).
-        query: Extra query parameters, sent before ``EIO``/``transport``/``sid``.
-        headers: Extra request headers (polling requests and the WebSocket handshake).
-        transports: The transports to use: ``("polling", "websocket")`` opens with
-            polling and upgrades; a single transport uses only that one.
-        tls: The TLS context (``None`` for plain connections).
-        connector: Opens byte streams.
-        max_message_size: Largest message or polling response accepted, in bytes.
-    """
-
-    host: str
-    port: int
-    secure: bool = False
-    path: str = "/socket.io/"
-    query: tuple[tuple[str, str], ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    transports: tuple[str, ...] = TRANSPORTS
-    tls: ssl.SSLContext | None = None
-    connector: Connector = default_connector
-    max_message_size: int = 100 * 2**20
-    cookies: dict[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def host_header(self) -> str:
-        """The ``Host`` header: the host, with its port unless it is the default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.secure else 80
-        return host if self.port == default else f"{host}:{self.port}"
 
 
 class EngineClient:
@@ -120,7 +77,7 @@ class EngineClient:
 
     def __init__(
         self,
-        options: EngineOptions,
+        options: EngineClientOptions,
         nursery: trio.Nursery,
         on_message: Callable[[str | bytes], None],
         on_ping: Callable[[], None] | None = None,
@@ -296,37 +253,17 @@ class EngineClient:
             query.append(("t", f"{self._t_prefix}{next(self._t_counter):x}"))
         return self.options.path + "?" + urlencode(query)
 
-    def _headers(self) -> list[tuple[str, str]]:
-        headers = [
-            ("Host", self.options.host_header),
-            ("User-Agent", f"triosio/{__version__}"),
-            ("Accept", "*/*"),
-        ]
-        headers.extend(self.options.headers)
-        if self.options.cookies:
-            cookie = "; ".join(f"{k}={v}" for k, v in self.options.cookies.items())
-            headers.append(("Cookie", cookie))
-        return headers
-
-    def _store_cookies(self, headers: list[tuple[bytes, bytes]]) -> None:
-        for name, value in headers:
-            if name.lower() == b"set-cookie":
-                pair = value.decode("latin-1").split(";", 1)[0]
-                key, sep, val = pair.partition("=")
-                if sep and key.strip():
-                    self.options.cookies[key.strip()] = val.strip()
-
     async def _request(
         self, conn: HttpConnection, method: str, target: str, body: bytes = b""
     ) -> str:
-        headers = self._headers()
+        headers = self.options.request_headers()
         if method == "POST":
             headers.append(("Content-Type", "text/plain;charset=UTF-8"))
         try:
             status, response_headers, payload = await conn.request(method, target, headers, body)
         except HttpError as exc:
             raise EngineError(str(exc)) from exc
-        self._store_cookies(response_headers)
+        self.options.store_cookies(response_headers)
         if status != 200:
             detail = payload[:200].decode("utf-8", "replace")
             raise EngineError(f"{method} answered with HTTP {status}: {detail}")
@@ -369,7 +306,7 @@ class EngineClient:
                 opts.tls,
                 opts.host_header,
                 self._target(WEBSOCKET, sid=sid),
-                [h for h in self._headers() if h[0] != "Host"],
+                [h for h in self.options.request_headers() if h[0] != "Host"],
                 opts.max_message_size,
             )
         except WebSocketError as exc:
