@@ -7,9 +7,11 @@ reason; under ``CI=true`` it fails, so CI never passes by skipping quietly.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,14 @@ def require_binary(name: str) -> str:
     require(path is not None, name)
     assert path is not None
     return path
+
+
+def require_import(name: str) -> Any:
+    """The module ``name``, imported; skip (locally) or fail (CI) if it is missing.
+
+    For optional extras (``triosio[metrics]``, ``triosio[otel]``).
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        require(False, f"{name} ({exc})")
