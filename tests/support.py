@@ -7,6 +7,7 @@ reason; under ``CI=true`` it fails, so CI never passes by skipping quietly.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -166,3 +167,14 @@ async def until(check: Any, timeout: float = 10.0) -> None:
             if result:
                 return
             await trio.sleep(0.01)
+
+
+def require_import(name: str) -> Any:
+    """The module ``name``, imported; skip (locally) or fail (CI) if it is missing.
+
+    For optional extras (``triosio[metrics]``, ``triosio[otel]``).
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        require(False, f"{name} ({exc})")

@@ -1,6 +1,11 @@
 """triosio, the benchmark behaviour (written against DESIGN.md's API sketch).
 
 python benchmarks/servers/triosio_server.py --port 5000
+
+TRIOSIO_INSTRUMENT=metrics,tracing,admin (any of them) turns instrumentation
+on, to measure its cost: Prometheus metrics (never scraped); OpenTelemetry
+tracing with the SDK, a batch span processor and an exporter that drops what
+it gets; the Admin UI in development mode with no UI connected.
 """
 
 from __future__ import annotations
@@ -70,10 +75,43 @@ def build(ping_interval: float, ping_timeout: float, async_echo: bool = False) -
     return sio
 
 
+def instrument(sio: triosio.Server, which: str) -> None:
+    for name in filter(None, which.split(",")):
+        if name == "metrics":
+            import triosio.metrics
+
+            triosio.metrics.instrument(sio)
+        elif name == "tracing":
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                BatchSpanProcessor,
+                SpanExporter,
+                SpanExportResult,
+            )
+
+            import triosio.tracing
+
+            class Drop(SpanExporter):
+                def export(self, spans: Any) -> SpanExportResult:
+                    return SpanExportResult.SUCCESS
+
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(Drop()))
+            triosio.tracing.instrument(sio, tracer_provider=provider)
+        elif name == "admin":
+            import triosio.admin
+
+            triosio.admin.instrument(sio, auth=False)
+        else:
+            raise SystemExit(f"TRIOSIO_INSTRUMENT: unknown {name!r}")
+        print("instrumented:", name, flush=True)
+
+
 def main() -> None:
     args = parse_args(__doc__ or "")
     print("triosio from", os.path.dirname(triosio.__file__), flush=True)
     sio = build(args.ping_interval, args.ping_timeout)
+    instrument(sio, os.environ.get("TRIOSIO_INSTRUMENT", ""))
     trio.run(triosio.serve, sio, args.host, args.port)
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .acks import BroadcastAck
     from .dispatch import Client
+    from .hooks import Hooks
     from .socket import Socket
 
 log = logging.getLogger("triosio.server")
@@ -84,6 +85,8 @@ class Router:
         self._write_batch = write_batch or WriteBatch()
         self._namespaces: dict[str, NamespaceTables] = {}
         self._spawn = spawn or (lambda fn, args: None)
+        #: The server's instruments (None: not instrumented; see ``hooks.py``).
+        self.hooks: Hooks | None = None
 
     # ------------------------------------------------------------ running
 
@@ -165,7 +168,9 @@ class Router:
         space (or it is volatile).
         """
         if self.holds(socket):
-            socket.session.send_nowait(packets, volatile=volatile, force=True)
+            sent = socket.session.send_nowait(packets, volatile=volatile, force=True)
+            if not sent and volatile and self.hooks is not None:
+                self.hooks.volatile_dropped(socket.nsp.name)
 
     async def broadcast(
         self,
@@ -401,6 +406,11 @@ class Router:
         """The sockets of namespace ``nsp`` by id (a snapshot)."""
         state = self._namespaces.get(nsp)
         return dict(state.sockets) if state is not None else {}
+
+    def socket_count(self, nsp: str) -> int:
+        """How many sockets namespace ``nsp`` has now."""
+        state = self._namespaces.get(nsp)
+        return len(state.sockets) if state is not None else 0
 
     def rooms_of(self, nsp: str, sid: str) -> frozenset[str]:
         """The rooms socket ``sid`` of ``nsp`` is in (a snapshot)."""
