@@ -29,15 +29,23 @@ from _common import BroadcastPlan, now_ms, parse_args, result
 import triosio
 
 
-def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
+def build(ping_interval: float, ping_timeout: float, async_echo: bool = False) -> triosio.Server:
     sio = triosio.Server(ping_interval=ping_interval, ping_timeout=ping_timeout)
 
     @sio.on("connection")
     async def connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:
-        @socket.on("echo")
-        def echo(*args: Any) -> tuple[Any, ...]:
-            # A plain function, as it needs no await (so does python-socketio's).
-            return args  # a tuple: each element is one ack argument
+        if async_echo:  # (benchmarks/workers.py: the path of async handlers)
+
+            @socket.on("echo")
+            async def echo_async(*args: Any) -> tuple[Any, ...]:
+                return args
+
+        else:
+
+            @socket.on("echo")
+            def echo(*args: Any) -> tuple[Any, ...]:
+                # A plain function, as it needs no await (so does python-socketio's).
+                return args  # a tuple: each element is one ack argument
 
         @socket.on("join")
         async def join(room: str) -> bool:
