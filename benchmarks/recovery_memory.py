@@ -42,10 +42,8 @@ SERVER = textwrap.dedent(
     tracemalloc.start()
     import trio, triosio
 
-    RECOVERY = sys.argv[1] == "on"
     sio = triosio.Server(
         connection_state_recovery=triosio.ConnectionStateRecovery(max_disconnection_duration=60)
-        if RECOVERY else None
     )
 
     @sio.on("connection")
@@ -69,9 +67,9 @@ SERVER = textwrap.dedent(
             "rss_kib": rss,
             "traced_kib": tracemalloc.get_traced_memory()[0] // 1024,
             "sockets": len(sio.router.sockets("/")),
-            "kept_sessions": recovery.kept_sessions if recovery else 0,
-            "kept_packets": recovery.kept_packets if recovery else 0,
-            "kept_bytes": recovery.kept_bytes if recovery else 0,
+            "kept_sessions": recovery.kept_sessions,
+            "kept_packets": recovery.kept_packets,
+            "kept_bytes": recovery.kept_bytes,
             "objects": len(gc.get_objects()),
             "by_type": by_type(),
         }
@@ -146,7 +144,7 @@ async def run(url: str, clients: int, cycles: int, settle: float) -> list[dict[s
             ticks[:] = [0] * clients
             await stats(f"cycle {cycle}: before the drop")
             await connector.cut()
-            await _until(lambda: all(d >= cycle for d in drops))
+            await _until(lambda c=cycle: all(d >= c for d in drops))
             await control.emit_with_ack("burst", 20, timeout=30)
             await stats(f"cycle {cycle}: away (sessions kept)")
             await _until(lambda: all(s.connected for s in sockets), 120)
@@ -208,15 +206,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--settle", type=float, default=65, help="seconds to wait at the end")
     parser.add_argument("--src", help="a checkout whose triosio the server runs")
-    parser.add_argument(
-        "--off", action="store_true", help="recovery off: the clients come back as new sockets"
-    )
     args = parser.parse_args()
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = args.src
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, "off" if args.off else "on"], stdout=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, env=env, text=True
     )
     try:
         assert server.stdout is not None

@@ -100,26 +100,36 @@ class Broadcast(Command):
         sockets = state.sockets
         packets = self.packets
         volatile = self.volatile
-        if ack is None:
+        hooks = router.hooks
+        if ack is None and hooks is None:
             # The hot path: one dict lookup and one non-blocking write per recipient.
             for sid in state.rooms.recipients(self.rooms, self.exclude):
                 socket = sockets.get(sid)
                 if socket is not None:
                     socket.session.send_nowait(packets, volatile=volatile)
             return
-        # The emitting task gave up before the packet went out: send it, but
-        # wait for no answer.
-        expect = not ack.cancelled
+        # With acknowledgements, or instrumented: the same, counted. The
+        # emitting task may have given up before the packet went out: then it
+        # is sent, but no answer is waited for.
+        collector = ack if ack is not None and not ack.cancelled else None
+        delivered = failed = 0
         for sid in state.rooms.recipients(self.rooms, self.exclude):
             socket = sockets.get(sid)
             if socket is None:
                 continue
-            if expect:
+            if collector is not None:
                 # Registered before the packet can possibly be answered.
-                ack.expect_from(socket)
-            if not socket.session.send_nowait(packets, volatile=volatile) and expect:
-                ack.not_sent(socket)
-        ack.sent()
+                collector.expect_from(socket)
+            if socket.session.send_nowait(packets, volatile=volatile):
+                delivered += 1
+            else:
+                failed += 1
+                if collector is not None:
+                    collector.not_sent(socket)
+        if ack is not None:
+            ack.sent()
+        if hooks is not None:
+            hooks.broadcast_sent(self.nsp, packets, delivered, failed if volatile else 0)
 
     def abandon(self) -> None:
         if self.ack is not None:

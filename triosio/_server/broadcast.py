@@ -16,6 +16,7 @@ import trio
 from .._errors import BroadcastAckTimeout, ClusterTimeout
 from .._proto.sio import SioType, check_event_name
 from .acks import BroadcastAck
+from .hooks import AckOutcome
 
 if TYPE_CHECKING:
     from .._engine.packet import OutPacket
@@ -179,6 +180,11 @@ class BroadcastOperator:
         collectors: list[BroadcastAck] = []
         remotes: list[ClusterAcks] = []  # the other servers' part (cluster adapter)
         missing: list[str] = []
+        hooks = self._namespaces[0].server.hooks if self._namespaces else None
+        started = (
+            hooks.ack_started(self._namespaces[0].name, event, None) if hooks is not None else None
+        )
+        outcome = AckOutcome.CANCELLED
         try:
             for nsp in self._namespaces:
                 ack = BroadcastAck(nsp.next_ack_id())
@@ -198,16 +204,23 @@ class BroadcastOperator:
                     await ack.done.wait()
                 for remote in remotes:
                     await remote.done.wait()
+            outcome = AckOutcome.ACKED
         finally:
             # Synchronous, so that even a cancelled call leaves no ack behind.
             for ack in collectors:
                 missing.extend(ack.forget())
             for remote in remotes:
                 remote.forget()
+            remote_missing = sum(remote.missing for remote in remotes)
+            if hooks is not None:
+                if outcome is AckOutcome.ACKED and (missing or remote_missing):
+                    outcome = AckOutcome.TIMEOUT
+                elif outcome is AckOutcome.ACKED and any(ack.gone for ack in collectors):
+                    outcome = AckOutcome.DISCONNECTED
+                hooks.ack_ended(started, outcome)
         responses = [r for ack in collectors for r in ack.responses]
         responses.extend(r for remote in remotes for r in remote.responses)
         missing.extend(sid for ack in collectors for sid in ack.gone)
-        remote_missing = sum(remote.missing for remote in remotes)
         if remote_missing:
             expected = sum(remote.expected for remote in remotes)
             raise ClusterTimeout(

@@ -159,6 +159,8 @@ async def connect(client: Client, packet: SioPacket) -> None:
         restored = None
     if socket.state is SocketState.CONNECTED:
         client.stop_connect_timer()
+        if server.hooks is not None:
+            server.hooks.socket_connected(socket)
         await _run_connection_handlers(namespace, socket, auth)
 
 
@@ -319,6 +321,8 @@ class Closer:
                 finally:
                     socket.acks.fail_all()
                     advance(socket, Step.CLOSED)
+                    if server.hooks is not None:
+                        server.hooks.socket_disconnected(socket, reason)
                 await _socket_event(socket, "disconnect", reason)
             finally:
                 socket._finished.set()

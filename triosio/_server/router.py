@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .acks import BroadcastAck
     from .dispatch import Client
+    from .hooks import Hooks
     from .socket import Socket
 
 log = logging.getLogger("triosio.server")
@@ -108,6 +109,8 @@ class Router:
         self._kept = LazyEvent()
         if recovery is not None:
             recovery.on_kept = self._kept.set
+        #: The server's instruments (None: not instrumented; see ``hooks.py``).
+        self.hooks: Hooks | None = None
 
     # ------------------------------------------------------------ running
 
@@ -206,7 +209,9 @@ class Router:
         space (or it is volatile).
         """
         if self.holds(socket):
-            socket.session.send_nowait(packets, volatile=volatile, force=True)
+            sent = socket.session.send_nowait(packets, volatile=volatile, force=True)
+            if not sent and volatile and self.hooks is not None:
+                self.hooks.volatile_dropped(socket.nsp.name)
 
     async def broadcast(
         self,
@@ -530,6 +535,11 @@ class Router:
         """The sockets of namespace ``nsp`` by id (a snapshot)."""
         state = self._namespaces.get(nsp)
         return dict(state.sockets) if state is not None else {}
+
+    def socket_count(self, nsp: str) -> int:
+        """How many sockets namespace ``nsp`` has now."""
+        state = self._namespaces.get(nsp)
+        return len(state.sockets) if state is not None else 0
 
     def rooms_of(self, nsp: str, sid: str) -> frozenset[str]:
         """The rooms socket ``sid`` of ``nsp`` is in (a snapshot)."""

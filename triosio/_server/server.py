@@ -19,6 +19,7 @@ from .._proto.sio import Limits, Parser, SioPacket, SioType, get_parser
 from .broadcast import BroadcastOperator
 from .cluster import Adapter, Cluster
 from .dispatch import EngineBridge
+from .hooks import Hooks, combine
 from .namespace import Namespace, ParentNamespace
 from .recovery import ConnectionStateRecovery, RecoveryState
 from .registry import NamespaceMatcher, NamespaceRegistry
@@ -115,8 +116,11 @@ class Server:
         self.adapter = adapter
         #: The server's side of scale-out (hooks into the adapter, if any).
         self.cluster = Cluster(self, adapter)
+        #: What the instruments hear (``triosio.admin``, ``.metrics``, ``.tracing``);
+        #: None, the default, costs nothing (see ``_server/hooks.py``).
+        self.hooks: Hooks | None = None
         #: The namespaces (their one owner).
-        self.registry = NamespaceRegistry(self, self.cluster.namespace_created)
+        self.registry = NamespaceRegistry(self, self._namespace_created)
         # Server-side event handlers, by (namespace, event) (see on_server_side).
         self._server_side: dict[tuple[str, str], list[Handler]] = {}
         self._nursery: trio.Nursery | None = None
@@ -139,6 +143,8 @@ class Server:
             self._nursery = nursery
             self._token = trio.lowlevel.current_trio_token()
             await nursery.start(self.router.run)
+            if self.hooks is not None:
+                await nursery.start(self.hooks.run)
             if self.adapter is not None:
                 await nursery.start(self.cluster.run)
             await nursery.start(self.engine.run)
@@ -151,6 +157,21 @@ class Server:
     async def shutdown(self) -> None:
         """Disconnect every client (reason "server shutting down") and wait for them."""
         await self.engine.shutdown()
+
+    def _add_hooks(self, hooks: Hooks) -> None:
+        # For triosio's instruments: from now on ``hooks`` hears what the
+        # server does, with those added before; its tasks start now if the
+        # server runs, else with it.
+        self.hooks = self.router.hooks = combine(self.hooks, hooks)
+        if self._nursery is not None:
+            self._nursery.start_soon(_logged, hooks.run, ())
+
+    def _namespace_created(self, name: str) -> None:
+        self.cluster.namespace_created(name)
+        if self.hooks is not None:
+            nsp = self.registry.get(name)
+            if nsp is not None:
+                self.hooks.namespace_created(nsp)
 
     def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if self._nursery is not None:

@@ -17,6 +17,7 @@ from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason
 from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
+from .hooks import AckOutcome, wait_for_space
 from .lifecycle import SocketState
 
 if TYPE_CHECKING:
@@ -263,9 +264,13 @@ class Socket(CatchAllRegistry):
                     await call_handler(listener, event, *args)
                 except Exception:
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
-        if not volatile:
-            await self.session.wait_for_space()
-        await self.nsp.server.router.emit(self, packets, volatile, logged)
+        server = self.nsp.server
+        hooks = server.hooks
+        if not volatile and not self.session.has_space():
+            await wait_for_space(self.session, hooks)
+        await server.router.emit(self, packets, volatile, logged)
+        if hooks is not None:
+            hooks.event_sent(self, event, args, packets)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.
@@ -285,18 +290,30 @@ class Socket(CatchAllRegistry):
             result.append(value)
             done.set()
 
+        hooks = self.nsp.server.hooks
+        started = hooks.ack_started(self.nsp.name, event, self) if hooks is not None else None
+        outcome = AckOutcome.CANCELLED
         self.acks.expect(ack_id, receive)
         try:
-            await self._emit(event, args, ack_id, volatile=False)
+            try:
+                await self._emit(event, args, ack_id, volatile=False)
+            except Disconnected:
+                outcome = AckOutcome.DISCONNECTED
+                raise
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 await done.wait()
             if not result:
+                outcome = AckOutcome.TIMEOUT
                 raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s")
             if result[0] is GONE:
+                outcome = AckOutcome.DISCONNECTED
                 raise Disconnected(self.reason or DisconnectReason.TRANSPORT_CLOSE)
+            outcome = AckOutcome.ACKED
             return result[0]
         finally:
             self.acks.forget(ack_id, receive)
+            if hooks is not None:
+                hooks.ack_ended(started, outcome)
 
     def timeout(self, seconds: float) -> _SocketTimeout:
         """``await socket.timeout(5).emit_with_ack(...)``, as in the reference API."""
