@@ -156,6 +156,23 @@ def test_only_the_router_touches_its_inbox_and_commands(name: str) -> None:
             assert node.attr not in ("inbox", "_inbox"), f"{name}:{node.lineno}"
 
 
+RECOVERY_MUTATORS = {"log", "keep", "take", "resume", "expire"}
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - ROUTER_OWN))
+def test_only_the_router_changes_the_recovery_state(name: str) -> None:
+    # The kept sessions and the packet log are the router's: no other module
+    # calls the methods that change them (reading them is fine).
+    for node in ast.walk(MODULES[name]):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in RECOVERY_MUTATORS
+            and "recovery" in ast.unparse(node.func.value)
+        ):
+            assert name == "triosio._server.recovery", f"{name}:{node.lineno}"
+
+
 @pytest.mark.parametrize(
     "name", sorted(n for n in MODULES if _layer(n) == "_server" and not n.endswith(".lifecycle"))
 )

@@ -2,8 +2,9 @@
 
 python benchmarks/servers/triosio_server.py --port 5000
 
-TRIOSIO_INSTRUMENT=metrics,tracing,admin (any of them) turns instrumentation
-on, to measure its cost: Prometheus metrics (never scraped); OpenTelemetry
+TRIOSIO_RECOVERY=1 turns connection state recovery on (a checkout without it
+ignores the variable). TRIOSIO_INSTRUMENT=metrics,tracing,admin (any of them)
+turns instrumentation on, to measure its cost: Prometheus metrics (never scraped); OpenTelemetry
 tracing with the SDK, a batch span processor and an exporter that drops what
 it gets; the Admin UI in development mode with no UI connected.
 """
@@ -30,7 +31,15 @@ import triosio
 
 
 def build(ping_interval: float, ping_timeout: float, async_echo: bool = False) -> triosio.Server:
-    sio = triosio.Server(ping_interval=ping_interval, ping_timeout=ping_timeout)
+    # TRIOSIO_RECOVERY=1: connection state recovery on (every broadcast logged).
+    recovery = (
+        triosio.ConnectionStateRecovery() if os.environ.get("TRIOSIO_RECOVERY") == "1" else None
+    )
+    sio = triosio.Server(
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        **({"connection_state_recovery": recovery} if recovery is not None else {}),
+    )
 
     @sio.on("connection")
     async def connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:

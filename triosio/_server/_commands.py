@@ -19,6 +19,7 @@ from .lifecycle import Step, advance
 if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .acks import BroadcastAck
+    from .recovery import Restored
     from .router import Router
     from .socket import Socket
 
@@ -50,6 +51,19 @@ class Emit(Command):
 
     def apply(self, router: Router) -> None:
         router.write(self.socket, self.packets, self.volatile)
+
+
+class LoggedEmit(Emit):
+    """An :class:`Emit` that connection state recovery keeps: numbered and
+    logged (as a broadcast to the socket's own room, like the reference),
+    whether or not the socket is still there to get it."""
+
+    __slots__ = ()
+
+    def apply(self, router: Router) -> None:
+        socket = self.socket
+        packets = router.log(socket.nsp.name, self.packets, frozenset((socket.id,)), frozenset())
+        router.write(socket, packets, False)
 
 
 class Broadcast(Command):
@@ -122,14 +136,36 @@ class Broadcast(Command):
             self.ack.sent()
 
 
+class LoggedBroadcast(Broadcast):
+    """A :class:`Broadcast` that connection state recovery keeps (neither
+    volatile nor waiting for acks): numbered, its offset written in, logged,
+    then sent like any."""
+
+    __slots__ = ()
+
+    def apply(self, router: Router) -> None:
+        self.packets = router.log(self.nsp, self.packets, self.rooms, self.exclude)
+        super().apply(router)
+
+
 class AddSocket(Command):
-    """Register a socket that passed the middlewares; write its CONNECT reply."""
+    """Register a socket that passed the middlewares; write its CONNECT reply.
 
-    __slots__ = ("done", "packets", "socket")
+    With ``restored`` (connection state recovery), the socket gets its kept
+    session back in the same step: its rooms, then, after the CONNECT reply,
+    every packet it missed. If some of them left the log since the session
+    was taken, nothing is registered and ``declined`` is set.
+    """
 
-    def __init__(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
+    __slots__ = ("declined", "done", "packets", "restored", "socket")
+
+    def __init__(
+        self, socket: Socket, packets: Sequence[OutPacket], restored: Restored | None = None
+    ) -> None:
         self.socket = socket
         self.packets = packets
+        self.restored = restored
+        self.declined = False
         self.done = trio.Event()
 
     def apply(self, router: Router) -> None:
@@ -137,9 +173,22 @@ class AddSocket(Command):
         try:
             if socket.session.closed:
                 return  # the connecting task sees it still CONNECTING: abandoned
-            router.register(socket)
-            socket.session.send_nowait(self.packets, force=True)
-            advance(socket, Step.REGISTERED)
+            restored = self.restored
+            if restored is None:
+                router.register(socket)
+                socket.session.send_nowait(self.packets, force=True)
+                advance(socket, Step.REGISTERED)
+                return
+            missed = router.resume(restored)
+            if missed is None:
+                self.declined = True
+                return
+            router.register(socket, restored)
+            send = socket.session.send_nowait
+            send(self.packets, force=True)
+            for packets in missed:
+                send(packets, force=True)
+            advance(socket, Step.RECOVERED)
         finally:
             self.done.set()
 

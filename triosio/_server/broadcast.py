@@ -19,6 +19,7 @@ from .acks import BroadcastAck
 from .hooks import AckOutcome
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
     from .namespace import Namespace
     from .remote import ClusterAcks, RemoteSocket
     from .socket import Socket
@@ -118,19 +119,21 @@ class BroadcastOperator:
             LocalProtocolError: ``event`` is reserved or ``args`` cannot be encoded.
         """
         check_event_name(event)
-        # Encoded first: an error leaves nothing half sent.
-        encoded = [
-            (nsp, nsp.encode(SioType.EVENT, [event, *args], None)) for nsp in self._namespaces
-        ]
-        rooms, exclude, volatile = self._rooms, self._exclude, self._volatile
-        for i, (nsp, packets) in enumerate(encoded):
+        volatile = self._volatile
+        # Encoded first: an error leaves nothing half sent. With connection
+        # state recovery (never for volatile packets) the last argument is the
+        # placeholder the router writes the packet's offset over: still one
+        # encoding, shared by every recipient.
+        encoded = [(nsp, self._encode(nsp, event, args, volatile)) for nsp in self._namespaces]
+        rooms, exclude = self._rooms, self._exclude
+        for i, (nsp, (packets, logged)) in enumerate(encoded):
             router = nsp.server.router
             if i == 0:
                 # The one point where cancellation may stop it: before anything
                 # was queued (Cancelled means it did not happen).
-                await router.broadcast(nsp.name, packets, rooms, exclude, volatile)
+                await router.broadcast(nsp.name, packets, rooms, exclude, volatile, logged=logged)
             else:
-                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile)
+                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile, logged)
         if not self._local:
             # Queued here already: the other servers get it too, even if the
             # caller is cancelled meanwhile.
@@ -139,6 +142,15 @@ class BroadcastOperator:
                     await nsp.server.cluster.publish(
                         nsp.name, event, args, rooms, exclude, volatile
                     )
+
+    @staticmethod
+    def _encode(
+        nsp: Namespace, event: str, args: tuple[Any, ...], volatile: bool
+    ) -> tuple[list[OutPacket], bool]:
+        recovery = nsp.server.router.recovery
+        if recovery is None or volatile:
+            return nsp.encode(SioType.EVENT, [event, *args], None), False
+        return nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None), True
 
     async def emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None

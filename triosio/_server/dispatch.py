@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .._engine.session import EngineSession
     from .namespace import Namespace
+    from .recovery import Restored
     from .server import Server
 
 log = logging.getLogger("triosio.server")
@@ -442,9 +443,13 @@ class Client:
 
     # ------------------------------------------------------------ connecting
 
-    def new_socket(self, namespace: Namespace, auth: dict[str, Any]) -> Socket:
-        """A socket of this connection for ``namespace`` (not connected yet)."""
-        return Socket(namespace, self, Handshake.from_request(self.session.request, auth))
+    def new_socket(
+        self, namespace: Namespace, auth: dict[str, Any], restored: Restored | None = None
+    ) -> Socket:
+        """A socket of this connection for ``namespace`` (not connected yet);
+        with ``restored``, the one that gets back a kept session."""
+        handshake = Handshake.from_request(self.session.request, auth)
+        return Socket(namespace, self, handshake, restored)
 
     def namespace_refused(self, name: str) -> None:
         """Namespace ``name`` refused the client: it may try again."""

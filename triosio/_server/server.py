@@ -21,6 +21,7 @@ from .cluster import Adapter, Cluster
 from .dispatch import EngineBridge
 from .hooks import Hooks, combine
 from .namespace import Namespace, ParentNamespace
+from .recovery import ConnectionStateRecovery, RecoveryState
 from .registry import NamespaceMatcher, NamespaceRegistry
 from .remote import RemoteSocket
 from .router import Router
@@ -60,6 +61,10 @@ class Server:
         router_capacity: Router inbox size before emitting tasks wait.
         adapter: A cluster adapter (``triosio.redis.RedisAdapter``), or None for
             one process; see ``docs/scaling.md``.
+        connection_state_recovery: Turns connection state recovery on: a client
+            that loses its connection briefly gets back its socket id, rooms,
+            ``data`` and every packet it missed (:class:`triosio.ConnectionStateRecovery`;
+            off when None). Within this process only, whatever the adapter.
         **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
             ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
             (see :class:`triosio.EngineServer`).
@@ -79,6 +84,7 @@ class Server:
         max_int_digits: int = 100,
         router_capacity: int = 4096,
         adapter: Adapter | None = None,
+        connection_state_recovery: ConnectionStateRecovery | None = None,
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
@@ -95,8 +101,17 @@ class Server:
         self.async_handlers = async_handlers
         self.max_pending_events = max_pending_events
         self.ack_timeout = ack_timeout
+        #: The connection state recovery options (None: off).
+        self.connection_state_recovery = connection_state_recovery
+        recovery = None
+        if connection_state_recovery is not None:
+            recovery = RecoveryState(connection_state_recovery)
+            recovery.check_parser(lambda data: self.encode_for("/", SioType.EVENT, data))
         self.router = Router(
-            router_capacity, spawn=self._spawn, write_batch=self.engine.write_batch
+            router_capacity,
+            spawn=self._spawn,
+            write_batch=self.engine.write_batch,
+            recovery=recovery,
         )
         self.adapter = adapter
         #: The server's side of scale-out (hooks into the adapter, if any).

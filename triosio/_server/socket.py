@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .broadcast import BroadcastOperator
     from .dispatch import Client
     from .namespace import Namespace
+    from .recovery import Restored
 
 log = logging.getLogger("triosio.server")
 
@@ -111,6 +112,11 @@ def new_socket_id() -> str:
     return secrets.token_urlsafe(15)
 
 
+def new_private_id() -> str:
+    """A random private session id (``pid``), for connection state recovery."""
+    return secrets.token_urlsafe(15)
+
+
 @final
 class Socket(CatchAllRegistry):
     """One client's connection to one namespace (``socket`` in handlers).
@@ -123,13 +129,20 @@ class Socket(CatchAllRegistry):
         nsp: The :class:`Namespace`.
         handshake: What the client sent when it connected.
         data: A dict for the application's own per-socket data.
+        recovered: Whether this socket got back the session of one that lost
+            its connection (connection state recovery): its id, rooms and
+            ``data``, and the packets it missed. Set before the middlewares run.
     """
 
     # Slots: an application's own per-socket data goes in ``data``.
     # ``state`` and ``reason`` change only in lifecycle.py; ``_tasks``,
-    # ``_ready`` and ``_finished`` are the lifecycle's and the dispatcher's.
+    # ``_ready`` and ``_finished`` are the lifecycle's and the dispatcher's;
+    # ``pid`` and ``_mark`` are connection state recovery's (the mark: the
+    # log position from which everything for it was sent to it, set by the
+    # router as it registers the socket).
     __slots__ = (
         "_finished",
+        "_mark",
         "_middlewares",
         "_ready",
         "_tasks",
@@ -139,19 +152,36 @@ class Socket(CatchAllRegistry):
         "handshake",
         "id",
         "nsp",
+        "pid",
         "reason",
+        "recovered",
         "session",
         "state",
     )
 
-    def __init__(self, nsp: Namespace, client: Client, handshake: Handshake) -> None:
+    def __init__(
+        self,
+        nsp: Namespace,
+        client: Client,
+        handshake: Handshake,
+        restored: Restored | None = None,
+    ) -> None:
         super().__init__()
-        self.id = new_socket_id()
         self.nsp = nsp
         self.client = client
         self.session: EngineSession = client.session
         self.handshake = handshake
-        self.data: dict[str, Any] = {}
+        self._mark = 0
+        if restored is not None:
+            self.id = restored.sid
+            self.pid: str | None = restored.pid
+            self.data: dict[str, Any] = restored.data
+            self.recovered = True
+        else:
+            self.id = new_socket_id()
+            self.pid = new_private_id() if nsp.server.router.recovery is not None else None
+            self.data = {}
+            self.recovered = False
         #: The acknowledgements the client owes (their one owner).
         self.acks = PendingAcks(self.id)
         self.state = SocketState.CONNECTING
@@ -219,7 +249,15 @@ class Socket(CatchAllRegistry):
     ) -> None:
         check_event_name(event)
         self._check_open()
-        packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
+        recovery = self.nsp.server.router.recovery
+        # Connection state recovery keeps what is neither volatile nor waiting
+        # for an ack; the router writes its offset over the placeholder.
+        logged = recovery is not None and ack_id is None and not volatile
+        if logged:
+            assert recovery is not None
+            packets = self.nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None)
+        else:
+            packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
         if self._any_outgoing:
             for listener in list(self._any_outgoing):
                 try:
@@ -230,7 +268,7 @@ class Socket(CatchAllRegistry):
         hooks = server.hooks
         if not volatile and not self.session.has_space():
             await wait_for_space(self.session, hooks)
-        await server.router.emit(self, packets, volatile)
+        await server.router.emit(self, packets, volatile, logged)
         if hooks is not None:
             hooks.event_sent(self, event, args, packets)
 
