@@ -9,9 +9,9 @@ from __future__ import annotations
 # client
 from ._client.connect import connect as connect
 from ._client.manager import Manager as Manager
-from ._client.socket import BufferFull as BufferFull
+from ._client.outbox import BufferFull as BufferFull
+from ._client.outbox import EmitFlags as EmitFlags
 from ._client.socket import ClientSocket as ClientSocket
-from ._client.socket import EmitFlags as EmitFlags
 from ._client.stream import Event as Event
 from ._client.stream import EventStream as EventStream
 from ._client.stream import EventStreamOverflow as EventStreamOverflow
@@ -63,6 +63,7 @@ from ._errors import UnknownPacketType as UnknownPacketType
 from ._server.broadcast import BroadcastOperator as BroadcastOperator
 from ._server.namespace import Namespace as Namespace
 from ._server.namespace import ParentNamespace as ParentNamespace
+from ._server.recovery import ConnectionStateRecovery as ConnectionStateRecovery
 from ._server.remote import RemoteSocket as RemoteSocket
 from ._server.server import Server as Server
 from ._server.socket import Handshake as Handshake
@@ -80,6 +81,7 @@ __all__ = [
     "ClusterTimeout",
     "ConnectError",
     "ConnectionRefused",
+    "ConnectionStateRecovery",
     "CookieOptions",
     "DisconnectReason",
     "Disconnected",

@@ -50,6 +50,14 @@ class DisconnectReason(enum.StrEnum):
         return self.value
 
 
+class LifecycleError(RuntimeError):
+    """A step a lifecycle table does not allow from a socket's state.
+
+    Server and client sockets each have one table of transitions; this means
+    a bug in triosio, never bad input.
+    """
+
+
 class TriosioError(Exception):
     """Root of every exception that triosio raises on purpose."""
 

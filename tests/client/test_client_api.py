@@ -19,6 +19,7 @@ from recorder import Recorder
 from scripted_peer import ScriptedPeer
 
 import triosio
+import triosio.testing
 from triosio import (
     AckTimeout,
     ConnectError,
@@ -307,7 +308,7 @@ async def test_ack_timeouts(autojump_clock: trio.abc.Clock, peer: ScriptedPeer) 
         await peer.wait_for(lambda: len(peer.received) == 6)
         assert [r.name for r in peer.received][-2:] == ["volatile", "message"]
         # A late acknowledgement is ignored; nothing leaks.
-        assert client._acks == {}
+        assert len(client._outbox.acks) == 0
 
 
 async def test_retries_give_at_least_once_delivery(
@@ -514,6 +515,47 @@ async def test_cancelled_connect_stops_trying(autojump_clock: trio.abc.Clock) ->
     assert calls == [0.0, 1.0]  # the next attempt (at 3 s) never happens
 
 
+async def test_connect_again_after_giving_up_on_an_unanswered_connect(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # disconnect() while the server still works on the namespace's CONNECT, then
+    # connect() again on the same connection: a new CONNECT goes out, and the
+    # server's socket for the abandoned one is dropped when its answer comes.
+    sio = triosio.Server()
+    gate = trio.Event()
+    log: list[tuple[str, str]] = []
+
+    @sio.of("/b").use
+    async def hold(socket: triosio.Socket) -> None:
+        await gate.wait()
+
+    @sio.of("/b").on("connection")
+    def connected(socket: triosio.Socket, auth: Any) -> None:
+        log.append(("connect", socket.id))
+        socket.on("disconnect", lambda reason: log.append(("disconnect", socket.id)))
+        socket.on("hello", lambda: "hi")
+
+    async with triosio.testing.serve_memory(sio) as server, server.connect() as root:
+        b = root.manager.socket("/b")
+        async with trio.open_nursery() as nursery:
+
+            async def first_attempt() -> None:
+                with pytest.raises(ConnectError):
+                    await b.connect()
+
+            nursery.start_soon(first_attempt)
+            await server.wait_idle()  # the CONNECT waits in the middleware
+            await b.disconnect()
+        gate.set()
+        await server.wait_idle()
+        with trio.fail_after(5):
+            await b.connect()
+        await server.wait_idle()
+        assert [kind for kind, _ in log] == ["connect", "disconnect", "connect"]
+        assert b.id == log[-1][1] != log[0][1]
+        assert await b.emit_with_ack("hello", timeout=5) == "hi"
+
+
 async def test_manager_must_be_running(peer: ScriptedPeer) -> None:
     manager = triosio.Manager(URL, connector=peer.connector)
     sock = manager.socket("/chat")
@@ -639,7 +681,7 @@ async def test_upgrade_keeps_every_message_in_order(
 async def test_emit_waits_when_the_connection_backs_up(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
-    from triosio._client.manager import HIGH_WATER
+    from triosio._client.connection import HIGH_WATER
 
     peer = ScriptedPeer(nursery, lockstep=True)
     async with connect(peer, transports=("websocket",)) as client:
@@ -652,8 +694,9 @@ async def test_emit_waits_when_the_connection_backs_up(
                 sent += 1
         assert scope.cancelled_caught  # emit waited: the queue is bounded
         assert HIGH_WATER <= sent < HIGH_WATER + 10
-        assert client.manager._engine is not None
-        assert client.manager._engine.pending <= HIGH_WATER
+        engine = client.manager._connection.engine
+        assert engine is not None
+        assert engine.pending <= HIGH_WATER
         # Volatile events are dropped rather than waiting.
         await client.volatile.emit("dropped")
         peer.unstalled.set()

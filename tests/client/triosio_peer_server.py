@@ -94,8 +94,10 @@ async def main(port: int) -> None:
                 sio, "127.0.0.1", port, ssl_context=tls, task_status=task_status
             )
         )
-        actual = listeners[0].transport_listener.socket.getsockname()[1] if tls else (
-            listeners[0].socket.getsockname()[1]
+        actual = (
+            listeners[0].transport_listener.socket.getsockname()[1]
+            if tls
+            else (listeners[0].socket.getsockname()[1])
         )
         print(f"listening {actual}", flush=True)
 

@@ -3,6 +3,8 @@
     python tests/redis/cluster_server.py --redis redis://127.0.0.1:PORT/0 --name A
 
 Prints one JSON line ``{"port": N}`` once it serves (on 127.0.0.1, a free port).
+Also served as two workers of one port: ``python -m triosio run
+cluster_server:workers_app --workers 2 [--redis URL]`` (:func:`workers_app`).
 Its twin in Node is ``tests/js/redis_node_server.js``; both answer the same
 control protocol on namespace ``/admin``: the event ``op`` with one object,
 acknowledged with ``{"ok": result}`` or ``{"error": message, ...}``. Ops:
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -39,9 +42,9 @@ import triosio
 from triosio.redis import RedisAdapter
 
 
-def build(name: str, url: str, key: str, timeout: float) -> triosio.Server:
+def build(name: str, url: str | None, key: str, timeout: float) -> triosio.Server:
     sio = triosio.Server(
-        adapter=RedisAdapter(url, key_prefix=key, requests_timeout=timeout),
+        adapter=RedisAdapter(url, key_prefix=key, requests_timeout=timeout) if url else None,
         ping_interval=5,
         ping_timeout=5,
     )
@@ -149,6 +152,16 @@ def build(name: str, url: str, key: str, timeout: float) -> triosio.Server:
                 return {"error": f"{type(exc).__name__}: {exc}"}
 
     return sio
+
+
+def workers_app() -> triosio.Server:
+    """The same server for ``triosio run cluster_server:workers_app --workers 2``.
+
+    Worker 0 is "A", worker 1 "B"; the command line gives the adapter (Redis
+    with ``--redis``, else the bus between the workers).
+    """
+    name = "AB"[int(os.environ.get("TRIOSIO_WORKER", "0")) % 2]
+    return build(name, None, "socket.io", 5.0)
 
 
 async def main() -> None:

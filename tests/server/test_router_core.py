@@ -13,15 +13,10 @@ import trio
 import trio.testing
 
 from triosio._common.sync import Mailbox
+from triosio._errors import LifecycleError
 from triosio._server import _commands as C
 from triosio._server.acks import GONE, BroadcastAck, PendingAcks
-from triosio._server.lifecycle import (
-    TRANSITIONS,
-    LifecycleError,
-    SocketState,
-    Step,
-    advance,
-)
+from triosio._server.lifecycle import TRANSITIONS, SocketState, Step, advance
 from triosio._server.rooms import RoomTable
 from triosio._server.router import Router
 

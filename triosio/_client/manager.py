@@ -1,11 +1,8 @@
-"""The client manager: one Engine.IO connection, many namespace sockets, reconnection.
+"""The client manager: one Engine.IO connection, many namespace sockets.
 
-Semantics as ``socket.io-client`` 4.8's ``Manager``: the connection opens when a
-socket connects and closes when no socket is active; when it is lost, it is
-opened again after a delay from :class:`~triosio._proto.backoff.Backoff`
-(``reconnection_delay`` doubled per attempt, jitter ``randomization_factor``,
-capped at ``reconnection_delay_max``), up to ``reconnection_attempts`` times;
-every active namespace then sends its CONNECT again, with its auth.
+Semantics as ``socket.io-client`` 4.8's ``Manager``. The manager holds the
+options, the sockets by namespace and the public API; its
+:class:`~.connection.Connection` opens, runs and reopens the connection.
 
 Everything runs in the manager's nursery: the connection loop (one task, so
 there is never more than one reconnection in progress), the dispatcher that runs
@@ -14,11 +11,9 @@ handlers, and the at-least-once queues of sockets with ``retries``.
 
 from __future__ import annotations
 
-import logging
 import math
 import ssl as _ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,27 +21,12 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 
 from .._common.handlers import HandlerRegistry
-from .._engine.eio_client import (
-    TRANSPORTS,
-    Connector,
-    EngineClient,
-    EngineClientOptions,
-    EngineError,
-    default_connector,
-)
-from .._errors import ConnectError, Disconnected, DisconnectReason, RemoteProtocolError
+from .._engine.eio_client import TRANSPORTS, Connector, EngineClientOptions, default_connector
 from .._proto.backoff import Backoff
-from .._proto.sio import Decoder, Limits, Parser, SioPacket, check_namespace, get_parser
-from .emitter import Dispatcher, submit
+from .._proto.sio import Limits, Parser, SioPacket, check_namespace, get_parser
+from .connection import CLOSE_TIMEOUT, Connection
+from .dispatcher import Dispatcher, fire
 from .socket import Auth, ClientSocket
-
-log = logging.getLogger("triosio.client")
-
-#: How long leaving the manager waits for the connection to close cleanly and
-#: for the handlers of the last events (``disconnect``) to run.
-CLOSE_TIMEOUT = 2.0
-#: ``emit`` waits while this many messages wait to be written (backpressure).
-HIGH_WATER = 1024
 
 
 def parse_url(url: str) -> tuple[bool, str, int, str, list[tuple[str, str]]]:
@@ -149,10 +129,7 @@ class Manager(HandlerRegistry):
         self.reconnection = reconnection
         self.reconnection_attempts = reconnection_attempts
         self.retry_connect = retry_connect
-        self._backoff = Backoff(
-            reconnection_delay, reconnection_delay_max, randomization_factor, random=random
-        )
-        self._engine_options = EngineClientOptions(
+        engine_options = EngineClientOptions(
             host=host,
             port=port,
             secure=secure,
@@ -164,18 +141,17 @@ class Manager(HandlerRegistry):
             connector=connector or default_connector,
             max_message_size=max_message_size,
         )
-        self._parser: Parser = get_parser(parser)
-        self._limits = Limits(max_payload=max_message_size, max_attachment_bytes=max_message_size)
-        self._encoder = self._parser.encoder()
-        self._decoder: Decoder = self._parser.decoder(self._limits)
+        the_parser = get_parser(parser)
+        limits = Limits(max_payload=max_message_size, max_attachment_bytes=max_message_size)
+        backoff = Backoff(
+            reconnection_delay, reconnection_delay_max, randomization_factor, random=random
+        )
+        self._encoder = the_parser.encoder()
+        self._connection = Connection(self, engine_options, the_parser, limits, backoff)
         self._sockets: dict[str, ClientSocket] = {}
         self._dispatcher = Dispatcher()
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
-        self._engine: EngineClient | None = None
-        self._loop_scope: trio.CancelScope | None = None
-        self._loop_done = trio.Event()
-        self._loop_done.set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -186,17 +162,20 @@ class Manager(HandlerRegistry):
     @property
     def transport(self) -> str | None:
         """The transport in use (``"polling"`` or ``"websocket"``), or ``None``."""
-        return self._engine.transport if self._engine is not None else None
+        engine = self._connection.engine
+        return engine.transport if engine is not None else None
 
     @property
     def engine_id(self) -> str | None:
         """The Engine.IO session id of the open connection, or ``None``."""
-        return self._engine.sid if self._engine is not None else None
+        engine = self._connection.engine
+        return engine.sid if engine is not None else None
 
     @property
     def is_open(self) -> bool:
         """Whether the Engine.IO connection is open now."""
-        return self._engine is not None and not self._engine.ended
+        engine = self._connection.engine
+        return engine is not None and not engine.ended
 
     def socket(
         self,
@@ -242,11 +221,12 @@ class Manager(HandlerRegistry):
 
     async def disconnect(self) -> None:
         """Disconnect every socket and close the connection (the manager stays usable)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         for sock in list(self._sockets.values()):
             if sock.active:
                 sock._disconnect_now()
         self._check_idle()
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def __aenter__(self) -> Manager:
         if self._nursery is not None or self._closed:
@@ -267,11 +247,12 @@ class Manager(HandlerRegistry):
             if not _is_cancellation(exc):
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await self.disconnect()
-                    await self._loop_done.wait()
+                    await self._connection.wait_ended()
                     await self._dispatcher.drain()
         finally:
             self._closed = True
-            self._end_sockets()
+            for sock in self._sockets.values():
+                sock._close()
             self._nursery.cancel_scope.cancel()
         try:
             return bool(await self._nursery_cm.__aexit__(exc_type, exc, tb))
@@ -297,242 +278,28 @@ class Manager(HandlerRegistry):
         self._nursery.start_soon(fn)
 
     def _socket_activated(self, sock: ClientSocket) -> None:
-        engine = self._engine
-        if engine is not None and not engine.ended:
-            if not engine.closing:
-                self._start_task(partial(self._connect_sockets, engine, [sock], 0))
-            # else: the loop opens a new connection once this one has closed.
-        elif self._loop_done.is_set():
-            self._loop_done = trio.Event()
-            self._start_task(self._connection_loop)
+        self._connection.open_for(sock)
 
     def _wants_connection(self) -> bool:
         return not self._closed and any(s.active for s in self._sockets.values())
 
     def _check_idle(self) -> None:
         """Close the connection, or stop reconnecting, once no socket is active."""
-        if self._wants_connection():
-            return
-        engine = self._engine
-        if engine is not None and not engine.ended:
-            engine.close()
-            assert self._nursery is not None
-            self._nursery.start_soon(self._close_deadline, engine)
-        elif self._loop_scope is not None:
-            self._loop_scope.cancel()
-
-    async def _close_deadline(self, engine: EngineClient) -> None:
-        await trio.sleep(CLOSE_TIMEOUT)
-        engine.abort(DisconnectReason.FORCED_CLOSE)
+        if not self._wants_connection():
+            self._connection.close()
 
     def _send_packet(self, packet: SioPacket) -> None:
-        self._send_messages(self._encoder.encode(packet))
+        self._connection.send(self._encoder.encode(packet))
 
-    def _send_messages(self, messages: Iterable[str | bytes]) -> None:
-        if self._engine is not None:
-            self._engine.send(messages)
+    def _fire(self, name: str, *args: Any) -> None:
+        """Fire a manager event: queue its handlers (``emit`` is for the server)."""
+        fire(self, self._dispatcher, name, args, "manager")
 
-    def _writable(self) -> bool:
-        engine = self._engine
-        return (
-            engine is not None
-            and not engine.ended
-            and not engine.ping_expired
-            and engine.pending < HIGH_WATER
-        )
-
-    async def _wait_writable(self) -> None:
-        engine = self._engine
-        if engine is not None:
-            await engine.wait_writable(HIGH_WATER)
-        await trio.lowlevel.checkpoint()
-
-    def _emit(self, name: str, *args: Any) -> None:
-        submit(self, self._dispatcher, name, args, "manager")
-
-    def _emit_sockets(self, name: str, *args: Any) -> None:
+    def _fire_on_sockets(self, name: str, *args: Any) -> None:
+        """Fire a (legacy) event on every active socket."""
         for sock in self._sockets.values():
             if sock.active:
-                sock._emit_reserved(name, *args)
-
-    def _end_sockets(self) -> None:
-        # The manager is closed: nothing will ever be sent or answered any more.
-        error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
-        for sock in self._sockets.values():
-            sock._stop(ConnectError("the client is closed"), error)
-            for pending in sock._acks.values():
-                pending.fail(error)
-            sock._acks.clear()
-
-    # ------------------------------------------------------------ the connection
-
-    async def _connection_loop(self) -> None:
-        backoff = self._backoff
-        backoff.reset()
-        retrying = False
-        try:
-            with trio.CancelScope() as self._loop_scope:
-                while self._wants_connection():
-                    attempt = 0
-                    if retrying:
-                        if backoff.attempts >= self.reconnection_attempts:
-                            self._give_up(reconnect_failed=True)
-                            return
-                        delay = backoff.duration()
-                        attempt = backoff.attempts
-                        self._emit_sockets("reconnecting", delay, attempt)
-                        await trio.sleep(delay)
-                        if not self._wants_connection():
-                            return
-                        self._emit("reconnect_attempt", attempt)
-                    outcome = await self._connection(attempt)
-                    if isinstance(outcome, ConnectError):
-                        if retrying:
-                            self._emit("reconnect_error", outcome)
-                        if not self.reconnection or not (retrying or self.retry_connect):
-                            self._give_up(error=outcome)
-                            return
-                    elif outcome is DisconnectReason.IO_CLIENT_DISCONNECT:
-                        # We closed it (no socket was active); a socket became
-                        # active again meanwhile: open a new one right away.
-                        retrying = False
-                        continue
-                    elif not self.reconnection:
-                        self._stop_after_loss(outcome)
-                        return
-                    retrying = True
-        finally:
-            self._loop_scope = None
-            self._loop_done.set()
-
-    def _give_up(
-        self, *, reconnect_failed: bool = False, error: ConnectError | None = None
-    ) -> None:
-        if reconnect_failed:
-            self._emit("reconnect_failed")
-            self._emit_sockets("reconnect_failed")
-            error = ConnectError(f"gave up reconnecting after {self._backoff.attempts} attempts")
-        assert error is not None
-        for sock in list(self._sockets.values()):
-            sock._fail(error)
-
-    def _stop_after_loss(self, reason: DisconnectReason) -> None:
-        # No reconnection: sockets that were connected just stop (they had their
-        # "disconnect"); a socket still waiting for its first CONNECT answer failed.
-        error = ConnectError(f"connection lost: {reason}")
-        for sock in list(self._sockets.values()):
-            if sock._waiters:
-                sock._fail(error)
-            elif sock.active:
-                sock._stop(error, Disconnected(reason))
-
-    async def _connection(self, attempt: int) -> ConnectError | DisconnectReason:
-        """One connection: open it, run it until it ends; return why it ended."""
-        async with trio.open_nursery() as nursery:
-            engine = EngineClient(
-                self._engine_options,
-                nursery,
-                self._on_engine_message,
-                partial(self._emit, "ping"),
-                partial(self._emit, "upgrade"),
-            )
-            try:
-                with trio.fail_after(self.connect_timeout):
-                    await engine.open()
-            except (EngineError, trio.TooSlowError) as exc:
-                if isinstance(exc, trio.TooSlowError):
-                    message = f"timed out after {self.connect_timeout} s"
-                else:
-                    message = str(exc)
-                error = ConnectError(message)
-                error.__cause__ = exc
-                self._on_open_failed(error)
-                nursery.cancel_scope.cancel()
-                return error
-            self._engine = engine
-            self._decoder = self._parser.decoder(self._limits)
-            self._emit("open")
-            nursery.start_soon(self._connect_sockets, engine, None, attempt)
-            reason = await engine.run()
-            nursery.cancel_scope.cancel()
-        self._engine = None
-        self._decoder.reset()
-        failure = engine.error
-        if reason not in (DisconnectReason.PARSE_ERROR, DisconnectReason.TRANSPORT_ERROR):
-            failure = None
-        if failure is not None:
-            self._emit("error", failure)
-        if reason is DisconnectReason.FORCED_CLOSE:
-            reason = DisconnectReason.IO_CLIENT_DISCONNECT
-        for sock in list(self._sockets.values()):
-            was_connected = sock.connected
-            sock._connection_lost(reason)
-            if failure is not None and (was_connected or sock.active):
-                sock._emit_reserved("error", failure)
-        self._emit("close", reason)
-        return reason
-
-    def _on_open_failed(self, error: ConnectError) -> None:
-        self._emit("error", error)
-        for sock in self._sockets.values():
-            if sock.active and not sock.connected:
-                sock._emit_reserved("connect_error", error)
-
-    async def _connect_sockets(
-        self, engine: EngineClient, only: list[ClientSocket] | None, attempt: int
-    ) -> None:
-        """Send CONNECT for each active socket (after awaiting every auth callable)."""
-        candidates = only if only is not None else list(self._sockets.values())
-        socks = [
-            s
-            for s in candidates
-            if s.active and not s.connected and s._connect_sent_on is not engine
-        ]
-        for sock in socks:
-            sock._connect_sent_on = engine
-        ready: list[tuple[ClientSocket, Any]] = []
-        for sock in socks:
-            try:
-                ready.append((sock, await sock._resolve_auth()))
-            except Exception as exc:
-                log.exception("the auth function of namespace %s failed", sock.namespace)
-                error = ConnectError(f"the auth function failed: {exc!r}")
-                error.__cause__ = exc
-                sock._emit_reserved("connect_error", error)
-                sock._fail(error)
-                self._check_idle()
-        if engine.ended or self._engine is not engine:
-            return
-        # From here on, no checkpoint: every CONNECT is queued, then "reconnect"
-        # fires, before any answer can be handled.
-        for sock, auth in ready:
-            if sock.active and sock._connect_sent_on is engine:
-                sock._send_connect(auth)
-        if attempt:
-            self._backoff.reset()
-            self._emit("reconnect", attempt)
-            self._emit_sockets("reconnect", attempt)
-
-    def _on_engine_message(self, data: str | bytes) -> None:
-        engine = self._engine
-        try:
-            packet = self._decoder.feed(data)
-        except RemoteProtocolError as exc:
-            log.warning("closing the connection: the server sent a bad packet: %s", exc)
-            if engine is not None:
-                engine.abort(DisconnectReason.PARSE_ERROR, exc)
-            return
-        if packet is None:
-            return
-        sock = self._sockets.get(packet.nsp)
-        if sock is None:
-            return
-        try:
-            sock._on_packet(packet)
-        except Exception as exc:  # a bug of ours: never let it reach the engine's tasks
-            log.exception("error handling %r", packet)
-            if engine is not None:
-                engine.abort(DisconnectReason.TRANSPORT_ERROR, exc)
+                sock._fire(name, *args)
 
 
 def _is_cancellation(exc: BaseException | None) -> bool:

@@ -3,158 +3,49 @@
 Spec: https://socket.io/docs/v4/socket-io-protocol/ ("Exchange protocol"): each
 namespace sends its own CONNECT (with the auth payload) and gets its socket id
 from the server's CONNECT answer, or a CONNECT_ERROR ``{message, data}``.
-Semantics as ``socket.io-client`` 4.8's ``Socket``:
+Semantics as ``socket.io-client`` 4.8's ``Socket``.
 
-- ``emit`` while disconnected is buffered and sent, in order, when the socket
-  connects again (the buffer is bounded here); ``volatile`` emits are dropped
-  instead. Packets already handed to a connection that then breaks are lost,
-  unless ``retries`` is set.
-- ``ack_timeout`` + ``retries`` (4.6): events go through a queue, one at a time,
-  each sent again until acknowledged or ``retries`` more attempts failed
-  (at-least-once delivery, in order).
-- A pending acknowledgement whose packet was sent fails when the connection is
-  lost (:class:`~triosio.Disconnected`); one still in the buffer waits.
+This module holds the socket's lifecycle (its states and transitions are in
+:mod:`.lifecycle`) and its public API. What it sends is the job of its
+:class:`~.outbox.Outbox` (buffer, acknowledgements, retries), what it receives
+that of its :class:`~.incoming.Incoming` (streams, handlers).
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-import math
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._common.handlers import CatchAllRegistry, Handler, call_handler
-from .._errors import (
-    AckTimeout,
-    ConnectError,
-    Disconnected,
-    DisconnectReason,
-    LocalProtocolError,
-    TriosioError,
-)
-from .._proto.sio import RESERVED_EVENTS, SioPacket, SioType, ack_args, ack_value
-from .emitter import run_handlers, submit
-from .stream import Event, EventStream, Overflow
+from .._common.handlers import CatchAllRegistry, call_handler
+from .._errors import ConnectError, Disconnected, DisconnectReason
+from .._proto.sio import SioPacket, SioType
+from .dispatcher import fire
+from .incoming import Incoming
+from .lifecycle import SocketState, Step, next_state
+from .outbox import EmitFlags, Outbox
+from .stream import EventStream, Overflow
 
 if TYPE_CHECKING:
     from .manager import Manager
 
-log = logging.getLogger("triosio.client")
-
 #: An auth payload, or a (plain or async) function returning one, called at every connect.
 Auth = Mapping[str, Any] | Callable[[], Any] | None
 
-
-class BufferFull(TriosioError):
-    """``emit`` while disconnected, and the socket's send buffer is full.
-
-    Attributes:
-        max_buffer: The size of the buffer.
-    """
-
-    def __init__(self, max_buffer: int) -> None:
-        super().__init__(f"the send buffer is full ({max_buffer} packets wait for the connection)")
-        self.max_buffer = max_buffer
-
-
-class _PendingAck:
-    """An acknowledgement being waited for."""
-
-    __slots__ = ("args", "done", "error", "sent")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.args: tuple[Any, ...] | None = None
-        self.error: BaseException | None = None
-        self.sent = False
-
-    def resolve(self, args: tuple[Any, ...]) -> None:
-        if not self.done.is_set():
-            self.args = args
-            self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.done.is_set():
-            self.error = error
-            self.done.set()
-
-    async def wait(self) -> tuple[Any, ...]:
-        await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.args is not None
-        return self.args
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """An EVENT waiting in the send buffer."""
-
-    name: str
-    args: tuple[Any, ...]
-    messages: list[str | bytes]
-    ack_id: int | None = None
-
-
-@dataclass(slots=True)
-class _RetryItem:
-    """An event in the at-least-once queue (``retries``)."""
-
-    name: str
-    args: tuple[Any, ...]
-    timeout: float | None
-    result: _PendingAck | None
-    tries: int = 0
-    last_error: BaseException | None = field(default=None)
+_DISCONNECTED = SocketState.DISCONNECTED
+_CONNECTING = SocketState.CONNECTING
+_CONNECTED = SocketState.CONNECTED
 
 
 class _Waiter:
+    """A caller of :meth:`ClientSocket.connect`, waiting for the outcome."""
+
     __slots__ = ("done", "error")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.error: ConnectError | None = None
-
-
-class EmitFlags:
-    """Emit modifiers, chainable: ``socket.volatile.timeout(5).emit_with_ack(...)``."""
-
-    __slots__ = ("_socket", "_timeout", "_volatile")
-
-    def __init__(self, socket: ClientSocket, volatile: bool, timeout: float | None) -> None:
-        self._socket = socket
-        self._volatile = volatile
-        self._timeout = timeout
-
-    @property
-    def volatile(self) -> EmitFlags:
-        """Drop the event, instead of buffering it, if it cannot be sent now."""
-        return EmitFlags(self._socket, True, self._timeout)
-
-    def timeout(self, seconds: float) -> EmitFlags:
-        """Give up waiting for the acknowledgement after ``seconds``."""
-        return EmitFlags(self._socket, self._volatile, seconds)
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Emit with these flags (see :meth:`ClientSocket.emit`)."""
-        await self._socket._emit(event, args, volatile=self._volatile, timeout=self._timeout)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> Any:
-        """Emit with these flags and wait for the acknowledgement
-        (see :meth:`ClientSocket.emit_with_ack`)."""
-        return await self._socket._emit_with_ack(
-            event, args, volatile=self._volatile, timeout=self._timeout
-        )
-
-    async def send(self, *args: Any) -> None:
-        """Emit a ``"message"`` event with these flags."""
-        await self.emit("message", *args)
 
 
 class ClientSocket(CatchAllRegistry):
@@ -172,8 +63,9 @@ class ClientSocket(CatchAllRegistry):
         manager: The manager whose connection this socket uses.
         namespace: The namespace, e.g. ``"/"`` or ``"/chat"``.
         id: The socket id the server gave at connect (``None`` while disconnected).
-        connected: Whether the socket is connected now.
-        active: Whether the socket is connected or trying to (re)connect.
+        recovered: Whether the last connect got the previous session back
+            (connection state recovery, when the server has it on): the same
+            ``id``, rooms and data, and the events missed while away.
         auth: The auth payload, or a function returning it (called at every connect).
         ack_timeout: Default acknowledgement timeout in seconds (``None``: wait).
         retries: How many times an unacknowledged event is sent again.
@@ -204,23 +96,37 @@ class ClientSocket(CatchAllRegistry):
         self.retries = retries
         self.max_buffer = max_buffer
         self.id: str | None = None
-        self.connected = False
-        self.active = False
-        self._buffer: deque[_Outgoing] = deque()
-        self._early_events: list[SioPacket] = []
-        self._acks: dict[int, _PendingAck] = {}
-        self._next_id = 0
-        self._session = 0
-        self._connect_sent_on: object | None = None
+        self.recovered = False
+        # Connection state recovery: the private session id from the server's
+        # CONNECT reply and the offset of the last event received, both sent
+        # with the next CONNECT (a server without recovery sends no pid).
+        self._pid: str | None = None
+        self._last_offset: str | None = None
+        self._state = _DISCONNECTED
+        # The connection this socket's CONNECT is for (sent, or waiting for its
+        # auth), so that it goes out once per connection.
+        self._connecting_on: object | None = None
         self._waiters: list[_Waiter] = []
-        self._streams: list[EventStream] = []
-        self._retry_queue: deque[_RetryItem] = deque()
-        self._retry_lot = trio.lowlevel.ParkingLot()
-        self._retry_worker = False
+        self._outbox = Outbox(self)
+        self._incoming = Incoming(self)
 
     def __repr__(self) -> str:
-        state = "connected" if self.connected else "active" if self.active else "inactive"
-        return f"<ClientSocket {self.namespace} id={self.id} {state}>"
+        return f"<ClientSocket {self.namespace} id={self.id} {self._state.value}>"
+
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is connected now."""
+        return self._state is _CONNECTED
+
+    @property
+    def active(self) -> bool:
+        """Whether the socket is connected or trying to (re)connect."""
+        return self._state is not _DISCONNECTED
+
+    def _advance(self, step: Step) -> None:
+        # The only writer of the socket's state: the table in lifecycle.py says
+        # where each step leads, and refuses a step it does not allow.
+        self._state = next_state(self._state, step)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -242,15 +148,15 @@ class ClientSocket(CatchAllRegistry):
         self.manager._check_running()
         waiter = _Waiter()
         self._waiters.append(waiter)
-        if not self.active:
-            self.active = True
+        if self._state is _DISCONNECTED:
+            self._advance(Step.START)
             self.manager._socket_activated(self)
         try:
             await waiter.done.wait()
         except trio.Cancelled:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            if self.active and not self.connected and not self._waiters:
+            if self._state is _CONNECTING and not self._waiters:
                 # Cancelled before the namespace connected: stop trying.
                 self._stop(
                     ConnectError("connect() was cancelled"),
@@ -269,8 +175,9 @@ class ClientSocket(CatchAllRegistry):
         active, the manager closes its connection. Events still buffered stay
         buffered (they are sent if :meth:`connect` is called again).
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._disconnect_now()
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _disconnect_now(self) -> None:
         was_connected = self.connected
@@ -279,77 +186,99 @@ class ClientSocket(CatchAllRegistry):
         error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
         self._stop(ConnectError("the client disconnected before the namespace connected"), error)
         if was_connected:
-            self._emit_reserved("disconnect", DisconnectReason.IO_CLIENT_DISCONNECT)
+            self._fire("disconnect", DisconnectReason.IO_CLIENT_DISCONNECT)
         self.manager._check_idle()
 
     def _stop(self, connect_error: ConnectError, ack_error: BaseException) -> None:
         """Become inactive: fail waiters, sent acks and queued retries; end streams."""
-        self.active = False
-        self._set_disconnected(ack_error)
+        self._advance(Step.STOPPED)
+        # A CONNECT that went out unanswered is forgotten: connect() sends another.
+        self._connecting_on = None
+        self._left_connection(ack_error)
         for waiter in self._waiters:
             waiter.error = connect_error
             waiter.done.set()
         self._waiters.clear()
-        while self._retry_queue:
-            item = self._retry_queue.popleft()
-            if item.result is not None:
-                item.result.fail(ack_error)
-        for stream in list(self._streams):
-            stream._end()
-        self._streams.clear()
+        self._outbox.retry.fail_all(ack_error)
+        self._incoming.end_streams()
 
-    def _set_disconnected(self, error: BaseException) -> None:
-        self.connected = False
+    def _left_connection(self, error: BaseException) -> None:
         self.id = None
-        self._early_events.clear()
-        for ack_id, pending in list(self._acks.items()):
-            if pending.sent:
-                del self._acks[ack_id]
-                pending.fail(error)
-        self._retry_lot.unpark_all()
+        self._incoming.disconnected()
+        self._outbox.disconnected(error)
 
     # Called by the manager -------------------------------------------------
+
+    def _claim_connect(self, connection: object) -> bool:
+        """Whether this socket is to send its CONNECT on ``connection``; if so,
+        the CONNECT is now claimed for it (another caller gets ``False``)."""
+        if self._state is not _CONNECTING or self._connecting_on is connection:
+            return False
+        self._connecting_on = connection
+        return True
 
     async def _resolve_auth(self) -> Any:
         auth = self.auth
         if callable(auth):
-            auth = auth()
-            if inspect.isawaitable(auth):
-                auth = await auth
+            auth = await call_handler(auth)
         if auth is not None and not isinstance(auth, Mapping):
             raise TypeError(f"auth must be a mapping (a JSON object), not {type(auth).__name__}")
         return dict(auth) if auth is not None else None
 
-    def _send_connect(self, auth: Any) -> None:
-        self._emit_reserved("connecting")
-        self.manager._send_packet(SioPacket(SioType.CONNECT, self.namespace, auth))
+    def _send_connect(self, connection: object, auth: Any) -> None:
+        """Send the CONNECT claimed for ``connection``, unless the socket stopped
+        (or connected) while its auth was awaited."""
+        if self._state is _CONNECTING and self._connecting_on is connection:
+            if self._pid is not None:
+                # As the reference client: the app's own auth keys win.
+                recovery: dict[str, Any] = {"pid": self._pid}
+                if self._last_offset is not None:
+                    recovery["offset"] = self._last_offset
+                auth = {**recovery, **(auth or {})}
+            self._fire("connecting")
+            self.manager._send_packet(SioPacket(SioType.CONNECT, self.namespace, auth))
 
     def _connection_lost(self, reason: DisconnectReason) -> None:
-        self._connect_sent_on = None
-        if not self.connected:
+        self._connecting_on = None
+        if self._state is not _CONNECTED:
             return
-        self._set_disconnected(Disconnected(reason))
-        self._emit_reserved("disconnect", reason)
+        self._advance(Step.LOST)
+        self._left_connection(Disconnected(reason))
+        self._fire("disconnect", reason)
+
+    def _not_reconnecting(self, reason: DisconnectReason) -> None:
+        """The connection was lost and is not opened again (``reconnection=False``)."""
+        # A socket that was connected just stops (it had its "disconnect"); one
+        # that someone waits to see connected failed.
+        error = ConnectError(f"connection lost: {reason}")
+        if self._waiters:
+            self._fail(error)
+        elif self.active:
+            self._stop(error, Disconnected(reason))
 
     def _fail(self, error: ConnectError) -> None:
         """A connection attempt failed for good: become inactive."""
         if not self.active:
             return
         self._stop(error, Disconnected(DisconnectReason.TRANSPORT_CLOSE))
-        self._emit_reserved("connect_failed", error)
+        self._fire("connect_failed", error)
+
+    def _close(self) -> None:
+        """The manager closed: nothing will ever be sent or answered any more."""
+        error = Disconnected(DisconnectReason.IO_CLIENT_DISCONNECT)
+        self._stop(ConnectError("the client is closed"), error)
+        self._outbox.acks.fail_all(error)
 
     def _on_packet(self, packet: SioPacket) -> None:
         ptype = packet.type
         if ptype is SioType.EVENT:
-            if self.connected:
-                self._on_event(packet)
-            elif self.active and self._connect_sent_on is not None:
-                self._early_events.append(packet)
+            if self._state is _CONNECTED:
+                self._incoming.deliver(packet)
+            elif self._state is _CONNECTING and self._connecting_on is not None:
+                self._incoming.hold(packet)
         elif ptype is SioType.ACK:
             assert packet.id is not None
-            pending = self._acks.pop(packet.id, None)
-            if pending is not None:
-                pending.resolve(tuple(packet.data))
+            self._outbox.acks.resolve(packet.id, tuple(packet.data))
         elif ptype is SioType.CONNECT:
             self._on_connect(packet.data)
         elif ptype is SioType.CONNECT_ERROR:
@@ -358,9 +287,16 @@ class ClientSocket(CatchAllRegistry):
             self._on_server_disconnect()
 
     def _on_connect(self, data: Any) -> None:
-        if not self.active or self.connected:
+        if self._state is _CONNECTED:
             return
         sid = data.get("sid") if isinstance(data, dict) else None
+        if self._state is _DISCONNECTED:
+            if isinstance(sid, str):
+                # The answer to a CONNECT given up on (disconnect() while it
+                # waited): the server made a socket for it. Have it dropped,
+                # since a server may ignore our next CONNECT while it is there.
+                self.manager._send_packet(SioPacket(SioType.DISCONNECT, self.namespace))
+            return
         if not isinstance(sid, str):
             self._on_connect_error(
                 {
@@ -369,116 +305,47 @@ class ClientSocket(CatchAllRegistry):
                 }
             )
             return
+        pid = data.get("pid")
+        if not isinstance(pid, str):
+            pid = None
+        self.recovered = pid is not None and pid == self._pid
+        if not self.recovered:
+            self._last_offset = None  # an offset of another session means nothing
+        self._pid = pid
         self.id = sid
-        self.connected = True
-        self._session += 1
-        early, self._early_events = self._early_events, []
-        for packet in early:
-            self._on_event(packet)
-        while self._buffer:
-            self._send_outgoing(self._buffer.popleft())
-        self._retry_lot.unpark_all()
-        self._emit_reserved("connect")
+        self._advance(Step.ACCEPTED)
+        self._incoming.connected()  # events that came early, then the buffer
+        self._outbox.connected()
+        self._fire("connect")
         for waiter in self._waiters:
             waiter.done.set()
         self._waiters.clear()
 
     def _on_connect_error(self, data: Any) -> None:
-        if not self.active or self.connected:
+        if self._state is not _CONNECTING:
             return
         if isinstance(data, dict):
             message = data.get("message")
             error = ConnectError(str(message) if message is not None else "", data.get("data"))
         else:
             error = ConnectError(str(data))
-        self._emit_reserved("connect_error", error)
+        self._fire("connect_error", error)
         self._fail(error)
         self.manager._check_idle()
 
     def _on_server_disconnect(self) -> None:
-        if not self.connected:
+        if self._state is not _CONNECTED:
             return
         reason = DisconnectReason.IO_SERVER_DISCONNECT
         self._stop(ConnectError("the server disconnected the socket"), Disconnected(reason))
-        self._emit_reserved("disconnect", reason)
+        self._fire("disconnect", reason)
         self.manager._check_idle()
 
+    def _fire(self, name: str, *args: Any) -> None:
+        """Fire a socket event: queue its handlers (``emit`` is for the server)."""
+        fire(self, self.manager._dispatcher, name, args, f"namespace {self.namespace}")
+
     # ------------------------------------------------------------ receiving
-
-    def _on_event(self, packet: SioPacket) -> None:
-        data = packet.data
-        name: str = data[0]
-        args = tuple(data[1:])
-        ack = None
-        if packet.id is not None:
-            ack = partial(self._send_ack, packet.id, self._session, [False])
-        event = Event(name, args, self.namespace, ack)
-        for stream in list(self._streams):
-            stream._push(event)
-        dispatcher = self.manager._dispatcher
-        if dispatcher.paused:
-            # An event that came with the CONNECT reply, while connect() holds
-            # the dispatcher: its handlers are chosen when its turn comes, so
-            # handlers registered at the top of the `async with` block get it.
-            dispatcher.submit(partial(self._run_event, event))
-            return
-        # Otherwise the handlers are those registered when the event arrives
-        # (as in JavaScript): an off() after that does not take it back.
-        catch_all = list(self._any)
-        handlers = self._take(name)
-        if catch_all or handlers:
-            dispatcher.submit(partial(self._run_event_handlers, event, catch_all, handlers))
-
-    async def _run_event(self, event: Event) -> None:
-        catch_all = list(self._any)
-        handlers = self._take(event.name)
-        if catch_all or handlers:
-            await self._run_event_handlers(event, catch_all, handlers)
-        else:
-            await trio.lowlevel.checkpoint()
-
-    async def _send_ack(
-        self, ack_id: int, session: int, sent: list[bool], args: tuple[Any, ...]
-    ) -> None:
-        if not sent[0]:
-            sent[0] = True
-            if self.connected and self._session == session:
-                self.manager._send_packet(
-                    SioPacket(SioType.ACK, self.namespace, list(args), ack_id)
-                )
-        await trio.lowlevel.checkpoint()
-
-    async def _run_event_handlers(
-        self, event: Event, catch_all: list[Handler], handlers: list[Handler]
-    ) -> None:
-        for handler in catch_all:
-            try:
-                await call_handler(handler, event.name, *event.args)
-            except Exception:
-                log.exception(
-                    "error in a catch-all handler (event %r, namespace %s)",
-                    event.name,
-                    self.namespace,
-                )
-        result: Any = None
-        acknowledge = bool(handlers) and event.ack_requested
-        for i, handler in enumerate(handlers):
-            try:
-                value = await call_handler(handler, *event.args)
-            except Exception:
-                log.exception(
-                    "error in the handler of %r (namespace %s)", event.name, self.namespace
-                )
-                if i == 0:
-                    acknowledge = False  # no acknowledgement for a failed handler
-                continue
-            if i == 0:
-                result = value
-        if acknowledge:
-            await event.ack(*ack_args(result))
-
-    def _emit_reserved(self, name: str, *args: Any) -> None:
-        submit(self, self.manager._dispatcher, name, args, f"namespace {self.namespace}")
 
     def events(
         self, *names: str, max_buffer: int = 1024, overflow: Overflow = "error"
@@ -501,13 +368,7 @@ class ClientSocket(CatchAllRegistry):
                 the consumer once it caught up with the events before the
                 overflow) or ``"drop_oldest"``.
         """
-        stream = EventStream(frozenset(names), max_buffer, overflow, self._remove_stream)
-        self._streams.append(stream)
-        return stream
-
-    def _remove_stream(self, stream: EventStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
+        return self._incoming.open_stream(frozenset(names), max_buffer, overflow)
 
     # ------------------------------------------------------------ emitting
 
@@ -527,21 +388,24 @@ class ClientSocket(CatchAllRegistry):
         Arguments may hold ``bytes``, ``bytearray`` or ``memoryview`` at any depth
         (they travel as binary attachments). While disconnected the event is
         buffered and sent in order on reconnect. Waits only when the connection's
-        send queue is full (backpressure).
+        send queue is full (backpressure). Cancelled, it sent nothing.
 
         Raises:
             LocalProtocolError: a reserved event name, or arguments that cannot be
                 encoded.
             BufferFull: disconnected, and ``max_buffer`` packets already wait.
         """
-        await self._emit(event, args, volatile=False, timeout=None)
+        await self._outbox.emit(event, args, volatile=False, timeout=None)
 
     async def send(self, *args: Any) -> None:
         """Send a ``"message"`` event (``socket.send`` of the reference client)."""
-        await self._emit("message", args, volatile=False, timeout=None)
+        await self._outbox.emit("message", args, volatile=False, timeout=None)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send an event and wait for the server's acknowledgement.
+
+        Cancelled before the event went out, it sent nothing; after, only the
+        wait for the acknowledgement is given up.
 
         Returns:
             ``None`` if the server acknowledged with no argument, the argument if
@@ -554,156 +418,7 @@ class ClientSocket(CatchAllRegistry):
                 there are no ``retries``), or the application disconnected.
             BufferFull: see :meth:`emit`.
         """
-        return await self._emit_with_ack(event, args, volatile=False, timeout=timeout)
-
-    def _check_event(self, event: str) -> None:
-        if not isinstance(event, str):
-            raise LocalProtocolError(f"event names are strings, not {type(event).__name__}")
-        if event in RESERVED_EVENTS:
-            raise LocalProtocolError(f"{event!r} is a reserved event name")
-
-    def _encode_event(self, name: str, args: tuple[Any, ...], ack_id: int | None) -> _Outgoing:
-        packet = SioPacket(SioType.EVENT, self.namespace, [name, *args], ack_id)
-        return _Outgoing(name, args, self.manager._encoder.encode(packet), ack_id)
-
-    def _new_ack_id(self) -> int:
-        ack_id = self._next_id
-        self._next_id += 1
-        return ack_id
-
-    def _writable(self) -> bool:
-        return self.connected and self.manager._writable()
-
-    def _send_outgoing(self, outgoing: _Outgoing) -> None:
-        if outgoing.ack_id is not None:
-            pending = self._acks.get(outgoing.ack_id)
-            if pending is not None:
-                pending.sent = True
-        if self._any_outgoing:
-            self.manager._dispatcher.submit(
-                partial(
-                    run_handlers,
-                    list(self._any_outgoing),
-                    (outgoing.name, *outgoing.args),
-                    f"outgoing catch-all (namespace {self.namespace})",
-                )
-            )
-        self.manager._send_messages(outgoing.messages)
-
-    async def _emit(
-        self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
-    ) -> None:
-        self._check_event(event)
-        if self.retries and not volatile:
-            self._enqueue_retry(event, args, timeout, None)
-            await trio.lowlevel.checkpoint()
-            return
-        await self._emit_packet(self._encode_event(event, args, None), volatile)
-
-    async def _emit_packet(self, outgoing: _Outgoing, volatile: bool) -> None:
-        if volatile:
-            if self._writable():
-                self._send_outgoing(outgoing)
-            await trio.lowlevel.checkpoint()
-            return
-        if self.connected:
-            await self.manager._wait_writable()
-        if self.connected:
-            self._send_outgoing(outgoing)
-            return
-        if len(self._buffer) >= self.max_buffer:
-            raise BufferFull(self.max_buffer)
-        self._buffer.append(outgoing)
-        await trio.lowlevel.checkpoint()
-
-    async def _emit_with_ack(
-        self, event: str, args: tuple[Any, ...], *, volatile: bool, timeout: float | None
-    ) -> Any:
-        self._check_event(event)
-        if timeout is None:
-            timeout = self.ack_timeout
-        if self.retries and not volatile:
-            result = _PendingAck()
-            self._enqueue_retry(event, args, timeout, result)
-            return ack_value(await result.wait())
-        ack_id = self._new_ack_id()
-        outgoing = self._encode_event(event, args, ack_id)
-        pending = _PendingAck()
-        self._acks[ack_id] = pending
-        try:
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._emit_packet(outgoing, volatile)
-                return ack_value(await pending.wait())
-            raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s")
-        finally:
-            self._acks.pop(ack_id, None)
-            if outgoing in self._buffer:
-                self._buffer.remove(outgoing)
-
-    # ------------------------------------------------------------ retries (4.6)
-
-    def _enqueue_retry(
-        self, event: str, args: tuple[Any, ...], timeout: float | None, result: _PendingAck | None
-    ) -> None:
-        # Encode once now, so that bad arguments fail in the caller.
-        self._encode_event(event, args, 0)
-        if len(self._retry_queue) >= max(self.max_buffer, 1):
-            raise BufferFull(self.max_buffer)
-        self._retry_queue.append(_RetryItem(event, args, timeout, result))
-        self._retry_lot.unpark_all()
-        if not self._retry_worker:
-            self._retry_worker = True
-            self.manager._start_task(self._run_retry_queue)
-
-    async def _run_retry_queue(self) -> None:
-        try:
-            while True:
-                while not self._retry_queue or not self.connected:
-                    await self._retry_lot.park()
-                item = self._retry_queue[0]
-                args = await self._try_once(item)
-                if self._retry_queue and self._retry_queue[0] is item:
-                    if args is not None:
-                        self._retry_queue.popleft()
-                        if item.result is not None:
-                            item.result.resolve(args)
-                    elif item.tries > self.retries:
-                        self._retry_queue.popleft()
-                        error = AckTimeout(
-                            f"no acknowledgement of {item.name!r} after {item.tries} attempts"
-                        )
-                        error.__cause__ = item.last_error
-                        if item.result is not None:
-                            item.result.fail(error)
-                        else:
-                            log.debug("gave up sending %r: %s", item.name, error)
-        finally:
-            self._retry_worker = False
-
-    async def _try_once(self, item: _RetryItem) -> tuple[Any, ...] | None:
-        item.tries += 1
-        ack_id = self._new_ack_id()
-        pending = _PendingAck()
-        self._acks[ack_id] = pending
-        timeout = item.timeout if item.timeout is not None else self.ack_timeout
-        try:
-            self._send_outgoing(self._encode_event(item.name, item.args, ack_id))
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                try:
-                    return await pending.wait()
-                except Disconnected as exc:
-                    item.last_error = exc
-                    return None
-            item.last_error = AckTimeout(f"no acknowledgement within {timeout} s")
-            return None
-        finally:
-            self._acks.pop(ack_id, None)
+        return await self._outbox.emit_with_ack(event, args, volatile=False, timeout=timeout)
 
 
-__all__ = [
-    "Auth",
-    "BufferFull",
-    "ClientSocket",
-    "EmitFlags",
-    "Handler",
-]
+__all__ = ["Auth", "ClientSocket"]

@@ -55,6 +55,18 @@ RESERVED_EVENTS = frozenset(
 )
 
 
+def check_event_name(event: object) -> None:
+    """Refuse what this side cannot emit as an event name.
+
+    Raises:
+        LocalProtocolError: not a string, or a reserved name.
+    """
+    if not isinstance(event, str):
+        raise LocalProtocolError(f"event names are strings, not {type(event).__name__}")
+    if event in RESERVED_EVENTS:
+        raise LocalProtocolError(f"{event!r} is a reserved event name")
+
+
 class SioType(enum.IntEnum):
     """The seven Socket.IO packet types."""
 

@@ -31,14 +31,14 @@ async def run_handlers(handlers: list[Handler], args: tuple[Any, ...], describe:
             log.exception("error in the %s handler", describe)
 
 
-def submit(
+def fire(
     registry: HandlerRegistry,
     dispatcher: Dispatcher,
     event: str,
     args: tuple[Any, ...],
     what: str,
 ) -> None:
-    """Queue ``event``'s handlers of ``registry`` on ``dispatcher``.
+    """Fire ``event`` of ``registry``: queue its handlers on ``dispatcher``.
 
     The handlers are chosen now, when the event happens (as the reference
     does): one added later is not called for an event that happened before.
