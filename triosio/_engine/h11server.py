@@ -7,7 +7,9 @@ the stream away (the Engine.IO session owns it from then on).
 Limits against slow or abusive clients: a request head must arrive within
 ``head_timeout`` of its first byte (slowloris), an idle keep-alive connection is
 closed after ``idle_timeout``, a head is at most ``max_head_size`` bytes and
-``max_headers`` header lines, and a body must keep arriving (``body_timeout``).
+``max_headers`` header lines, and a body must keep arriving (``body_timeout``
+between chunks) and be whole within ``request_timeout`` (a body trickled a byte
+at a time just inside ``body_timeout`` is cut there).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class HTTPLimits:
         head_timeout: Seconds a request head may take once its first byte arrived.
         idle_timeout: Seconds an idle keep-alive connection is kept open.
         body_timeout: Seconds the server waits for the next chunk of a body.
+        request_timeout: Seconds a whole request body may take from its head
+            (Node's ``requestTimeout``, also 300 s by default).
     """
 
     max_head_size: int = 16384
@@ -63,6 +67,7 @@ class HTTPLimits:
     head_timeout: float = 10.0
     idle_timeout: float = 60.0
     body_timeout: float = 30.0
+    request_timeout: float = 300.0
 
 
 class Sticky(Protocol):
@@ -110,10 +115,14 @@ class H11Exchange(Exchange):
         self._conn = connection
         self.responded = False
         self.upgraded = False
+        self._started = trio.current_time()
 
     async def body(self) -> AsyncGenerator[bytes, None]:
         """The request body, chunk by chunk."""
         conn = self._conn
+        limits = conn.limits
+        # The whole body by this time, however steadily it trickles.
+        deadline = self._started + limits.request_timeout
         while True:
             try:
                 event = conn.h11.next_event()
@@ -121,7 +130,8 @@ class H11Exchange(Exchange):
                 # e.g. the client closed the connection in the middle of the body
                 raise _BodyAborted(f"request body broken: {exc}") from None
             if event is h11.NEED_DATA:
-                with trio.move_on_after(conn.limits.body_timeout) as scope:
+                chunk_deadline = trio.current_time() + limits.body_timeout
+                with trio.move_on_at(min(chunk_deadline, deadline)) as scope:
                     await conn.receive()
                 if scope.cancelled_caught:
                     raise _BodyAborted("request body timed out")
