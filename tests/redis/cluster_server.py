@@ -4,6 +4,8 @@
         [--adapter pubsub|streams] [--stream-count N]
 
 Prints one JSON line ``{"port": N}`` once it serves (on 127.0.0.1, a free port).
+Also served as two workers of one port: ``python -m triosio run
+cluster_server:workers_app --workers 2 [--redis URL]`` (:func:`workers_app`).
 Its twin in Node is ``tests/js/redis_node_server.js``; both answer the same
 control protocol on namespace ``/admin``: the event ``op`` with one object,
 acknowledged with ``{"ok": result}`` or ``{"error": message, ...}``. Ops:
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -41,10 +44,15 @@ from triosio.redis import RedisAdapter, RedisStreamsAdapter
 
 
 def build(
-    name: str, url: str, key: str, timeout: float, kind: str = "pubsub", stream_count: int = 1
+    name: str,
+    url: str | None,
+    key: str,
+    timeout: float,
+    kind: str = "pubsub",
+    stream_count: int = 1,
 ) -> triosio.Server:
-    adapter: RedisAdapter | RedisStreamsAdapter
-    if kind == "streams":
+    adapter: RedisAdapter | RedisStreamsAdapter | None = None
+    if url and kind == "streams":
         adapter = RedisStreamsAdapter(
             url,
             stream_name=key,
@@ -52,7 +60,7 @@ def build(
             stream_count=stream_count,
             requests_timeout=timeout,
         )
-    else:
+    elif url:
         adapter = RedisAdapter(url, key_prefix=key, requests_timeout=timeout)
     sio = triosio.Server(
         adapter=adapter,
@@ -163,6 +171,16 @@ def build(
                 return {"error": f"{type(exc).__name__}: {exc}"}
 
     return sio
+
+
+def workers_app() -> triosio.Server:
+    """The same server for ``triosio run cluster_server:workers_app --workers 2``.
+
+    Worker 0 is "A", worker 1 "B"; the command line gives the adapter (Redis
+    with ``--redis``, else the bus between the workers).
+    """
+    name = "AB"[int(os.environ.get("TRIOSIO_WORKER", "0")) % 2]
+    return build(name, None, "socket.io", 5.0)
 
 
 async def main() -> None:
