@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from .._common import ids
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason
@@ -109,12 +109,12 @@ class HeaderMap(Mapping[str, str]):
 
 def new_socket_id() -> str:
     """A random socket id (distinct from the Engine.IO session id, as in v5)."""
-    return secrets.token_urlsafe(15)
+    return ids.token_urlsafe(15)
 
 
 def new_private_id() -> str:
     """A random private session id (``pid``), for connection state recovery."""
-    return secrets.token_urlsafe(15)
+    return ids.token_urlsafe(15)
 
 
 @final
