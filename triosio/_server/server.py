@@ -26,6 +26,7 @@ from .recovery import ConnectionStateRecovery, RecoveryState
 from .registry import NamespaceMatcher, NamespaceRegistry
 from .remote import RemoteSocket
 from .router import Router
+from .validation import require_engine
 
 if TYPE_CHECKING:
     from .socket import Socket
@@ -69,6 +70,10 @@ class Server:
         rate_limit: A :class:`triosio.RateLimit` on every event each client
             sends (all its namespaces together); None: no limit. Per event:
             ``socket.on(event, handler, rate_limit=...)``.
+        validation: Validate and convert event arguments by the handlers'
+            type hints (pydantic 2, ``pip install 'triosio[validation]'``); an
+            event that does not fit gets an error acknowledgement and never
+            reaches the handler. Off: hints are not looked at.
         **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
             ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
             (see :class:`triosio.EngineServer`).
@@ -90,6 +95,7 @@ class Server:
         adapter: Adapter | None = None,
         connection_state_recovery: ConnectionStateRecovery | None = None,
         rate_limit: RateLimit | None = None,
+        validation: bool = False,
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
@@ -107,6 +113,10 @@ class Server:
             raise TypeError("rate_limit must be a triosio.RateLimit")
         #: The limit on each client's incoming events (None: none).
         self.rate_limit = rate_limit
+        if validation:
+            require_engine()
+        #: Whether handlers' type hints validate event arguments.
+        self.validation = validation
         self.async_handlers = async_handlers
         self.max_pending_events = max_pending_events
         self.ack_timeout = ack_timeout

@@ -20,6 +20,7 @@ from .acks import GONE, PendingAcks
 from .hooks import AckOutcome, wait_for_space
 from .lifecycle import SocketState
 from .ratelimit import RateLimit, TokenBucket
+from .validation import validated
 
 if TYPE_CHECKING:
     from .._engine.exchange import Request
@@ -217,15 +218,22 @@ class Socket(CatchAllRegistry):
         the client asked for one. ``rate_limit`` (a :class:`triosio.RateLimit`)
         bounds how often this socket may send ``event``: past it the event is
         dropped (with an error acknowledgement) or the socket disconnected,
-        as the limit's policy says (see the server guide).
+        as the limit's policy says. With ``Server(validation=True)``, the
+        handler's type hints validate and convert the event's arguments (see
+        the server guide).
         """
         if rate_limit is not None:
             if not isinstance(rate_limit, RateLimit):
                 raise TypeError("rate_limit must be a triosio.RateLimit")
             self._rate_limits[event] = TokenBucket(rate_limit, trio.current_time())
-        if handler is None:
-            return super().on(event)
-        return super().on(event, handler)
+        if not self.nsp.server.validation:
+            return super().on(event) if handler is None else super().on(event, handler)
+
+        def register(fn: H) -> H:
+            super(Socket, self).on(event, validated(event, fn))
+            return fn
+
+        return register if handler is None else register(handler)
 
     # ------------------------------------------------------------ state
 
