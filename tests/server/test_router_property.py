@@ -273,6 +273,11 @@ class Scenario:
                         actions.start_soon(self.act, clients, action)
                         if pause:
                             await trio.sleep(pause)
+                            # After each step that gave the others time: once
+                            # every task is blocked, the tables match the model.
+                            await settle()
+                            self.checks += 1
+                            self.check_tables(final=False)
                 # Long enough for every ping timeout to fire.
                 await trio.sleep(30)
                 await settle()
