@@ -305,6 +305,5 @@ class AsyncEmitter(_Targeting):
     def __repr__(self) -> str:
         t = self._target
         return (
-            f"<AsyncEmitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} "
-            f"rooms={list(t.rooms)}>"
+            f"<AsyncEmitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} rooms={list(t.rooms)}>"
         )

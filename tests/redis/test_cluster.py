@@ -414,14 +414,14 @@ async def run_emitter(mode: str, url: str, ops: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sync", "asyncio", "trio"])
-async def test_python_emitter_reaches_clients_on_both_servers(
-    cluster: Cluster, mode: str
-) -> None:
+async def test_python_emitter_reaches_clients_on_both_servers(cluster: Cluster, mode: str) -> None:
     tag = uuid.uuid4().hex[:8]
     room, gone = f"pem-{tag}", f"pem-gone-{tag}"
-    async with Observers.open() as obs, Admin.open(cluster.a) as admin_a, Admin.open(
-        cluster.b
-    ) as admin_b:
+    async with (
+        Observers.open() as obs,
+        Admin.open(cluster.a) as admin_a,
+        Admin.open(cluster.b) as admin_b,
+    ):
         await obs.connect("a1", cluster.a.url, {"name": "a1", "test": tag, "rooms": [room]})
         await obs.connect("a2", cluster.a.url, {"name": "a2", "test": tag})
         await obs.connect("b1", cluster.b.url, {"name": "b1", "test": tag, "rooms": [room]})
