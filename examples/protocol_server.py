@@ -50,9 +50,13 @@ class Echo:
         """Nothing to clean up."""
 
 
-def socketio_server() -> triosio.Server:
-    """The Socket.IO server of the v5 test suite."""
-    sio = triosio.Server(**SETTINGS)
+def socketio_server(recovery: bool = False) -> triosio.Server:
+    """The Socket.IO server of the v5 test suite (``recovery``: with connection
+    state recovery on, to compare with the reference server's results)."""
+    options: dict[str, Any] = dict(SETTINGS)
+    if recovery:
+        options["connection_state_recovery"] = triosio.ConnectionStateRecovery()
+    sio = triosio.Server(**options)
 
     async def connection(socket: triosio.Socket, auth: Any) -> None:
         # Right after the CONNECT reply: what the client sent in its CONNECT.
@@ -72,16 +76,16 @@ def socketio_server() -> triosio.Server:
     return sio
 
 
-def app() -> triosio.App:
+def app(recovery: bool = False) -> triosio.App:
     """Both servers, mounted at their paths in one HTTP application."""
     engine = triosio.EngineServer(Echo(), path="/engine.io/", **SETTINGS)
-    return triosio.App(engine, socketio_server())
+    return triosio.App(engine, socketio_server(recovery))
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, recovery: bool = False) -> None:
     """Serve until interrupted."""
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(triosio.serve, app(), host, port)
+        listeners = await nursery.start(triosio.serve, app(recovery), host, port)
         bound = listeners[0].socket.getsockname()[1]
         print(f"protocol test server on http://{host}:{bound}/", flush=True)
 
@@ -91,9 +95,12 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--verbose", action="store_true", help="log every session")
+    parser.add_argument(
+        "--recovery", action="store_true", help="connection state recovery on (Socket.IO)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        trio.run(main, args.host, args.port)
+        trio.run(main, args.host, args.port, args.recovery)
     except KeyboardInterrupt:
         pass

@@ -156,6 +156,23 @@ def test_only_the_router_touches_its_inbox_and_commands(name: str) -> None:
             assert node.attr not in ("inbox", "_inbox"), f"{name}:{node.lineno}"
 
 
+RECOVERY_MUTATORS = {"log", "keep", "take", "resume", "expire"}
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - ROUTER_OWN))
+def test_only_the_router_changes_the_recovery_state(name: str) -> None:
+    # The kept sessions and the packet log are the router's: no other module
+    # calls the methods that change them (reading them is fine).
+    for node in ast.walk(MODULES[name]):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in RECOVERY_MUTATORS
+            and "recovery" in ast.unparse(node.func.value)
+        ):
+            assert name == "triosio._server.recovery", f"{name}:{node.lineno}"
+
+
 @pytest.mark.parametrize(
     "name", sorted(n for n in MODULES if _layer(n) == "_server" and not n.endswith(".lifecycle"))
 )
@@ -174,9 +191,25 @@ def test_only_the_lifecycle_changes_a_sockets_state(name: str) -> None:
                 )
 
 
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n in MODULES if _layer(n) not in ("_workers", "_cli", "__main__", "")),
+)
+def test_nothing_below_imports_the_command_line(name: str) -> None:
+    # The command line and its worker processes sit on top of everything.
+    assert not _in(_triosio_imports(name), "triosio._workers", "triosio._cli")
+
+
+def test_the_workers_wire_format_is_sans_io() -> None:
+    imports = _imports("triosio._workers.wire", MODULES["triosio._workers.wire"])
+    assert not {m.split(".")[0] for m in imports} & STDLIB_ONLY_THIRD_PARTY
+    assert not _triosio_imports("triosio._workers.wire")
+
+
 def test_the_rules_see_every_layer() -> None:
     layers = {_layer(n) for n in MODULES}
     assert {"_proto", "_common", "_engine", "_server", "_client", "_cluster", "_redis"} <= layers
+    assert {"_workers", "_cli"} <= layers
     assert "redis" in layers
     # The rules above would pass vacuously if the import reader were broken.
     assert "triosio._server.router" in _triosio_imports("triosio._server.socket") or (

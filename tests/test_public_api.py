@@ -21,7 +21,7 @@ import triosio
 
 PACKAGE = Path(triosio.__file__).resolve().parent
 #: Modules that are public as modules (imported as ``triosio.testing`` etc.).
-PUBLIC_MODULES = {"testing", "asgi", "redis"}
+PUBLIC_MODULES = {"testing", "asgi", "redis", "admin", "metrics", "tracing"}
 
 
 def _public_attributes() -> set[str]:

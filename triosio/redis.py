@@ -1,8 +1,10 @@
 """The Redis adapter: several triosio (and Node.js) servers as one Socket.IO cluster.
 
 Wire-compatible with the JavaScript ``@socket.io/redis-adapter`` 8.3.0 and
-``@socket.io/redis-emitter`` 5.1.0, so triosio and Node servers can share one
-Redis and reach each other's clients. See ``docs/scaling.md``.
+``@socket.io/redis-emitter`` 5.1.0 (:class:`RedisAdapter`, pub/sub), and with
+``@socket.io/redis-streams-adapter`` 0.3.x (:class:`RedisStreamsAdapter`,
+Redis Streams), so triosio and Node servers can share one Redis and reach each
+other's clients. See ``docs/scaling.md`` for which to choose.
 
 Needs the ``redis`` extra (``pip install 'triosio[redis]'``: coredis, anyio
 and msgpack)::
@@ -23,12 +25,17 @@ dropped meanwhile, and the adapter reconnects with backoff and subscribes again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, final
 
 try:
+    from ._cluster.ca_node import ClusterAdapterNode
     from ._cluster.node import ClusterNode
+    from ._redis import sessions as _sessions
     from ._redis.bus import RedisBus, safe_url
     from ._redis.emitter import AsyncEmitter, Emitter
+    from ._redis.stream_entries import stream_for as _stream_for
+    from ._redis.streams import RedisStreamsTransport
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
     if exc.name not in ("anyio", "coredis", "msgpack"):
         raise
@@ -36,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         "triosio.redis needs the 'redis' extra: pip install 'triosio[redis]'"
     ) from exc
 
-__all__ = ["AsyncEmitter", "Emitter", "RedisAdapter"]
+__all__ = ["AsyncEmitter", "Emitter", "RedisAdapter", "RedisStreamsAdapter"]
 
 
 @final
@@ -96,3 +103,107 @@ class RedisAdapter(ClusterNode):
 
     def __repr__(self) -> str:
         return f"<RedisAdapter {safe_url(self.url)} key={self.key_prefix!r}>"
+
+
+@final
+class RedisStreamsAdapter(ClusterAdapterNode):
+    """Connects a :class:`triosio.Server` to the other servers of a cluster through Redis Streams.
+
+    Speaks the wire format of the JavaScript ``@socket.io/redis-streams-adapter``
+    0.3.x, so Node.js servers using it are peers. Broadcasts, joins, leaves and
+    disconnects go through a Redis stream, which every server reads from the
+    last entry it read: a Redis restart (or a lost connection) loses none of
+    what is in the stream, and delivers none twice. Requests that want
+    answers (fetch_sockets, server-side emits, broadcasts with
+    acknowledgements) go by pub/sub. Needs Redis 5 or later.
+
+    Args:
+        url: The Redis URL (``redis://[[user]:password@]host:port/db``,
+            ``rediss://`` for TLS, ``unix://``).
+        stream_name: The stream's name (the JavaScript ``streamName``); every
+            server of a cluster must use the same.
+        stream_count: Spread the namespaces over this many streams,
+            ``<stream_name>-<i>`` (``streamCount``; 1: one stream, named
+            ``stream_name``). The same on every server.
+        channel_prefix: The prefix of the pub/sub channels (``channelPrefix``).
+        max_len: Keep about this many entries per stream (``maxLen``, the
+            ``MAXLEN ~`` of every XADD). A server that falls further behind
+            misses the oldest; sessions older than that cannot be recovered.
+        read_count: Entries read at once (``readCount``).
+        block_time: Seconds one read waits for new entries (``blockTimeInMs``).
+        only_plaintext: Write every entry as JSON, binary values as
+            ``{"type": "Buffer", "data": [...]}`` (``onlyPlaintext``).
+        requests_timeout: Seconds to wait for the other servers' answers to
+            ``fetch_sockets`` and ``server_side_emit_with_ack`` (5 s, as the
+            reference).
+        max_queued: Messages waiting to be written before emitting tasks wait;
+            while Redis is unreachable, broadcasts beyond it are dropped.
+        reconnect_delay: First delay before reconnecting, in seconds.
+        reconnect_delay_max: Longest delay between reconnection attempts.
+        connect_timeout: Seconds allowed to open a Redis connection.
+        **redis_options: More options for ``coredis.Redis.from_url``
+            (``password``, ``ssl_context``...).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        max_len: int = 10_000,
+        read_count: int = 100,
+        block_time: float = 5.0,
+        only_plaintext: bool = False,
+        requests_timeout: float = 5.0,
+        max_queued: int = 10_000,
+        reconnect_delay: float = 0.2,
+        reconnect_delay_max: float = 5.0,
+        connect_timeout: float = 5.0,
+        **redis_options: Any,
+    ) -> None:
+        transport = RedisStreamsTransport(
+            url,
+            stream_name=stream_name,
+            stream_count=stream_count,
+            channel_prefix=channel_prefix,
+            max_len=max_len,
+            read_count=read_count,
+            block_ms=max(int(block_time * 1000), 1),
+            only_plaintext=only_plaintext,
+            requests_timeout=requests_timeout,
+            max_queued=max_queued,
+            reconnect=(reconnect_delay, reconnect_delay_max),
+            connect_timeout=connect_timeout,
+            redis_options=redis_options,
+        )
+        super().__init__(transport, requests_timeout=requests_timeout)
+        self.url = url
+        self.stream_name = stream_name
+        self.stream_count = stream_count
+        self._streams = transport
+
+    # Connection state recovery across processes. What the server's recovery
+    # hook will call (issue 14); the session store is Node's (see _redis/sessions.py).
+
+    async def _persist_session(self, session: Mapping[str, Any], ttl_ms: int) -> None:
+        """Keep a dropped socket's ``{sid, pid, rooms, data}`` in Redis for ``ttl_ms``."""
+        client = self._streams.client
+        if client is None:
+            raise RuntimeError("the adapter is not running")
+        await _sessions.persist_session(client, session, ttl_ms)
+
+    async def _restore_session(self, nsp: str, pid: str, offset: str) -> dict[str, Any] | None:
+        """Take the session of ``pid`` back, with the broadcasts of ``nsp`` after ``offset``."""
+        client = self._streams.client
+        if client is None:
+            raise RuntimeError("the adapter is not running")
+        stream = _stream_for(nsp, self.stream_name, self.stream_count)
+        return await _sessions.restore_session(client, stream, nsp, pid, offset)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisStreamsAdapter {safe_url(self.url)} stream={self.stream_name!r}"
+            f" count={self.stream_count}>"
+        )

@@ -41,7 +41,8 @@ const { positionals, values } = parseArgs({
 
 const MODE = positionals[0];
 const URL_BASE = values.url;
-const SERVER_PID = values["server-pid"] ? Number(values["server-pid"]) : null;
+// One pid, or several separated by commas (a supervisor and its workers): summed.
+const SERVER_PIDS = values["server-pid"] ? values["server-pid"].split(",").map(Number) : null;
 const CLK_TCK = Number(values["clk-tck"]);
 const CONCURRENCY = Number(values.concurrency);
 
@@ -52,20 +53,30 @@ const log = (...args) => console.error(`[loadgen ${MODE}]`, ...args);
 
 /** Server CPU seconds [user, system] (all threads), or null without --server-pid. */
 function serverCpu() {
-  if (SERVER_PID === null) return null;
-  const stat = readFileSync(`/proc/${SERVER_PID}/stat`, "utf8");
-  // The command name (field 2) may contain spaces; the fields after it do not.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state), so utime (14) and stime (15) are 11 and 12.
-  return [Number(fields[11]) / CLK_TCK, Number(fields[12]) / CLK_TCK];
+  if (SERVER_PIDS === null) return null;
+  const total = [0, 0];
+  for (const pid of SERVER_PIDS) {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces; the fields after it do not.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state), so utime (14) and stime (15) are 11 and 12.
+    total[0] += Number(fields[11]) / CLK_TCK;
+    total[1] += Number(fields[12]) / CLK_TCK;
+  }
+  return total;
 }
 
 /** Server resident memory in bytes (VmRSS) or null without --server-pid. */
 function serverRss() {
-  if (SERVER_PID === null) return null;
-  const status = readFileSync(`/proc/${SERVER_PID}/status`, "utf8");
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  return match ? Number(match[1]) * 1024 : null;
+  if (SERVER_PIDS === null) return null;
+  let total = 0;
+  for (const pid of SERVER_PIDS) {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    if (!match) return null;
+    total += Number(match[1]) * 1024;
+  }
+  return total;
 }
 
 /** This generator's own CPU seconds [user, system], to show whether it was saturated. */

@@ -1,6 +1,12 @@
 """triosio, the benchmark behaviour (written against DESIGN.md's API sketch).
 
 python benchmarks/servers/triosio_server.py --port 5000
+
+TRIOSIO_RECOVERY=1 turns connection state recovery on (a checkout without it
+ignores the variable). TRIOSIO_INSTRUMENT=metrics,tracing,admin (any of them)
+turns instrumentation on, to measure its cost: Prometheus metrics (never scraped); OpenTelemetry
+tracing with the SDK, a batch span processor and an exporter that drops what
+it gets; the Admin UI in development mode with no UI connected.
 """
 
 from __future__ import annotations
@@ -24,15 +30,31 @@ from _common import BroadcastPlan, now_ms, parse_args, result
 import triosio
 
 
-def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
-    sio = triosio.Server(ping_interval=ping_interval, ping_timeout=ping_timeout)
+def build(ping_interval: float, ping_timeout: float, async_echo: bool = False) -> triosio.Server:
+    # TRIOSIO_RECOVERY=1: connection state recovery on (every broadcast logged).
+    recovery = (
+        triosio.ConnectionStateRecovery() if os.environ.get("TRIOSIO_RECOVERY") == "1" else None
+    )
+    sio = triosio.Server(
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        **({"connection_state_recovery": recovery} if recovery is not None else {}),
+    )
 
     @sio.on("connection")
     async def connected(socket: triosio.Socket, auth: dict[str, Any] | None) -> None:
-        @socket.on("echo")
-        def echo(*args: Any) -> tuple[Any, ...]:
-            # A plain function, as it needs no await (so does python-socketio's).
-            return args  # a tuple: each element is one ack argument
+        if async_echo:  # (benchmarks/workers.py: the path of async handlers)
+
+            @socket.on("echo")
+            async def echo_async(*args: Any) -> tuple[Any, ...]:
+                return args
+
+        else:
+
+            @socket.on("echo")
+            def echo(*args: Any) -> tuple[Any, ...]:
+                # A plain function, as it needs no await (so does python-socketio's).
+                return args  # a tuple: each element is one ack argument
 
         @socket.on("join")
         async def join(room: str) -> bool:
@@ -62,10 +84,43 @@ def build(ping_interval: float, ping_timeout: float) -> triosio.Server:
     return sio
 
 
+def instrument(sio: triosio.Server, which: str) -> None:
+    for name in filter(None, which.split(",")):
+        if name == "metrics":
+            import triosio.metrics
+
+            triosio.metrics.instrument(sio)
+        elif name == "tracing":
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                BatchSpanProcessor,
+                SpanExporter,
+                SpanExportResult,
+            )
+
+            import triosio.tracing
+
+            class Drop(SpanExporter):
+                def export(self, spans: Any) -> SpanExportResult:
+                    return SpanExportResult.SUCCESS
+
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(Drop()))
+            triosio.tracing.instrument(sio, tracer_provider=provider)
+        elif name == "admin":
+            import triosio.admin
+
+            triosio.admin.instrument(sio, auth=False)
+        else:
+            raise SystemExit(f"TRIOSIO_INSTRUMENT: unknown {name!r}")
+        print("instrumented:", name, flush=True)
+
+
 def main() -> None:
     args = parse_args(__doc__ or "")
     print("triosio from", os.path.dirname(triosio.__file__), flush=True)
     sio = build(args.ping_interval, args.ping_timeout)
+    instrument(sio, os.environ.get("TRIOSIO_INSTRUMENT", ""))
     trio.run(triosio.serve, sio, args.host, args.port)
 
 

@@ -50,6 +50,7 @@ class ServerProcess:
         ping_timeout: Milliseconds, passed to the server.
         parser: ``"json"`` or ``"msgpack"``.
         tls: (certificate, key) PEM files: serve HTTPS with them.
+        recovery: Connection state recovery on (the node server only).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class ServerProcess:
         ping_timeout: int = 20000,
         parser: str = "json",
         tls: tuple[Path, Path] | None = None,
+        recovery: bool = False,
     ):
         self.kind = kind
         self.port = 0
@@ -69,6 +71,7 @@ class ServerProcess:
             "PING_INTERVAL": str(ping_interval),
             "PING_TIMEOUT": str(ping_timeout),
             "PARSER": parser,
+            "RECOVERY": "1" if recovery else "0",
         }
         if tls is not None:
             self.env["TLS_CERT"], self.env["TLS_KEY"] = str(tls[0]), str(tls[1])

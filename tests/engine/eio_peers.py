@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import wsproto.events as wse
 from triosio import App, DisconnectReason, EngineServer, EngineSession, HTTPLimits, serve
 from triosio._engine.packet import OutPacket
 from triosio._engine.packet import message as _message
+from triosio._engine.wsframes import unmask
 from triosio.testing import MemoryNetwork
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -149,6 +151,31 @@ async def read_raw_response(stream: trio.abc.Stream) -> bytes:
 
 
 # ---------------------------------------------------------------- WebSocket client
+
+
+def frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    mask: bytes = b"\x01\x02\x03\x04",
+    rsv: int = 0,
+    masked: bool = True,
+    wide: int | None = None,
+) -> bytes:
+    """A client frame (masked unless told otherwise); ``wide`` forces a length form."""
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if wide == 126 or (wide is None and 126 <= n < 65536):
+        head = struct.pack("!BBH", b0, 126 | (0x80 if masked else 0), n)
+    elif wide == 127 or (wide is None and n >= 65536):
+        head = struct.pack("!BBQ", b0, 127 | (0x80 if masked else 0), n)
+    else:
+        head = bytes((b0, n | (0x80 if masked else 0)))
+    if not masked:
+        return head + payload
+    return head + mask + unmask(payload, mask)
+
 
 
 class WSClosed(Exception):

@@ -55,7 +55,7 @@ async def test_cancelling_serve_says_goodbye_to_every_client() -> None:
             with trio.CancelScope(shield=True):
                 assert await ws.receive_until_closed() == ["1"]
                 assert ws.closed is not None
-                assert ws.closed.code == 1000
+                assert ws.closed.code == 1001  # going away (RFC 6455 section 7.4.1)
                 assert await upgraded.receive_until_closed() == ["1"]
                 response = await poller.read_response()
                 assert (response.status, response.text) == (200, "1")

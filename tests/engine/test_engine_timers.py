@@ -326,6 +326,34 @@ async def test_stalled_post_body_times_out_and_closes_the_session(
             await stream.aclose()
 
 
+async def test_a_body_trickled_just_inside_body_timeout_is_cut_at_request_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limits = HTTPLimits(head_timeout=10, idle_timeout=60, body_timeout=30, request_timeout=120)
+    with trio.fail_after(1000):
+        # Heartbeats far apart: only the body's deadline may end the session.
+        async with running_server(
+            memory=True, limits=limits, ping_interval=1000, ping_timeout=1000
+        ) as srv:
+            sid, _ = await srv.handshake()
+            stream = await srv.connect()
+            start = trio.current_time()
+            await stream.send_all(raw_post_head(sid, 100) + b"4")
+
+            async def trickle() -> None:
+                # A byte every 29 s: never a 30 s pause, never a whole body.
+                for _ in range(99):
+                    await trio.sleep(29)
+                    await stream.send_all(b"x")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                assert await srv.app.wait_closed(sid) is DisconnectReason.TRANSPORT_ERROR
+                nursery.cancel_scope.cancel()
+            assert trio.current_time() == start + 120
+            await stream.aclose()
+
+
 async def test_long_poll_is_not_an_idle_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from eio_peers import frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto import ConnectionType
@@ -23,30 +24,6 @@ from triosio._engine.wsframes import (
     FrameReader,
     unmask,
 )
-
-
-def frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    fin: bool = True,
-    mask: bytes = b"\x01\x02\x03\x04",
-    rsv: int = 0,
-    masked: bool = True,
-    wide: int | None = None,
-) -> bytes:
-    """A client frame (masked unless told otherwise); ``wide`` forces a length form."""
-    b0 = (0x80 if fin else 0) | rsv | opcode
-    n = len(payload)
-    if wide == 126 or (wide is None and 126 <= n < 65536):
-        head = struct.pack("!BBH", b0, 126 | (0x80 if masked else 0), n)
-    elif wide == 127 or (wide is None and n >= 65536):
-        head = struct.pack("!BBQ", b0, 127 | (0x80 if masked else 0), n)
-    else:
-        head = bytes((b0, n | (0x80 if masked else 0)))
-    if not masked:
-        return head + payload
-    return head + mask + unmask(payload, mask)
 
 
 def ours(data: bytes, limit: int = 1 << 20) -> list[object]:

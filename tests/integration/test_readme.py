@@ -36,13 +36,27 @@ async def wait_listening(port: int) -> None:
             return
 
 
+def quick_start_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)[0]
+    return block.splitlines()[0].split("#")[0].strip()
+
+
 async def test_quick_start_blocks_run(tmp_path: Path) -> None:
     server_code, client_code = quick_start_blocks()
+    command = quick_start_command()
+    assert command == "triosio run server:sio"
     port = free_port()
     (tmp_path / "server.py").write_text(server_code.replace("5000", str(port)))
     (tmp_path / "client.py").write_text(client_code.replace("5000", str(port)))
+    # The command as the README shows it (python -m triosio: the same command,
+    # from this interpreter), on a free port.
     server = await trio.lowlevel.open_process(
-        [sys.executable, "server.py"], cwd=tmp_path, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "triosio", *command.split()[1:], "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         with trio.fail_after(20):

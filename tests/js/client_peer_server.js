@@ -15,6 +15,13 @@
 //   "push" (n)            emits n events "pushed" (0..n-1)
 //   "kick"                disconnects this socket (the client sees "io server disconnect")
 //   "noack"               no handler: never acknowledged
+//   "join" (room)         joins the room; acknowledges with the socket's rooms
+//   "data" (value?)       sets socket.data.value when given; acknowledges with socket.data
+//   "drop" (room, n)      closes this socket's Engine.IO connection (a recoverable
+//                         "forced close"), then emits n events "tick" (0..n-1) to room
+//   "recovered"           acknowledges with {sid, recovered}
+//
+// RECOVERY=1: connectionStateRecovery on (the defaults: 2 minutes, skip middlewares).
 "use strict";
 
 const http = require("http");
@@ -38,6 +45,7 @@ const io = new Server(httpServer, {
   pingTimeout,
   cors: { origin: "*" },
   maxHttpBufferSize: 1e7,
+  ...(process.env.RECOVERY === "1" ? { connectionStateRecovery: {} } : {}),
 });
 
 function setup(nsp) {
@@ -62,6 +70,21 @@ function setup(nsp) {
       for (let i = 0; i < n; i++) socket.emit("pushed", i);
     });
     socket.on("kick", () => socket.disconnect());
+    socket.on("join", withAck((ack, room) => {
+      socket.join(room);
+      ack([...socket.rooms]);
+    }));
+    socket.on("data", withAck((ack, ...value) => {
+      if (value.length) socket.data.value = value[0];
+      ack(socket.data);
+    }));
+    socket.on("drop", (room, n) => {
+      socket.conn.close();
+      setTimeout(() => {
+        for (let i = 0; i < n; i++) nsp.to(room).emit("tick", i);
+      }, 20);
+    });
+    socket.on("recovered", withAck((ack) => ack({ sid: socket.id, recovered: socket.recovered })));
   });
 }
 

@@ -1,9 +1,11 @@
 // A Node socket.io 4.8 server with @socket.io/redis-adapter 8.3 (node-redis 4),
-// the Node twin of tests/redis/cluster_server.py: same control protocol on
-// namespace /admin (event "op", one object, ack {ok: result} or {error, ...}),
-// same behaviour for clients of / and /chat. See that file for the ops.
+// or with @socket.io/redis-streams-adapter 0.3 (--adapter streams), the Node twin
+// of tests/redis/cluster_server.py: same control protocol on namespace /admin
+// (event "op", one object, ack {ok: result} or {error, ...}), same behaviour for
+// clients of / and /chat. See that file for the ops.
 //
 //   node redis_node_server.js --redis redis://127.0.0.1:PORT/0 --name B [--key socket.io]
+//        [--adapter pubsub|streams] [--stream-count N]
 //
 // Prints {"port": N} on one line once it listens on 127.0.0.1 (a free port).
 "use strict";
@@ -12,6 +14,7 @@ const http = require("node:http");
 const { Server, Socket } = require("socket.io");
 const { createClient } = require("redis");
 const { createAdapter } = require("@socket.io/redis-adapter");
+const streams = require("@socket.io/redis-streams-adapter");
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,6 +25,8 @@ const url = arg("redis");
 const name = arg("name", "node");
 const key = arg("key", "socket.io");
 const requestsTimeout = Number(arg("requests-timeout", "5")) * 1000;
+const adapterKind = arg("adapter", "pubsub");
+const streamCount = Number(arg("stream-count", "1"));
 
 async function main() {
   const pub = createClient({ url });
@@ -33,7 +38,10 @@ async function main() {
 
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
-    adapter: createAdapter(pub, sub, { key, requestsTimeout }),
+    adapter:
+      adapterKind === "streams"
+        ? streams.createAdapter(pub, { streamName: key, channelPrefix: key, streamCount })
+        : createAdapter(pub, sub, { key, requestsTimeout }),
     pingInterval: 5000,
     pingTimeout: 5000,
   });
@@ -136,7 +144,12 @@ async function main() {
           (r) => r[1].length && r[1][0] && typeof r[1][0] === "object" && r[1][0].tag === op.tag,
         );
       case "allRooms":
-        return [...(await nsp.adapter.allRooms())].map(String).sort();
+        // ClusterAdapter (the streams adapter) has no allRooms: its own rooms.
+        return [
+          ...(nsp.adapter.allRooms ? await nsp.adapter.allRooms() : nsp.adapter.rooms.keys()),
+        ]
+          .map(String)
+          .sort();
       case "serverCount":
         return await nsp.adapter.serverCount();
       case "remote": {

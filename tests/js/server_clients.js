@@ -5,7 +5,7 @@
 // {"id": n, "result": ...} or {"id": n, "error": "..."}; between answers it writes
 // what the sockets see as notices {"note": kind, "client": name, ...}:
 //
-//   {"note": "connect", "client", "sid"}
+//   {"note": "connect", "client", "sid", "recovered"}
 //   {"note": "connect_error", "client", "message", "data"}
 //   {"note": "disconnect", "client", "reason"}
 //   {"note": "event", "client", "event", "args", "ack": bool}
@@ -137,7 +137,7 @@ function connect(cmd) {
   }
   return new Promise((resolve) => {
     socket.on("connect", () => {
-      note("connect", name, { sid: socket.id });
+      note("connect", name, { sid: socket.id, recovered: socket.recovered });
       resolve({ sid: socket.id });
     });
     socket.on("connect_error", (err) => {

@@ -208,6 +208,35 @@ class ServerProcess:
         return f"<{self.kind} server {self.name} :{getattr(self, 'port', '?')}>"
 
 
+class WorkerView:
+    """One worker of ``triosio run --workers 2`` seen as a cluster server.
+
+    Its ``url`` asks the acceptor for that worker (``?triosio-worker=N``).
+    """
+
+    def __init__(self, proc: Any, index: int, name: str) -> None:
+        self.kind = "triosio"
+        self.name = name
+        self.proc = proc
+        self.url = f"{proc.url}/?triosio-worker={index}"
+
+    def log(self) -> str:
+        """The log of the whole command (supervisor and workers)."""
+        text: str = self.proc.log()
+        return text
+
+    def alive(self) -> bool:
+        """Whether the supervisor still runs."""
+        return bool(self.proc.proc.poll() is None)
+
+    def stop(self) -> None:
+        """Stop the whole command (both views do; the second does nothing)."""
+        self.proc.stop()
+
+    def __repr__(self) -> str:
+        return f"<worker {self.name} of {self.proc.url}>"
+
+
 class OpError(Exception):
     """A control operation failed on the server; ``reply`` holds its answer."""
 
@@ -227,9 +256,9 @@ class Admin:
     @asynccontextmanager
     async def open(cls, server: ServerProcess) -> AsyncIterator[Admin]:
         """Connect to ``server``'s ``/admin``."""
-        async with triosio.connect(
-            server.url + "/admin", transports=("websocket",), reconnection=False
-        ) as client:
+        base, _, query = server.url.partition("?")
+        url = base.rstrip("/") + "/admin" + ("?" + query if query else "")
+        async with triosio.connect(url, transports=("websocket",), reconnection=False) as client:
             yield cls(client, server)
 
     async def op(self, op: str, **fields: Any) -> Any:
@@ -324,9 +353,12 @@ class Observers:
             raise RuntimeError(f"{op} failed: {reply['error']}")
         return reply.get("ok")
 
-    async def connect(self, client: str, url: str, auth: dict[str, Any]) -> str:
-        """Connect socket ``client`` to ``url``; its id."""
-        reply = await self._command("connect", client=client, url=url, auth=auth)
+    async def connect(
+        self, client: str, url: str, auth: dict[str, Any], transports: list[str] | None = None
+    ) -> str:
+        """Connect socket ``client`` to ``url`` (over WebSocket unless ``transports``); its id."""
+        extra = {"transports": transports} if transports else {}
+        reply = await self._command("connect", client=client, url=url, auth=auth, **extra)
         sid: str = reply["sid"]
         return sid
 

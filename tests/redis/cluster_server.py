@@ -1,8 +1,11 @@
 """A triosio server with the Redis adapter, driven by the cluster tests.
 
     python tests/redis/cluster_server.py --redis redis://127.0.0.1:PORT/0 --name A
+        [--adapter pubsub|streams] [--stream-count N]
 
 Prints one JSON line ``{"port": N}`` once it serves (on 127.0.0.1, a free port).
+Also served as two workers of one port: ``python -m triosio run
+cluster_server:workers_app --workers 2 [--redis URL]`` (:func:`workers_app`).
 Its twin in Node is ``tests/js/redis_node_server.js``; both answer the same
 control protocol on namespace ``/admin``: the event ``op`` with one object,
 acknowledged with ``{"ok": result}`` or ``{"error": message, ...}``. Ops:
@@ -30,18 +33,37 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
 import trio
 
 import triosio
-from triosio.redis import RedisAdapter
+from triosio.redis import RedisAdapter, RedisStreamsAdapter
 
 
-def build(name: str, url: str, key: str, timeout: float) -> triosio.Server:
+def build(
+    name: str,
+    url: str | None,
+    key: str,
+    timeout: float,
+    kind: str = "pubsub",
+    stream_count: int = 1,
+) -> triosio.Server:
+    adapter: RedisAdapter | RedisStreamsAdapter | None = None
+    if url and kind == "streams":
+        adapter = RedisStreamsAdapter(
+            url,
+            stream_name=key,
+            channel_prefix=key,
+            stream_count=stream_count,
+            requests_timeout=timeout,
+        )
+    elif url:
+        adapter = RedisAdapter(url, key_prefix=key, requests_timeout=timeout)
     sio = triosio.Server(
-        adapter=RedisAdapter(url, key_prefix=key, requests_timeout=timeout),
+        adapter=adapter,
         ping_interval=5,
         ping_timeout=5,
     )
@@ -151,19 +173,33 @@ def build(name: str, url: str, key: str, timeout: float) -> triosio.Server:
     return sio
 
 
+def workers_app() -> triosio.Server:
+    """The same server for ``triosio run cluster_server:workers_app --workers 2``.
+
+    Worker 0 is "A", worker 1 "B"; the command line gives the adapter (Redis
+    with ``--redis``, else the bus between the workers).
+    """
+    name = "AB"[int(os.environ.get("TRIOSIO_WORKER", "0")) % 2]
+    return build(name, None, "socket.io", 5.0)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--key", default="socket.io")
     parser.add_argument("--requests-timeout", type=float, default=5.0)
+    parser.add_argument("--adapter", choices=("pubsub", "streams"), default="pubsub")
+    parser.add_argument("--stream-count", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    sio = build(args.name, args.redis, args.key, args.requests_timeout)
+    sio = build(
+        args.name, args.redis, args.key, args.requests_timeout, args.adapter, args.stream_count
+    )
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(triosio.serve, sio, "127.0.0.1", 0)
         port = listeners[0].socket.getsockname()[1]

@@ -87,7 +87,16 @@ class Incoming:
         ack = None
         if packet.id is not None:
             ack = partial(self._send_ack, packet.id, self._epoch, [False])
-        event = Event(name, tuple(data[1:]), socket.namespace, ack)
+            args = tuple(data[1:])
+        elif socket._pid is not None and len(data) > 1 and isinstance(data[-1], str):
+            # With connection state recovery on, the server puts the event's
+            # offset last (never on events that ask for an ack): remember it
+            # for the next CONNECT and leave it out of what the app gets.
+            socket._last_offset = data[-1]
+            args = tuple(data[1:-1])
+        else:
+            args = tuple(data[1:])
+        event = Event(name, args, socket.namespace, ack)
         for stream in list(self._streams):
             stream._push(event)
         dispatcher = socket.manager._dispatcher

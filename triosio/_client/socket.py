@@ -63,6 +63,9 @@ class ClientSocket(CatchAllRegistry):
         manager: The manager whose connection this socket uses.
         namespace: The namespace, e.g. ``"/"`` or ``"/chat"``.
         id: The socket id the server gave at connect (``None`` while disconnected).
+        recovered: Whether the last connect got the previous session back
+            (connection state recovery, when the server has it on): the same
+            ``id``, rooms and data, and the events missed while away.
         auth: The auth payload, or a function returning it (called at every connect).
         ack_timeout: Default acknowledgement timeout in seconds (``None``: wait).
         retries: How many times an unacknowledged event is sent again.
@@ -93,6 +96,12 @@ class ClientSocket(CatchAllRegistry):
         self.retries = retries
         self.max_buffer = max_buffer
         self.id: str | None = None
+        self.recovered = False
+        # Connection state recovery: the private session id from the server's
+        # CONNECT reply and the offset of the last event received, both sent
+        # with the next CONNECT (a server without recovery sends no pid).
+        self._pid: str | None = None
+        self._last_offset: str | None = None
         self._state = _DISCONNECTED
         # The connection this socket's CONNECT is for (sent, or waiting for its
         # auth), so that it goes out once per connection.
@@ -220,6 +229,12 @@ class ClientSocket(CatchAllRegistry):
         """Send the CONNECT claimed for ``connection``, unless the socket stopped
         (or connected) while its auth was awaited."""
         if self._state is _CONNECTING and self._connecting_on is connection:
+            if self._pid is not None:
+                # As the reference client: the app's own auth keys win.
+                recovery: dict[str, Any] = {"pid": self._pid}
+                if self._last_offset is not None:
+                    recovery["offset"] = self._last_offset
+                auth = {**recovery, **(auth or {})}
             self._fire("connecting")
             self.manager._send_packet(SioPacket(SioType.CONNECT, self.namespace, auth))
 
@@ -290,6 +305,13 @@ class ClientSocket(CatchAllRegistry):
                 }
             )
             return
+        pid = data.get("pid")
+        if not isinstance(pid, str):
+            pid = None
+        self.recovered = pid is not None and pid == self._pid
+        if not self.recovered:
+            self._last_offset = None  # an offset of another session means nothing
+        self._pid = pid
         self.id = sid
         self._advance(Step.ACCEPTED)
         self._incoming.connected()  # events that came early, then the buffer

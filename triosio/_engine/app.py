@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 import trio
 
 from .exchange import Exchange
-from .h11server import HTTPLimits, serve_stream
+from .h11server import HTTPLimits, Sticky, serve_stream
 
 log = logging.getLogger("triosio.http")
 
@@ -260,13 +261,53 @@ async def serve(
     async def handler(stream: trio.abc.Stream) -> None:
         await _serve_connection(the_app, http_limits, stream)
 
+    loops = [partial(_accept_loop, listener, handler) for listener in listeners]
+    served = list(listeners)
+    await _serve_app(the_app, loops, lambda: task_status.started(served))
+
+
+class Handoff(Sticky, Protocol):
+    """Where a worker process gets its connections (``triosio run --workers N``)."""
+
+    async def receive(self) -> tuple[trio.SocketStream, bytes]:
+        """The next connection handed to this worker, and the bytes already read from it."""
+        ...
+
+
+async def serve_handoffs(
+    app: App | Mountable,
+    handoff: Handoff,
+    *,
+    limits: HTTPLimits | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the connections an acceptor hands over, as :func:`serve` serves a listener.
+
+    Cancelling it closes every session, like :func:`serve`.
+    """
+    the_app = as_app(app)
+    http_limits = limits or HTTPLimits()
+
+    async def loop(nursery: trio.Nursery) -> None:
+        while True:
+            stream, prefix = await handoff.receive()
+            nursery.start_soon(_serve_handed, the_app, http_limits, stream, prefix, handoff)
+
+    await _serve_app(the_app, [loop], task_status.started)
+
+
+async def _serve_app(
+    the_app: App,
+    loops: Sequence[Callable[[trio.Nursery], Awaitable[None]]],
+    started: Callable[[], None],
+) -> None:
     # The servers run in a scope shielded from our caller's cancellation, so that
     # on cancellation the sessions can still say goodbye (over the very HTTP
     # connections that are serving their polls); then that scope is cancelled too.
     inner = trio.CancelScope(shield=True)
     async with trio.open_nursery() as nursery:
-        await nursery.start(_run_shielded, inner, the_app, handler, list(listeners))
-        task_status.started(list(listeners))
+        await nursery.start(_run_shielded, inner, the_app, loops)
+        started()
         try:
             await trio.sleep_forever()
         finally:
@@ -282,16 +323,15 @@ _SHUTDOWN_GRACE = 5.0
 async def _run_shielded(
     scope: trio.CancelScope,
     app: App,
-    handler: Callable[[trio.abc.Stream], Awaitable[None]],
-    listeners: list[trio.abc.Listener[trio.abc.Stream]],
+    loops: Sequence[Callable[[trio.Nursery], Awaitable[None]]],
     *,
     task_status: trio.TaskStatus[None],
 ) -> None:
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(app.run)
-            for listener in listeners:
-                nursery.start_soon(_accept_loop, listener, handler, nursery)
+            for loop in loops:
+                nursery.start_soon(loop, nursery)
             task_status.started()
 
 
@@ -316,6 +356,17 @@ async def _accept_loop(
                     continue
                 raise
             nursery.start_soon(handler, stream)
+
+
+async def _serve_handed(
+    app: App, limits: HTTPLimits, stream: trio.SocketStream, prefix: bytes, sticky: Sticky
+) -> None:
+    try:
+        await serve_stream(stream, app.handle, limits, prefix=prefix, sticky=sticky)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    except Exception:
+        log.exception("unexpected error on an HTTP connection")
 
 
 async def _serve_connection(app: App, limits: HTTPLimits, stream: trio.abc.Stream) -> None:

@@ -7,7 +7,9 @@ the stream away (the Engine.IO session owns it from then on).
 Limits against slow or abusive clients: a request head must arrive within
 ``head_timeout`` of its first byte (slowloris), an idle keep-alive connection is
 closed after ``idle_timeout``, a head is at most ``max_head_size`` bytes and
-``max_headers`` header lines, and a body must keep arriving (``body_timeout``).
+``max_headers`` header lines, and a body must keep arriving (``body_timeout``
+between chunks) and be whole within ``request_timeout`` (a body trickled a byte
+at a time just inside ``body_timeout`` is cut there).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import hashlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote_plus
 
 import h11
 import trio
@@ -54,6 +58,8 @@ class HTTPLimits:
         head_timeout: Seconds a request head may take once its first byte arrived.
         idle_timeout: Seconds an idle keep-alive connection is kept open.
         body_timeout: Seconds the server waits for the next chunk of a body.
+        request_timeout: Seconds a whole request body may take from its head
+            (Node's ``requestTimeout``, also 300 s by default).
     """
 
     max_head_size: int = 16384
@@ -61,6 +67,36 @@ class HTTPLimits:
     head_timeout: float = 10.0
     idle_timeout: float = 60.0
     body_timeout: float = 30.0
+    request_timeout: float = 300.0
+
+
+class Sticky(Protocol):
+    """Which requests a worker process serves (``triosio run --workers N``).
+
+    A worker receives whole connections from the acceptor, which routed them
+    by the ``sid`` of their first request. A later request of the same
+    keep-alive connection may name a session of another worker: the
+    connection then goes back to the acceptor, with that request's bytes,
+    to be routed again (see ``docs/architecture.md``).
+    """
+
+    def mine(self, sid: str) -> bool:
+        """Whether session ``sid`` lives (or would live) in this process."""
+        ...
+
+    async def give_back(self, stream: trio.SocketStream, data: bytes) -> None:
+        """Hand the connection and the bytes read from it back to the acceptor."""
+        ...
+
+
+def query_sid(query: str) -> str | None:
+    """The ``sid`` parameter of a query string, or None."""
+    if "sid=" not in query:
+        return None
+    for part in query.split("&"):
+        if part.startswith("sid="):
+            return unquote_plus(part[4:])
+    return None
 
 
 class _Abort(Exception):
@@ -79,10 +115,14 @@ class H11Exchange(Exchange):
         self._conn = connection
         self.responded = False
         self.upgraded = False
+        self._started = trio.current_time()
 
     async def body(self) -> AsyncGenerator[bytes, None]:
         """The request body, chunk by chunk."""
         conn = self._conn
+        limits = conn.limits
+        # The whole body by this time, however steadily it trickles.
+        deadline = self._started + limits.request_timeout
         while True:
             try:
                 event = conn.h11.next_event()
@@ -90,7 +130,8 @@ class H11Exchange(Exchange):
                 # e.g. the client closed the connection in the middle of the body
                 raise _BodyAborted(f"request body broken: {exc}") from None
             if event is h11.NEED_DATA:
-                with trio.move_on_after(conn.limits.body_timeout) as scope:
+                chunk_deadline = trio.current_time() + limits.body_timeout
+                with trio.move_on_at(min(chunk_deadline, deadline)) as scope:
                     await conn.receive()
                 if scope.cancelled_caught:
                     raise _BodyAborted("request body timed out")
@@ -219,6 +260,8 @@ class H11Connection:
         *,
         client: tuple[str, int] | None = None,
         secure: bool = False,
+        prefix: bytes = b"",
+        sticky: Sticky | None = None,
     ) -> None:
         self.stream = stream
         self.handler = handler
@@ -227,6 +270,11 @@ class H11Connection:
         self.secure = secure
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
         self._eof = False
+        self.sticky = sticky
+        # The raw head of the request being served (to give it back, see Sticky).
+        self._event: h11.Request | None = None
+        if prefix:
+            self.h11.receive_data(prefix)
 
     async def receive(self) -> int:
         """Read more bytes into h11; returns how many (0 at EOF)."""
@@ -320,6 +368,8 @@ class H11Connection:
                 if size > self.limits.max_head_size:
                     await self._error_and_close(431, "request head too large")
                     return None
+                if self.sticky is not None:
+                    self._event = event  # kept only where it may be given back
                 target = event.target.decode("latin-1")
                 path, _, query = target.partition("?")
                 headers = [(_name(k), _value(k, v)) for k, v in event.headers]
@@ -356,6 +406,9 @@ class H11Connection:
                 request = await self._next_request()
                 if request is None:
                     return False
+                if self.sticky is not None and not self._keep(request):
+                    await self._give_back()
+                    return True
                 exchange = H11Exchange(self, request)
                 try:
                     await self.handler(exchange)
@@ -380,6 +433,25 @@ class H11Connection:
         except _Abort as exc:
             log.debug("connection from %s ended: %s", self.client, exc)
             return exchange is not None and exchange.upgraded
+
+    def _keep(self, request: Request) -> bool:
+        assert self.sticky is not None
+        sid = query_sid(request.query_string)
+        return sid is None or self.sticky.mine(sid)
+
+    async def _give_back(self) -> None:
+        # The request as it arrived (h11 lower-cases header names, which HTTP
+        # allows), then every byte h11 holds unread behind it: its body and
+        # anything pipelined.
+        event = self._event
+        assert event is not None and self.sticky is not None
+        stream = self.stream
+        assert isinstance(stream, trio.SocketStream)
+        head = [event.method, b" ", event.target, b" HTTP/", event.http_version, b"\r\n"]
+        for name, value in event.headers.raw_items():
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        await self.sticky.give_back(stream, b"".join(head) + bytes(self.h11.trailing_data[0]))
 
     async def _finish_cycle(self) -> bool:
         if self.h11.our_state is not h11.DONE:
@@ -412,8 +484,14 @@ async def serve_stream(
     stream: trio.abc.Stream,
     handler: Callable[[H11Exchange], Awaitable[None]],
     limits: HTTPLimits,
+    *,
+    prefix: bytes = b"",
+    sticky: Sticky | None = None,
 ) -> None:
-    """Serve one connection; close it unless a WebSocket took it over."""
+    """Serve one connection; close it unless a WebSocket (or the acceptor) took it over.
+
+    ``prefix``: bytes already read from the connection (by the acceptor).
+    """
     client: tuple[str, int] | None = None
     secure = isinstance(stream, trio.SSLStream)
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
@@ -423,7 +501,9 @@ async def serve_stream(
             client = (str(peer[0]), int(peer[1]))
         except (OSError, IndexError, TypeError):
             client = None
-    conn = H11Connection(stream, handler, limits, client=client, secure=secure)
+    conn = H11Connection(
+        stream, handler, limits, client=client, secure=secure, prefix=prefix, sticky=sticky
+    )
     given_away = False
     try:
         given_away = await conn.serve()

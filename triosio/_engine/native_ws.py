@@ -15,10 +15,15 @@ way (their ``send_some_nowait`` is the twin of a non-blocking write). On other
 streams (TLS) every write goes through the writer task, the only task that
 calls ``send_all`` (a TLS stream allows one at a time).
 
-Closing is a lingering close: after our close frame we keep reading (briefly)
-until the peer answers with its own, so the socket is never closed with unread
-bytes in it — that would send a TCP reset, and a reset can make the peer drop
-the last frames we sent (the Engine.IO CLOSE packet among them).
+Closing follows RFC 6455 section 7: after our close frame we keep reading
+(briefly) until the peer answers with its own, then close the TCP connection
+first (section 7.1.1), so the socket is never closed with unread bytes in it —
+that would send a TCP reset, and a reset can make the peer drop the last
+frames we sent (the Engine.IO CLOSE packet among them). A client that broke
+the framing rules fails the connection (section 7.1.7): its close frame
+carries the code of the error (1002 protocol error, 1007 invalid UTF-8, 1009
+too big, section 7.4.1) whatever code the session asks for, and nothing more
+it sends is parsed: the linger only drains the socket until the peer closes.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class NativeWebSocket(WebSocket):
         "_closed",
         "_direct",
         "_drained",
+        "_failed",
         "_fd",
         "_queue",
         "_read_dry",
@@ -89,6 +95,8 @@ class NativeWebSocket(WebSocket):
         self._drained: LazyEvent = LazyEvent(True)
         self._closed = False
         self._close_sent = False
+        # The client broke the framing rules: the code and reason to close with.
+        self._failed: tuple[int, str] | None = None
         self._writer_running = False
         self.start_writer: Callable[[], bool] | None = None
 
@@ -99,9 +107,12 @@ class NativeWebSocket(WebSocket):
         reader = self._reader
         reader.max_message_size = max_size
         while True:
+            if self._failed is not None:
+                raise WebSocketClosed(*self._failed)
             try:
                 item = reader.next()
             except FrameError as exc:
+                self._failed = (exc.code, exc.reason)
                 raise WebSocketClosed(exc.code, exc.reason) from None
             if item is None:
                 try:
@@ -241,11 +252,14 @@ class NativeWebSocket(WebSocket):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Flush, send a close frame, wait for the peer's, close the stream.
 
-        Takes at most :data:`CLOSE_GRACE` seconds, and closes the stream even
-        when cancelled.
+        After a framing error by the client, the frame carries that error's
+        code and reason instead of ``code`` and ``reason``. Takes at most
+        :data:`CLOSE_GRACE` seconds, and closes the stream even when cancelled.
         """
         if self._closed:
             return
+        if self._failed is not None:
+            code, reason = self._failed
         try:
             with trio.move_on_after(CLOSE_GRACE):
                 if self.broken:
@@ -261,9 +275,18 @@ class NativeWebSocket(WebSocket):
             await self.abort()
 
     async def _linger(self) -> None:
-        # Read (and drop) until the peer's close frame or EOF.
+        # Read (and drop) until the peer's close frame or EOF. After a framing
+        # error nothing is parsed any more (RFC 6455 section 7.1.7): bytes are
+        # drained until the peer, having read our close frame, closes.
         reader = self._reader
         while True:
+            if self._failed is not None:
+                try:
+                    if not await self._receive_some():
+                        return
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    return
+                continue
             try:
                 item = reader.next()
             except FrameError:

@@ -333,8 +333,9 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         finally:
             try:
                 if ws is not None:
-                    code = 1009 if reason is DisconnectReason.PAYLOAD_TOO_LARGE else 1000
-                    await ws.close(code)
+                    # A framing error's own code (1002, 1007, 1009) overrides
+                    # this one: the WebSocket keeps it (native_ws.py).
+                    await ws.close(_CLOSE_CODES.get(reason, 1000))
             finally:
                 self._finished.set()
 
@@ -424,6 +425,17 @@ _SAY_CLOSE = frozenset(
         DisconnectReason.PARSE_ERROR,
     }
 )
+
+
+# The close frame's code for a session closed by the server (RFC 6455 section
+# 7.4.1): an Engine.IO or Socket.IO packet the server could not parse is a
+# protocol error of the subprotocol, 1002; a message too big, 1009; the server
+# going down, 1001 ("going away"); any other reason is a normal closure, 1000.
+_CLOSE_CODES = {
+    DisconnectReason.PAYLOAD_TOO_LARGE: 1009,
+    DisconnectReason.PARSE_ERROR: 1002,
+    DisconnectReason.SERVER_SHUTTING_DOWN: 1001,
+}
 
 
 def _reason_for_close_code(code: int) -> DisconnectReason:

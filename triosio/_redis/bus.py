@@ -74,7 +74,7 @@ class _Health:
     subscriber is disconnected.
     """
 
-    __slots__ = ("_url", "dropped", "pub_failed", "sub_ok", "warned")
+    __slots__ = ("_url", "dropped", "outage", "pub_failed", "sub_ok", "warned")
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -82,6 +82,8 @@ class _Health:
         self.pub_failed = False
         self.warned = False
         self.dropped = 0
+        #: What happens to cluster messages meanwhile, for the warning.
+        self.outage = "messages to and from the other servers are dropped until it is back"
 
     def fail(self, which: str, exc: BaseException) -> None:
         if which == "sub":
@@ -91,11 +93,11 @@ class _Health:
         if not self.warned:
             self.warned = True
             log.warning(
-                "Redis at %s is unreachable (%s): messages to and from the other servers "
-                "are dropped until it is back; this server's own clients are served as "
-                "usual. Reconnecting with backoff.",
+                "Redis at %s is unreachable (%s): %s; this server's own clients are "
+                "served as usual. Reconnecting with backoff.",
                 self._url,
                 _describe(exc),
+                self.outage,
             )
 
     def ok(self, which: str) -> None:
@@ -338,6 +340,19 @@ class RedisBus:
                         health.ok("pub")
 
     # ------------------------------------------------------------ reachability
+
+    def describe_outage(self, text: str) -> None:
+        """Say what happens to cluster messages while Redis is away, in the outage warning."""
+        self._health.outage = text
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber is connected (Redis reachable, as far as we know)."""
+        return self._health.sub_ok
+
+    async def reachable(self) -> bool:
+        """Whether Redis accepts connections now (a probe that leaves nothing open)."""
+        return await self._reachable()
 
     async def _reachable(self) -> bool:
         try:

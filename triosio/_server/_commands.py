@@ -19,6 +19,7 @@ from .lifecycle import Step, advance
 if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .acks import BroadcastAck
+    from .recovery import Restored
     from .router import Router
     from .socket import Socket
 
@@ -50,6 +51,19 @@ class Emit(Command):
 
     def apply(self, router: Router) -> None:
         router.write(self.socket, self.packets, self.volatile)
+
+
+class LoggedEmit(Emit):
+    """An :class:`Emit` that connection state recovery keeps: numbered and
+    logged (as a broadcast to the socket's own room, like the reference),
+    whether or not the socket is still there to get it."""
+
+    __slots__ = ()
+
+    def apply(self, router: Router) -> None:
+        socket = self.socket
+        packets = router.log(socket.nsp.name, self.packets, frozenset((socket.id,)), frozenset())
+        router.write(socket, packets, False)
 
 
 class Broadcast(Command):
@@ -86,40 +100,72 @@ class Broadcast(Command):
         sockets = state.sockets
         packets = self.packets
         volatile = self.volatile
-        if ack is None:
+        hooks = router.hooks
+        if ack is None and hooks is None:
             # The hot path: one dict lookup and one non-blocking write per recipient.
             for sid in state.rooms.recipients(self.rooms, self.exclude):
                 socket = sockets.get(sid)
                 if socket is not None:
                     socket.session.send_nowait(packets, volatile=volatile)
             return
-        # The emitting task gave up before the packet went out: send it, but
-        # wait for no answer.
-        expect = not ack.cancelled
+        # With acknowledgements, or instrumented: the same, counted. The
+        # emitting task may have given up before the packet went out: then it
+        # is sent, but no answer is waited for.
+        collector = ack if ack is not None and not ack.cancelled else None
+        delivered = failed = 0
         for sid in state.rooms.recipients(self.rooms, self.exclude):
             socket = sockets.get(sid)
             if socket is None:
                 continue
-            if expect:
+            if collector is not None:
                 # Registered before the packet can possibly be answered.
-                ack.expect_from(socket)
-            if not socket.session.send_nowait(packets, volatile=volatile) and expect:
-                ack.not_sent(socket)
-        ack.sent()
+                collector.expect_from(socket)
+            if socket.session.send_nowait(packets, volatile=volatile):
+                delivered += 1
+            else:
+                failed += 1
+                if collector is not None:
+                    collector.not_sent(socket)
+        if ack is not None:
+            ack.sent()
+        if hooks is not None:
+            hooks.broadcast_sent(self.nsp, packets, delivered, failed if volatile else 0)
 
     def abandon(self) -> None:
         if self.ack is not None:
             self.ack.sent()
 
 
+class LoggedBroadcast(Broadcast):
+    """A :class:`Broadcast` that connection state recovery keeps (neither
+    volatile nor waiting for acks): numbered, its offset written in, logged,
+    then sent like any."""
+
+    __slots__ = ()
+
+    def apply(self, router: Router) -> None:
+        self.packets = router.log(self.nsp, self.packets, self.rooms, self.exclude)
+        super().apply(router)
+
+
 class AddSocket(Command):
-    """Register a socket that passed the middlewares; write its CONNECT reply."""
+    """Register a socket that passed the middlewares; write its CONNECT reply.
 
-    __slots__ = ("done", "packets", "socket")
+    With ``restored`` (connection state recovery), the socket gets its kept
+    session back in the same step: its rooms, then, after the CONNECT reply,
+    every packet it missed. If some of them left the log since the session
+    was taken, nothing is registered and ``declined`` is set.
+    """
 
-    def __init__(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
+    __slots__ = ("declined", "done", "packets", "restored", "socket")
+
+    def __init__(
+        self, socket: Socket, packets: Sequence[OutPacket], restored: Restored | None = None
+    ) -> None:
         self.socket = socket
         self.packets = packets
+        self.restored = restored
+        self.declined = False
         self.done = trio.Event()
 
     def apply(self, router: Router) -> None:
@@ -127,9 +173,22 @@ class AddSocket(Command):
         try:
             if socket.session.closed:
                 return  # the connecting task sees it still CONNECTING: abandoned
-            router.register(socket)
-            socket.session.send_nowait(self.packets, force=True)
-            advance(socket, Step.REGISTERED)
+            restored = self.restored
+            if restored is None:
+                router.register(socket)
+                socket.session.send_nowait(self.packets, force=True)
+                advance(socket, Step.REGISTERED)
+                return
+            missed = router.resume(restored)
+            if missed is None:
+                self.declined = True
+                return
+            router.register(socket, restored)
+            send = socket.session.send_nowait
+            send(self.packets, force=True)
+            for packets in missed:
+                send(packets, force=True)
+            advance(socket, Step.RECOVERED)
         finally:
             self.done.set()
 

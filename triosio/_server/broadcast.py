@@ -16,8 +16,10 @@ import trio
 from .._errors import BroadcastAckTimeout, ClusterTimeout
 from .._proto.sio import SioType, check_event_name
 from .acks import BroadcastAck
+from .hooks import AckOutcome
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
     from .namespace import Namespace
     from .remote import ClusterAcks, RemoteSocket
     from .socket import Socket
@@ -117,19 +119,21 @@ class BroadcastOperator:
             LocalProtocolError: ``event`` is reserved or ``args`` cannot be encoded.
         """
         check_event_name(event)
-        # Encoded first: an error leaves nothing half sent.
-        encoded = [
-            (nsp, nsp.encode(SioType.EVENT, [event, *args], None)) for nsp in self._namespaces
-        ]
-        rooms, exclude, volatile = self._rooms, self._exclude, self._volatile
-        for i, (nsp, packets) in enumerate(encoded):
+        volatile = self._volatile
+        # Encoded first: an error leaves nothing half sent. With connection
+        # state recovery (never for volatile packets) the last argument is the
+        # placeholder the router writes the packet's offset over: still one
+        # encoding, shared by every recipient.
+        encoded = [(nsp, self._encode(nsp, event, args, volatile)) for nsp in self._namespaces]
+        rooms, exclude = self._rooms, self._exclude
+        for i, (nsp, (packets, logged)) in enumerate(encoded):
             router = nsp.server.router
             if i == 0:
                 # The one point where cancellation may stop it: before anything
                 # was queued (Cancelled means it did not happen).
-                await router.broadcast(nsp.name, packets, rooms, exclude, volatile)
+                await router.broadcast(nsp.name, packets, rooms, exclude, volatile, logged=logged)
             else:
-                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile)
+                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile, logged)
         if not self._local:
             # Queued here already: the other servers get it too, even if the
             # caller is cancelled meanwhile.
@@ -138,6 +142,15 @@ class BroadcastOperator:
                     await nsp.server.cluster.publish(
                         nsp.name, event, args, rooms, exclude, volatile
                     )
+
+    @staticmethod
+    def _encode(
+        nsp: Namespace, event: str, args: tuple[Any, ...], volatile: bool
+    ) -> tuple[list[OutPacket], bool]:
+        recovery = nsp.server.router.recovery
+        if recovery is None or volatile:
+            return nsp.encode(SioType.EVENT, [event, *args], None), False
+        return nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None), True
 
     async def emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
@@ -167,6 +180,11 @@ class BroadcastOperator:
         collectors: list[BroadcastAck] = []
         remotes: list[ClusterAcks] = []  # the other servers' part (cluster adapter)
         missing: list[str] = []
+        hooks = self._namespaces[0].server.hooks if self._namespaces else None
+        started = (
+            hooks.ack_started(self._namespaces[0].name, event, None) if hooks is not None else None
+        )
+        outcome = AckOutcome.CANCELLED
         try:
             for nsp in self._namespaces:
                 ack = BroadcastAck(nsp.next_ack_id())
@@ -186,16 +204,23 @@ class BroadcastOperator:
                     await ack.done.wait()
                 for remote in remotes:
                     await remote.done.wait()
+            outcome = AckOutcome.ACKED
         finally:
             # Synchronous, so that even a cancelled call leaves no ack behind.
             for ack in collectors:
                 missing.extend(ack.forget())
             for remote in remotes:
                 remote.forget()
+            remote_missing = sum(remote.missing for remote in remotes)
+            if hooks is not None:
+                if outcome is AckOutcome.ACKED and (missing or remote_missing):
+                    outcome = AckOutcome.TIMEOUT
+                elif outcome is AckOutcome.ACKED and any(ack.gone for ack in collectors):
+                    outcome = AckOutcome.DISCONNECTED
+                hooks.ack_ended(started, outcome)
         responses = [r for ack in collectors for r in ack.responses]
         responses.extend(r for remote in remotes for r in remote.responses)
         missing.extend(sid for ack in collectors for sid in ack.gone)
-        remote_missing = sum(remote.missing for remote in remotes)
         if remote_missing:
             expected = sum(remote.expected for remote in remotes)
             raise ClusterTimeout(

@@ -280,8 +280,15 @@ class ClusterPort:
         Raises:
             LocalProtocolError: the data cannot be encoded even after conversion.
         """
+        router = self._server.router
+        # Logged here like a local broadcast when connection state recovery is
+        # on: this server's offset, this server's log.
+        logged = router.recovery is not None and not volatile
+        if logged:
+            assert router.recovery is not None
+            data = [*data, router.recovery.placeholder]
         packets = self._encode(nsp, data, None, convert)
-        await self._server.router.broadcast(nsp, packets, rooms, exclude, volatile)
+        await router.broadcast(nsp, packets, rooms, exclude, volatile, logged=logged)
 
     async def deliver_with_ack(
         self,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from .._common.sync import LazyEvent
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType, ack_args, ack_value
 from . import lifecycle
+from .hooks import wait_for_space
 from .lifecycle import Closer, SocketState
 from .socket import Handshake, Socket
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .._engine.session import EngineSession
     from .namespace import Namespace
+    from .recovery import Restored
     from .server import Server
 
 log = logging.getLogger("triosio.server")
@@ -103,6 +106,9 @@ class Client:
 
     async def on_message(self, data: str | bytes) -> None:
         """Decode one Engine.IO message and act on the packet it completes."""
+        hooks = self.server.hooks
+        if hooks is not None:
+            hooks.message_received(data)
         try:
             packet = self.decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -123,12 +129,21 @@ class Client:
                     log.info("session %s: event before CONNECT on %s", self.session.sid, nsp)
                     self.session.close_nowait(DisconnectReason.PARSE_ERROR)
                 return  # a namespace the server just left: ignore stragglers
+            if hooks is not None:
+                hooks.event_received(socket, packet.data[0], packet.data[1:])
             ordered = not self.server.async_handlers
             if not (ordered and self._working) and socket.state is SocketState.CONNECTED:
                 items: list[Any] = packet.data
                 calls = self._plain_calls(socket, items[0], tuple(items[1:]))
                 if calls is not None:
-                    packets = self._run_plain(socket, packet, calls)
+                    if hooks is None:
+                        packets = self._run_plain(socket, packet, calls)
+                    else:
+                        started = hooks.event_started(socket, items[0], packet.id)
+                        try:
+                            packets = self._run_plain(socket, packet, calls)
+                        finally:
+                            hooks.event_ended(started)
                     if packets is not None:
                         await self._send_ack(socket, packets)
                     return
@@ -221,8 +236,10 @@ class Client:
         data: list[Any] = packet.data
         event: str = data[0]
         args = data[1:]
+        hooks = self.server.hooks
         with trio.CancelScope() as scope:
             socket._tasks[scope] = trio.lowlevel.current_task()
+            started = hooks.event_started(socket, event, packet.id) if hooks is not None else None
             try:
                 for middleware in socket._middlewares:
                     try:
@@ -258,20 +275,25 @@ class Client:
                 self._log_handler_error(socket, event)
             finally:
                 del socket._tasks[scope]
+                if hooks is not None:
+                    hooks.event_ended(started)
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
             await self._send_ack(socket, socket.nsp.encode_ack(ack_args(result), packet.id))
 
     async def _send_ack(self, socket: Socket, packets: list[OutPacket]) -> None:
-        # An ack waits for room like any emit: a client that asks for acks and
+        # An ack waits for space like any emit: a client that asks for acks and
         # never reads ends up not being read either. (Both checks spare the
         # common case a coroutine: acks of plain handlers are on the echo path.)
+        hooks = self.server.hooks
         if not self.session.has_space():
-            await self.session.wait_for_space()
+            await wait_for_space(self.session, hooks)
         router = self.server.router
         if not router.emit_now(socket, packets):
             await router.emit(socket, packets, False)
+        if hooks is not None:
+            hooks.ack_sent(socket, packets)
 
     # Plain-function handlers run in the reader's task, as the event arrives:
     # a function cannot await, so it cannot wait for its own client (the
@@ -396,12 +418,18 @@ class Client:
 
     @staticmethod
     def _log_handler_error(socket: Socket, event: str) -> None:
+        # Called in the handler's ``except`` block (so the span of a traced
+        # event is still the current one for the hook).
         log.exception(
             "error in handler of event %r (socket %s, namespace %s)",
             event,
             socket.id,
             socket.nsp.name,
         )
+        hooks = socket.nsp.server.hooks
+        error = sys.exc_info()[1]
+        if hooks is not None and error is not None:
+            hooks.handler_failed(socket, event, error)
 
     async def _report_error(self, socket: Socket, exc: Exception) -> None:
         handlers = socket._take("error")
@@ -415,9 +443,13 @@ class Client:
 
     # ------------------------------------------------------------ connecting
 
-    def new_socket(self, namespace: Namespace, auth: dict[str, Any]) -> Socket:
-        """A socket of this connection for ``namespace`` (not connected yet)."""
-        return Socket(namespace, self, Handshake.from_request(self.session.request, auth))
+    def new_socket(
+        self, namespace: Namespace, auth: dict[str, Any], restored: Restored | None = None
+    ) -> Socket:
+        """A socket of this connection for ``namespace`` (not connected yet);
+        with ``restored``, the one that gets back a kept session."""
+        handshake = Handshake.from_request(self.session.request, auth)
+        return Socket(namespace, self, handshake, restored)
 
     def namespace_refused(self, name: str) -> None:
         """Namespace ``name`` refused the client: it may try again."""
@@ -447,6 +479,8 @@ class EngineBridge:
         client = Client(self.server, session)
         session.app_state = client
         client.start()
+        if self.server.hooks is not None:
+            self.server.hooks.connection_opened(session)
         await trio.lowlevel.checkpoint()
 
     def on_message(self, session: EngineSession, data: str | bytes) -> Coroutine[Any, Any, None]:
@@ -463,3 +497,5 @@ class EngineBridge:
         client = session.app_state
         if client is not None:
             await client.on_close(reason)
+        if self.server.hooks is not None:
+            self.server.hooks.connection_closed(session, reason)

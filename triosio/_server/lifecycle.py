@@ -4,11 +4,14 @@ sequences that drive them — connecting and closing.
 ::
 
     CONNECTING ──registered──► CONNECTED ──closing──► DISCONNECTING ──closed──► DISCONNECTED
-        │                                                                            ▲
+        │      ──recovered───►                                                       ▲
         └───────────────────────────────abandoned────────────────────────────────────┘
 
 - *registered*: the router put the socket in its tables and wrote its CONNECT
   reply (in the router task, :meth:`Router.add`).
+- *recovered*: the same for a socket that gets back a kept session (connection
+  state recovery): its old id, rooms and ``data``, and the packets it missed,
+  written right after the CONNECT reply in the same step of the router.
 - *abandoned*: it never got there: the session closed, or the router stopped,
   before the router applied the registration. No ``disconnect`` handler runs
   for it, as with the reference server, which drops a socket whose connection
@@ -41,6 +44,7 @@ import trio
 from .._common.handlers import call_handler, positional_count
 from .._errors import ConnectionRefused, DisconnectReason, LifecycleError
 from .._proto.sio import SioPacket, SioType
+from .recovery import Restored, recovery_request
 
 if TYPE_CHECKING:
     from .dispatch import Client
@@ -63,6 +67,7 @@ class Step(enum.Enum):
     """What happened to a socket: the input of the state machine."""
 
     REGISTERED = "registered"
+    RECOVERED = "recovered"
     ABANDONED = "abandoned"
     CLOSING = "closing"
     CLOSED = "closed"
@@ -74,6 +79,7 @@ _S = SocketState
 TRANSITIONS: Mapping[tuple[SocketState, Step], SocketState] = MappingProxyType(
     {
         (_S.CONNECTING, Step.REGISTERED): _S.CONNECTED,
+        (_S.CONNECTING, Step.RECOVERED): _S.CONNECTED,
         (_S.CONNECTING, Step.ABANDONED): _S.DISCONNECTED,
         (_S.CONNECTED, Step.CLOSING): _S.DISCONNECTING,
         (_S.DISCONNECTING, Step.CLOSED): _S.DISCONNECTED,
@@ -99,10 +105,13 @@ def advance(socket: Socket, step: Step) -> None:
 async def connect(client: Client, packet: SioPacket) -> None:
     """The CONNECT sequence for namespace ``packet.nsp``, in the client's worker.
 
-    Resolve the namespace, run its middlewares (a refusal becomes a
-    CONNECT_ERROR), have the router register the socket and write the CONNECT
-    reply, then run the ``connection`` handlers; the client's events for the
-    namespace wait until they are done.
+    Resolve the namespace; with connection state recovery, take the kept
+    session the auth names, if any (the socket is then created with its id and
+    ``data``, and ``recovered``); run the middlewares (a refusal becomes a
+    CONNECT_ERROR; skipped for a recovered socket with ``skip_middlewares``),
+    have the router register the socket and write the CONNECT reply (and,
+    recovered, the packets it missed), then run the ``connection`` handlers;
+    the client's events for the namespace wait until they are done.
     """
     name = packet.nsp
     auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
@@ -111,33 +120,64 @@ async def connect(client: Client, packet: SioPacket) -> None:
     if namespace is None:
         await _refuse(client, name, "Invalid namespace", None)
         return
-    socket = client.new_socket(namespace, auth)
+    router = server.router
+    restored: Restored | None = None
+    skip = False
+    if router.recovery is not None:
+        request = recovery_request(auth)
+        if request is not None:
+            restored = await router.take_session(name, *request)
+            skip = router.recovery.options.skip_middlewares
+    while True:
+        socket = client.new_socket(namespace, auth, restored)
+        if not (restored is not None and skip) and not await _pass_middlewares(
+            client, namespace, socket
+        ):
+            return
+        if client.session.closed:
+            advance(socket, Step.ABANDONED)
+            return
+        client.sockets[name] = socket
+        reply = {"sid": socket.id} if socket.pid is None else {"sid": socket.id, "pid": socket.pid}
+        try:
+            complete = await router.add(
+                socket, namespace.encode(SioType.CONNECT, reply, None), restored
+            )
+        finally:
+            # Not registered: the session closed or the router stopped before the
+            # router got to it, or this task was cancelled before it was queued;
+            # or the recovery could not be completed.
+            if socket.state is SocketState.CONNECTING:
+                advance(socket, Step.ABANDONED)
+                if client.sockets.get(name) is socket:
+                    del client.sockets[name]
+        if complete:
+            break
+        # A packet the recovered socket needed left the log between the session
+        # being taken and the registration (a burst past max_packets, say):
+        # connect it as a new socket instead, middlewares and all.
+        restored = None
+    if socket.state is SocketState.CONNECTED:
+        client.stop_connect_timer()
+        if server.hooks is not None:
+            server.hooks.socket_connected(socket)
+        await _run_connection_handlers(namespace, socket, auth)
+
+
+async def _pass_middlewares(client: Client, namespace: Namespace, socket: Socket) -> bool:
+    # Whether the socket passed them; refused, the client got a CONNECT_ERROR.
+    name = namespace.name
     for middleware in namespace.middlewares():
         try:
             await call_handler(middleware, socket)
         except ConnectionRefused as exc:
             await _refuse(client, name, exc.message, exc.data)
-            return
+            return False
         except Exception:
             log.exception("error in a middleware of namespace %s", name)
             await _refuse(client, name, "Internal server error", None)
-            return
-    if client.session.closed:
-        advance(socket, Step.ABANDONED)
-        return
-    client.sockets[name] = socket
-    try:
-        await server.router.add(socket, namespace.encode(SioType.CONNECT, {"sid": socket.id}, None))
-    finally:
-        # Not registered: the session closed or the router stopped before the
-        # router got to it, or this task was cancelled before it was queued.
-        if socket.state is SocketState.CONNECTING:
-            advance(socket, Step.ABANDONED)
-            if client.sockets.get(name) is socket:
-                del client.sockets[name]
-    if socket.state is SocketState.CONNECTED:
-        client.stop_connect_timer()
-        await _run_connection_handlers(namespace, socket, auth)
+            return False
+    return True
 
 
 async def _refuse(client: Client, name: str, message: str, data: Any) -> None:
@@ -281,6 +321,8 @@ class Closer:
                 finally:
                     socket.acks.fail_all()
                     advance(socket, Step.CLOSED)
+                    if server.hooks is not None:
+                        server.hooks.socket_disconnected(socket, reason)
                 await _socket_event(socket, "disconnect", reason)
             finally:
                 socket._finished.set()

@@ -13,7 +13,12 @@ arrival order, never awaiting while doing so:
   a direct emit that finds the inbox empty is written by the emitting task
   itself (nothing sent earlier can still be on its way);
 - a socket that leaves tells the router with :meth:`Router.remove_nowait`
-  (no await), so even a cancelled task leaves the tables exact.
+  (no await), so even a cancelled task leaves the tables exact;
+- with connection state recovery, the router also owns the kept sessions and
+  the packet log (``recovery.py``): it numbers and logs each recoverable
+  packet as it sends it, keeps a socket's session as it removes it, and
+  restores one as it registers the socket that gets it back. A timer task
+  next to it asks it to expire what is too old.
 
 Every method that sends follows Trio's rule: *Cancelled means it did not
 happen* — cancellation is checked before anything is queued or written, and
@@ -34,14 +39,26 @@ import trio
 from .._common.sync import LazyEvent, Mailbox, WriteBatch
 from .._errors import DisconnectReason
 from .._proto.sio import SioType
-from ._commands import AddSocket, Broadcast, Call, Command, Emit, RemoveSocket, Rooms
+from ._commands import (
+    AddSocket,
+    Broadcast,
+    Call,
+    Command,
+    Emit,
+    LoggedBroadcast,
+    LoggedEmit,
+    RemoveSocket,
+    Rooms,
+)
 from .lifecycle import SocketState
+from .recovery import RECOVERABLE_REASONS, RecoveryState, Restored
 from .rooms import RoomTable
 
 if TYPE_CHECKING:
     from .._engine.packet import OutPacket
     from .acks import BroadcastAck
     from .dispatch import Client
+    from .hooks import Hooks
     from .socket import Socket
 
 log = logging.getLogger("triosio.server")
@@ -71,6 +88,8 @@ class Router:
         capacity: Inbox size before producers wait (backpressure).
         spawn: Starts a background task (for ``async`` adapter listeners).
         write_batch: Shared with the engine: holds writes during a batch.
+        recovery: The connection state recovery state, if it is on (the
+            router's: read it anywhere, change it only in the router task).
     """
 
     def __init__(
@@ -78,17 +97,33 @@ class Router:
         capacity: int = 4096,
         spawn: Callable[[Callable[..., Any], tuple[Any, ...]], None] | None = None,
         write_batch: WriteBatch | None = None,
+        recovery: RecoveryState | None = None,
     ) -> None:
         self._inbox: Mailbox[Command] = Mailbox(capacity)
         self._direct = 0
         self._write_batch = write_batch or WriteBatch()
         self._namespaces: dict[str, NamespaceTables] = {}
         self._spawn = spawn or (lambda fn, args: None)
+        #: Connection state recovery (None when off).
+        self.recovery = recovery
+        self._kept = LazyEvent()
+        if recovery is not None:
+            recovery.on_kept = self._kept.set
+        #: The server's instruments (None: not instrumented; see ``hooks.py``).
+        self.hooks: Hooks | None = None
 
     # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Apply commands until cancelled."""
+        """Apply commands until cancelled (and expire what recovery keeps)."""
+        if self.recovery is None:
+            await self._run(task_status)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire, self.recovery)
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         inbox = self._inbox
         writes = self._write_batch
         task_status.started()
@@ -123,17 +158,26 @@ class Router:
 
     # ------------------------------------------------------------ sending
 
-    async def emit(self, socket: Socket, packets: Sequence[OutPacket], volatile: bool) -> None:
+    async def emit(
+        self, socket: Socket, packets: Sequence[OutPacket], volatile: bool, logged: bool = False
+    ) -> None:
         """Send packets to one socket, in order with everything sent before.
 
         When the inbox is empty nothing sent earlier can still be on its way, so
         the packets are written at once by the calling task (no hop through the
         router task); otherwise they queue behind the inbox's commands.
 
+        ``logged``: connection state recovery keeps the packet (it was encoded
+        with the placeholder last); it always goes through the router task,
+        which owns the log.
+
         Raises:
             trio.Cancelled: only before anything was queued or written.
         """
         inbox = self._inbox
+        if logged:
+            await inbox.put(LoggedEmit(socket, packets, False))
+            return
         if inbox or inbox.closed:
             await inbox.put(Emit(socket, packets, volatile))
             return
@@ -165,7 +209,9 @@ class Router:
         space (or it is volatile).
         """
         if self.holds(socket):
-            socket.session.send_nowait(packets, volatile=volatile, force=True)
+            sent = socket.session.send_nowait(packets, volatile=volatile, force=True)
+            if not sent and volatile and self.hooks is not None:
+                self.hooks.volatile_dropped(socket.nsp.name)
 
     async def broadcast(
         self,
@@ -175,17 +221,20 @@ class Router:
         exclude: frozenset[str] = frozenset(),
         volatile: bool = False,
         ack: BroadcastAck | None = None,
+        logged: bool = False,
     ) -> None:
         """Send packets to the sockets of namespace ``nsp`` in ``rooms`` (every
         socket if empty) but not in ``exclude``; never waits for a client.
 
-        With ``ack``, each recipient's answer goes to it.
+        With ``ack``, each recipient's answer goes to it. ``logged``: connection
+        state recovery keeps it (see :meth:`emit`; never with ``ack``).
 
         Raises:
             trio.Cancelled: only before the broadcast was queued.
             trio.ClosedResourceError: the router is not running.
         """
-        await self._inbox.put(Broadcast(nsp, packets, rooms, exclude, volatile, ack))
+        kind = LoggedBroadcast if logged else Broadcast
+        await self._inbox.put(kind(nsp, packets, rooms, exclude, volatile, ack))
 
     def broadcast_nowait(
         self,
@@ -194,30 +243,53 @@ class Router:
         rooms: frozenset[str] = frozenset(),
         exclude: frozenset[str] = frozenset(),
         volatile: bool = False,
+        logged: bool = False,
     ) -> None:
         """:meth:`broadcast` past the inbox's capacity, for a caller that already
         queued part of one operation and must not be stopped half-way."""
-        self._inbox.put_nowait(Broadcast(nsp, packets, rooms, exclude, volatile, None))
+        kind = LoggedBroadcast if logged else Broadcast
+        self._inbox.put_nowait(kind(nsp, packets, rooms, exclude, volatile, None))
 
     # ------------------------------------------------------------ membership
 
-    async def add(self, socket: Socket, packets: Sequence[OutPacket]) -> None:
+    async def add(
+        self, socket: Socket, packets: Sequence[OutPacket], restored: Restored | None = None
+    ) -> bool:
         """Register ``socket`` (it passed its middlewares) and write its CONNECT reply.
 
         Once queued, waits until the router applied it, even if cancelled
         meanwhile (the router never blocks): afterwards the socket is CONNECTED,
         or still CONNECTING if its session closed first or the router stopped.
 
+        With ``restored`` (from :meth:`take_session`), the socket gets the
+        kept session back: its rooms, and the packets it missed right after the
+        CONNECT reply. Returns False, having registered nothing, if some of
+        those packets left the log since the session was taken.
+
         Raises:
             trio.Cancelled: only before the registration was queued.
         """
-        command = AddSocket(socket, packets)
+        command = AddSocket(socket, packets, restored)
         try:
             await self._inbox.put(command)
         except trio.ClosedResourceError:
-            return  # the router stopped: not registered
+            return True  # the router stopped: not registered
         with trio.CancelScope(shield=True):
             await command.done.wait()
+        return not command.declined
+
+    async def take_session(self, nsp: str, pid: str, offset: str | None) -> Restored | None:
+        """Connection state recovery: take the kept session ``pid`` of ``nsp``
+        with the packets it missed after ``offset`` (see ``recovery.py``).
+
+        None when recovery is off, or the session cannot be restored (unknown,
+        expired, a bad offset, a packet it needs was dropped).
+        """
+        recovery = self.recovery
+        if recovery is None:
+            await trio.lowlevel.checkpoint()
+            return None
+        return await self.call(lambda router: recovery.take(nsp, pid, offset, trio.current_time()))
 
     def remove_nowait(self, socket: Socket) -> LazyEvent:
         """Take ``socket`` out of its namespace and every room; never waits.
@@ -367,8 +439,9 @@ class Router:
         """The live tables of namespace ``nsp`` (for the router's commands)."""
         return self._namespaces.get(nsp)
 
-    def register(self, socket: Socket) -> None:
-        """In the router task: put ``socket`` in its namespace and its own room."""
+    def register(self, socket: Socket, restored: Restored | None = None) -> None:
+        """In the router task: put ``socket`` in its namespace and its own room
+        (and, ``restored``, back in the rooms of its kept session)."""
         name = socket.nsp.name
         state = self._namespaces.get(name)
         if state is None:
@@ -376,13 +449,74 @@ class Router:
             state = self._namespaces[name] = NamespaceTables(name, rooms)
         state.sockets[socket.id] = socket
         state.rooms.add_all(socket.id, (socket.id,))
+        if self.recovery is not None:
+            # Everything logged from here on reaches it (the mark of its session).
+            socket._mark = self.recovery.position
+            if restored is not None:
+                state.rooms.add_all(socket.id, restored.rooms)
+                socket._mark = restored.start
 
     def unregister(self, socket: Socket) -> None:
-        """In the router task: take ``socket`` out of its namespace and every room."""
+        """In the router task: take ``socket`` out of its namespace and every room.
+
+        With connection state recovery, a socket that closed for a recoverable
+        reason is kept (id, rooms, ``data``) first: the one place sessions are kept.
+        """
         state = self._namespaces.get(socket.nsp.name)
         if state is not None and state.sockets.get(socket.id) is socket:
+            recovery = self.recovery
+            if (
+                recovery is not None
+                and socket.pid is not None
+                and socket.reason in RECOVERABLE_REASONS
+            ):
+                recovery.keep(
+                    socket.id,
+                    socket.pid,
+                    state.name,
+                    state.rooms.rooms_of(socket.id),
+                    socket.data,
+                    socket._mark,
+                    trio.current_time(),
+                )
             del state.sockets[socket.id]
             state.rooms.delete_all(socket.id)
+
+    # ------------------------------------------------------------ recovery
+    # The packet log and the kept sessions: changed here, in the router task.
+
+    def log(
+        self,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+    ) -> Sequence[OutPacket]:
+        """In the router task: number and keep a recoverable packet; what to send."""
+        assert self.recovery is not None
+        return self.recovery.log(nsp, packets, rooms, exclude, trio.current_time())
+
+    def resume(self, restored: Restored) -> list[Sequence[OutPacket]] | None:
+        """In the router task: what ``restored`` missed, or None if it cannot be restored."""
+        assert self.recovery is not None
+        return self.recovery.resume(restored)
+
+    async def _expire(self, recovery: RecoveryState) -> None:
+        # Expiry on the Trio clock: sleep until the oldest kept thing is due,
+        # then have the router drop what is due (a command: only it changes
+        # the state). Nothing kept: wait until something is.
+        while True:
+            due = recovery.next_expiry()
+            if due is None:
+                self._kept.clear()
+                if recovery.next_expiry() is None:
+                    await self._kept.wait()
+                continue
+            await trio.sleep_until(due)
+            try:
+                await self.call(lambda router: recovery.expire(trio.current_time()))
+            except trio.ClosedResourceError:
+                return
 
     def holds(self, socket: Socket) -> bool:
         """Whether ``socket`` is in the tables: the one rule for who gets a packet."""
@@ -401,6 +535,11 @@ class Router:
         """The sockets of namespace ``nsp`` by id (a snapshot)."""
         state = self._namespaces.get(nsp)
         return dict(state.sockets) if state is not None else {}
+
+    def socket_count(self, nsp: str) -> int:
+        """How many sockets namespace ``nsp`` has now."""
+        state = self._namespaces.get(nsp)
+        return len(state.sockets) if state is not None else 0
 
     def rooms_of(self, nsp: str, sid: str) -> frozenset[str]:
         """The rooms socket ``sid`` of ``nsp`` is in (a snapshot)."""

@@ -19,7 +19,9 @@ from .._proto.sio import Limits, Parser, SioPacket, SioType, get_parser
 from .broadcast import BroadcastOperator
 from .cluster import Adapter, Cluster
 from .dispatch import EngineBridge
+from .hooks import Hooks, combine
 from .namespace import Namespace, ParentNamespace
+from .recovery import ConnectionStateRecovery, RecoveryState
 from .registry import NamespaceMatcher, NamespaceRegistry
 from .remote import RemoteSocket
 from .router import Router
@@ -59,6 +61,10 @@ class Server:
         router_capacity: Router inbox size before emitting tasks wait.
         adapter: A cluster adapter (``triosio.redis.RedisAdapter``), or None for
             one process; see ``docs/scaling.md``.
+        connection_state_recovery: Turns connection state recovery on: a client
+            that loses its connection briefly gets back its socket id, rooms,
+            ``data`` and every packet it missed (:class:`triosio.ConnectionStateRecovery`;
+            off when None). Within this process only, whatever the adapter.
         **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
             ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
             (see :class:`triosio.EngineServer`).
@@ -78,6 +84,7 @@ class Server:
         max_int_digits: int = 100,
         router_capacity: int = 4096,
         adapter: Adapter | None = None,
+        connection_state_recovery: ConnectionStateRecovery | None = None,
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
@@ -94,14 +101,26 @@ class Server:
         self.async_handlers = async_handlers
         self.max_pending_events = max_pending_events
         self.ack_timeout = ack_timeout
+        #: The connection state recovery options (None: off).
+        self.connection_state_recovery = connection_state_recovery
+        recovery = None
+        if connection_state_recovery is not None:
+            recovery = RecoveryState(connection_state_recovery)
+            recovery.check_parser(lambda data: self.encode_for("/", SioType.EVENT, data))
         self.router = Router(
-            router_capacity, spawn=self._spawn, write_batch=self.engine.write_batch
+            router_capacity,
+            spawn=self._spawn,
+            write_batch=self.engine.write_batch,
+            recovery=recovery,
         )
         self.adapter = adapter
         #: The server's side of scale-out (hooks into the adapter, if any).
         self.cluster = Cluster(self, adapter)
+        #: What the instruments hear (``triosio.admin``, ``.metrics``, ``.tracing``);
+        #: None, the default, costs nothing (see ``_server/hooks.py``).
+        self.hooks: Hooks | None = None
         #: The namespaces (their one owner).
-        self.registry = NamespaceRegistry(self, self.cluster.namespace_created)
+        self.registry = NamespaceRegistry(self, self._namespace_created)
         # Server-side event handlers, by (namespace, event) (see on_server_side).
         self._server_side: dict[tuple[str, str], list[Handler]] = {}
         self._nursery: trio.Nursery | None = None
@@ -124,6 +143,8 @@ class Server:
             self._nursery = nursery
             self._token = trio.lowlevel.current_trio_token()
             await nursery.start(self.router.run)
+            if self.hooks is not None:
+                await nursery.start(self.hooks.run)
             if self.adapter is not None:
                 await nursery.start(self.cluster.run)
             await nursery.start(self.engine.run)
@@ -136,6 +157,21 @@ class Server:
     async def shutdown(self) -> None:
         """Disconnect every client (reason "server shutting down") and wait for them."""
         await self.engine.shutdown()
+
+    def _add_hooks(self, hooks: Hooks) -> None:
+        # For triosio's instruments: from now on ``hooks`` hears what the
+        # server does, with those added before; its tasks start now if the
+        # server runs, else with it.
+        self.hooks = self.router.hooks = combine(self.hooks, hooks)
+        if self._nursery is not None:
+            self._nursery.start_soon(_logged, hooks.run, ())
+
+    def _namespace_created(self, name: str) -> None:
+        self.cluster.namespace_created(name)
+        if self.hooks is not None:
+            nsp = self.registry.get(name)
+            if nsp is not None:
+                self.hooks.namespace_created(nsp)
 
     def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         if self._nursery is not None:

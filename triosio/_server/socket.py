@@ -17,6 +17,7 @@ from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason
 from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
+from .hooks import AckOutcome, wait_for_space
 from .lifecycle import SocketState
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .broadcast import BroadcastOperator
     from .dispatch import Client
     from .namespace import Namespace
+    from .recovery import Restored
 
 log = logging.getLogger("triosio.server")
 
@@ -110,6 +112,11 @@ def new_socket_id() -> str:
     return secrets.token_urlsafe(15)
 
 
+def new_private_id() -> str:
+    """A random private session id (``pid``), for connection state recovery."""
+    return secrets.token_urlsafe(15)
+
+
 @final
 class Socket(CatchAllRegistry):
     """One client's connection to one namespace (``socket`` in handlers).
@@ -122,13 +129,20 @@ class Socket(CatchAllRegistry):
         nsp: The :class:`Namespace`.
         handshake: What the client sent when it connected.
         data: A dict for the application's own per-socket data.
+        recovered: Whether this socket got back the session of one that lost
+            its connection (connection state recovery): its id, rooms and
+            ``data``, and the packets it missed. Set before the middlewares run.
     """
 
     # Slots: an application's own per-socket data goes in ``data``.
     # ``state`` and ``reason`` change only in lifecycle.py; ``_tasks``,
-    # ``_ready`` and ``_finished`` are the lifecycle's and the dispatcher's.
+    # ``_ready`` and ``_finished`` are the lifecycle's and the dispatcher's;
+    # ``pid`` and ``_mark`` are connection state recovery's (the mark: the
+    # log position from which everything for it was sent to it, set by the
+    # router as it registers the socket).
     __slots__ = (
         "_finished",
+        "_mark",
         "_middlewares",
         "_ready",
         "_tasks",
@@ -138,19 +152,36 @@ class Socket(CatchAllRegistry):
         "handshake",
         "id",
         "nsp",
+        "pid",
         "reason",
+        "recovered",
         "session",
         "state",
     )
 
-    def __init__(self, nsp: Namespace, client: Client, handshake: Handshake) -> None:
+    def __init__(
+        self,
+        nsp: Namespace,
+        client: Client,
+        handshake: Handshake,
+        restored: Restored | None = None,
+    ) -> None:
         super().__init__()
-        self.id = new_socket_id()
         self.nsp = nsp
         self.client = client
         self.session: EngineSession = client.session
         self.handshake = handshake
-        self.data: dict[str, Any] = {}
+        self._mark = 0
+        if restored is not None:
+            self.id = restored.sid
+            self.pid: str | None = restored.pid
+            self.data: dict[str, Any] = restored.data
+            self.recovered = True
+        else:
+            self.id = new_socket_id()
+            self.pid = new_private_id() if nsp.server.router.recovery is not None else None
+            self.data = {}
+            self.recovered = False
         #: The acknowledgements the client owes (their one owner).
         self.acks = PendingAcks(self.id)
         self.state = SocketState.CONNECTING
@@ -218,16 +249,28 @@ class Socket(CatchAllRegistry):
     ) -> None:
         check_event_name(event)
         self._check_open()
-        packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
+        recovery = self.nsp.server.router.recovery
+        # Connection state recovery keeps what is neither volatile nor waiting
+        # for an ack; the router writes its offset over the placeholder.
+        logged = recovery is not None and ack_id is None and not volatile
+        if logged:
+            assert recovery is not None
+            packets = self.nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None)
+        else:
+            packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
         if self._any_outgoing:
             for listener in list(self._any_outgoing):
                 try:
                     await call_handler(listener, event, *args)
                 except Exception:
                     log.exception("error in on_any_outgoing listener of socket %s", self.id)
-        if not volatile:
-            await self.session.wait_for_space()
-        await self.nsp.server.router.emit(self, packets, volatile)
+        server = self.nsp.server
+        hooks = server.hooks
+        if not volatile and not self.session.has_space():
+            await wait_for_space(self.session, hooks)
+        await server.router.emit(self, packets, volatile, logged)
+        if hooks is not None:
+            hooks.event_sent(self, event, args, packets)
 
     async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
         """Send ``event`` and wait for the client's acknowledgement.
@@ -247,18 +290,30 @@ class Socket(CatchAllRegistry):
             result.append(value)
             done.set()
 
+        hooks = self.nsp.server.hooks
+        started = hooks.ack_started(self.nsp.name, event, self) if hooks is not None else None
+        outcome = AckOutcome.CANCELLED
         self.acks.expect(ack_id, receive)
         try:
-            await self._emit(event, args, ack_id, volatile=False)
+            try:
+                await self._emit(event, args, ack_id, volatile=False)
+            except Disconnected:
+                outcome = AckOutcome.DISCONNECTED
+                raise
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 await done.wait()
             if not result:
+                outcome = AckOutcome.TIMEOUT
                 raise AckTimeout(f"no acknowledgement of {event!r} within {timeout} s")
             if result[0] is GONE:
+                outcome = AckOutcome.DISCONNECTED
                 raise Disconnected(self.reason or DisconnectReason.TRANSPORT_CLOSE)
+            outcome = AckOutcome.ACKED
             return result[0]
         finally:
             self.acks.forget(ack_id, receive)
+            if hooks is not None:
+                hooks.ack_ended(started, outcome)
 
     def timeout(self, seconds: float) -> _SocketTimeout:
         """``await socket.timeout(5).emit_with_ack(...)``, as in the reference API."""

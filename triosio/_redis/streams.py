@@ -1,0 +1,350 @@
+"""Redis Streams (plus pub/sub for requests) as a ``ClusterAdapter`` transport.
+
+What ``@socket.io/redis-streams-adapter`` 0.3.x does, on its wire:
+
+- broadcasts, joins, leaves and disconnects are entries of a Redis stream
+  (:mod:`.stream_entries`), added with ``XADD ... MAXLEN ~ <max_len>`` by one
+  writer task, in order, and read by one reader task per stream with
+  ``XREAD BLOCK``. A reader remembers the id of the last entry it read and
+  goes on from there after any disconnection, so a Redis restart loses
+  nothing that is in the stream, and nothing is read twice;
+- requests that want answers (broadcasts with acks, server-side emits,
+  fetch_sockets) go by pub/sub on ``<prefix>#<nsp>#``, MessagePack, and answers
+  to ``<prefix>#<nsp>#<requester uid>#``, through :class:`~.bus.RedisBus`
+  (which also counts servers: the subscribers of ``<prefix>#<nsp>#``).
+
+While Redis is unreachable, the bus logs the outage (once) and drops pub/sub
+messages; stream messages wait in the writer's queue (up to ``max_queued``,
+then new broadcasts are dropped and counted) and are written once Redis is
+back. Messages the writer had sent when the connection broke, without an
+answer, are not sent again: they may or may not be in the stream, and
+sending them twice could deliver them twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, final
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.retry import NoRetryPolicy
+
+from .._cluster.ca_node import Receive
+from .._cluster.values import jsonable, pack, unpack
+from .._common.sync import Mailbox
+from .._errors import LocalProtocolError
+from .._proto.backoff import Backoff
+from .bus import RedisBus, _describe, _link_error, safe_url
+from .stream_entries import decode_entry, encode_entry, is_ephemeral, stream_for, stream_names
+
+log = logging.getLogger("triosio.redis")
+
+#: XADDs per pipelined round trip.
+_CHUNK = 256
+
+
+def _pack(message: Mapping[str, Any]) -> bytes:
+    try:
+        return pack(message)
+    except LocalProtocolError:
+        # A handler's answer MessagePack cannot carry: its JSON form, as Node would see it.
+        return pack(jsonable(message))
+
+
+@final
+class RedisStreamsTransport:
+    """The streams adapter's transport (a :class:`~triosio._cluster.ca_node.Transport`).
+
+    Args:
+        url: The Redis URL.
+        stream_name: The stream (``streamName``), or the prefix of the streams.
+        stream_count: How many streams (``streamCount``); namespaces are spread over them.
+        channel_prefix: The pub/sub channel prefix (``channelPrefix``).
+        max_len: ``MAXLEN ~`` of every XADD (``maxLen``).
+        read_count: Entries per XREAD (``readCount``).
+        block_ms: How long one XREAD waits for entries (``blockTimeInMs``).
+        only_plaintext: Always JSON in entries, binary as Buffer objects (``onlyPlaintext``).
+        requests_timeout: Seconds allowed for ``PUBSUB NUMSUB``.
+        max_queued: Messages waiting to be written before emitting tasks wait.
+        reconnect: The first and the longest delay between reconnection attempts.
+        connect_timeout: Seconds allowed to open a Redis connection.
+        redis_options: More options for ``coredis.Redis.from_url``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream_name: str,
+        stream_count: int,
+        channel_prefix: str,
+        max_len: int,
+        read_count: int,
+        block_ms: int,
+        only_plaintext: bool,
+        requests_timeout: float,
+        max_queued: int,
+        reconnect: tuple[float, float],
+        connect_timeout: float,
+        redis_options: Mapping[str, Any],
+    ) -> None:
+        if stream_count < 1:
+            raise ValueError("stream_count must be at least 1")
+        if max_len < 1 or read_count < 1 or block_ms < 1:
+            raise ValueError("max_len, read_count and block_ms must be positive")
+        self.stream_name = stream_name
+        self.stream_count = stream_count
+        self.channel_prefix = channel_prefix
+        self.max_len = max_len
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self.only_plaintext = only_plaintext
+        self._url = url
+        self._reconnect = reconnect
+        self._bus = RedisBus(
+            url,
+            requests_timeout=requests_timeout,
+            max_queued=max_queued,
+            reconnect=reconnect,
+            connect_timeout=connect_timeout,
+            redis_options=redis_options,
+        )
+        self._bus.describe_outage(
+            "broadcasts, joins, leaves and disconnects wait to be written to the stream, "
+            "requests to and from the other servers are dropped, until it is back"
+        )
+        self._redis_options = {
+            "decode_responses": False,
+            "connect_timeout": connect_timeout,
+            # Longer than an XREAD may block.
+            "stream_timeout": max(requests_timeout, 10.0, block_ms / 1000 + 5.0),
+            "retry_policy": NoRetryPolicy(),
+            **redis_options,
+        }
+        self._outbox: Mailbox[tuple[bytes, list[bytes]]] = Mailbox(max_queued)
+        self._public: dict[str, bytes] = {}
+        self._receive: Receive | None = None
+        self._down = False
+        #: Stream messages dropped because the queue was full while Redis was away.
+        self.dropped = 0
+        #: Stream messages in flight when the connection broke (maybe lost, never resent).
+        self.uncertain = 0
+        #: The client the writer uses (for the session store too), once running.
+        self.client: Any = None
+
+    # ------------------------------------------------------------ running
+
+    async def run(
+        self, receive: Receive, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Connect, subscribe, read the streams; pass every message to ``receive``."""
+        self._receive = receive
+        # As in RedisBus.run: tasks end first, connections close after, shielded.
+        tasks = trio.CancelScope()
+        closing = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as guard:
+            await guard.start(self._bus.run, self._on_pubsub)
+            await guard.start(self._serve, tasks, closing)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                tasks.cancel()
+                closing.deadline = trio.current_time() + 3.0
+
+    async def _serve(
+        self,
+        tasks: trio.CancelScope,
+        closing: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        # One connection per stream reader (an XREAD BLOCK holds its connection),
+        # as the reference duplicates its client per stream; one for writing.
+        writer = coredis.Redis.from_url(self._url, **self._redis_options)
+        names = stream_names(self.stream_name, self.stream_count)
+        readers = [coredis.Redis.from_url(self._url, **self._redis_options) for _ in names]
+        with closing:
+            async with writer:
+                self.client = writer
+                try:
+                    for reader in readers:
+                        await reader.__aenter__()
+                    with tasks:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._writer, writer)
+                            for reader, name in zip(readers, names, strict=True):
+                                nursery.start_soon(self._reader, reader, name.encode())
+                            task_status.started()
+                finally:
+                    for reader in readers:
+                        await reader.__aexit__(None, None, None)
+
+    def add_namespace(self, nsp: str, uid: str) -> None:
+        """Subscribe to ``<prefix>#<nsp>#`` and this server's ``<prefix>#<nsp>#<uid>#``."""
+        public = f"{self.channel_prefix}#{nsp}#"
+        self._public[nsp] = public.encode()
+        self._bus.subscribe([], [public.encode(), f"{public}{uid}#".encode()])
+
+    async def _on_pubsub(self, subscription: bytes, channel: bytes, payload: bytes) -> None:
+        assert self._receive is not None
+        await self._receive(channel, lambda: unpack(payload), None)
+
+    # ------------------------------------------------------------ publishing
+
+    def _public_channel(self, nsp: str) -> bytes:
+        channel = self._public.get(nsp)
+        return channel if channel is not None else f"{self.channel_prefix}#{nsp}#".encode()
+
+    def _entry(self, message: Mapping[str, Any]) -> tuple[bytes, list[bytes]]:
+        stream = stream_for(message["nsp"], self.stream_name, self.stream_count)
+        return stream.encode(), encode_entry(message, self.only_plaintext)
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Requests by pub/sub; the rest as a stream entry, after everything before."""
+        if is_ephemeral(message):
+            await self._bus.publish(self._public_channel(message["nsp"]), _pack(message))
+            return
+        entry = self._entry(message)
+        if self._down and len(self._outbox) >= self._outbox.capacity:
+            # Redis is away and the queue is full: waiting would hold up the
+            # emitting handler for as long as the outage lasts.
+            self.dropped += 1
+            await trio.lowlevel.checkpoint()
+            return
+        await self._outbox.put(entry)
+
+    def publish_nowait(self, message: dict[str, Any]) -> None:
+        """:meth:`publish` without waiting (the queue's capacity is ignored)."""
+        if is_ephemeral(message):
+            self._bus.publish_nowait(self._public_channel(message["nsp"]), _pack(message))
+        else:
+            self._outbox.put_nowait(self._entry(message))
+
+    def publish_response(self, requester: str, message: dict[str, Any]) -> None:
+        """An answer on ``<prefix>#<nsp>#<requester>#``."""
+        channel = f"{self.channel_prefix}#{message['nsp']}#{requester}#".encode()
+        self._bus.publish_nowait(channel, _pack(message))
+
+    async def server_count(self, nsp: str) -> int:
+        """The subscribers of ``<prefix>#<nsp>#`` (``PUBSUB NUMSUB``), as the reference counts."""
+        return await self._bus.subscriber_count(self._public_channel(nsp))
+
+    async def _wait_for_redis(self, backoff: Backoff) -> None:
+        while True:
+            await trio.sleep(backoff.duration())
+            if await self._bus.reachable():
+                return
+
+    async def _writer(self, client: Any) -> None:
+        backoff = Backoff(*self._reconnect, jitter=0.5)
+        backlog: deque[tuple[bytes, list[bytes]]] = deque()
+        max_len = str(self.max_len).encode()
+        while True:
+            if not backlog or self._outbox:
+                backlog.extend(await self._outbox.get_batch())
+            if not self._bus.connected and not await self._bus.reachable():
+                # Probed first: a connection coredis fails to open leaves
+                # unclosed streams behind (see RedisBus._probe).
+                self._down = True
+                await self._wait_for_redis(backoff)
+                continue
+            chunk = [backlog.popleft() for _ in range(min(_CHUNK, len(backlog)))]
+            answered = 0
+            requests: list[Any] = []
+            try:
+                # Queued on one connection in order, then awaited: the stream
+                # holds our messages in the order we sent them.
+                async with client.connection_pool.acquire() as connection:
+                    for stream, fields in chunk:
+                        requests.append(
+                            connection.create_request(
+                                b"XADD", stream, b"MAXLEN", b"~", max_len, b"*", *fields
+                            )
+                        )
+                for request in requests:
+                    try:
+                        await request
+                    except coredis.exceptions.ResponseError as exc:
+                        # Redis said no to this one (a key of another type...).
+                        log.warning("Redis refused an XADD: %s", _describe(exc))
+                    answered += 1
+            except Exception as exc:
+                if not _link_error(exc):
+                    log.exception("the Redis stream writer failed; %d messages lost", len(chunk))
+                    continue
+                # Sent but not answered: maybe in the stream, maybe not. Not
+                # sent again, so that no client ever gets one twice.
+                self.uncertain += len(requests) - answered
+                # Never sent (no connection to send them on): they wait, first in line.
+                backlog.extendleft(reversed(chunk[len(requests) :]))
+                self._down = True
+                log.debug("XADD failed: %s", _describe(exc))
+                client.connection_pool.disconnect()
+                await self._wait_for_redis(backoff)
+                continue
+            if self._down:
+                self._down = False
+                backoff.reset()
+                if self.uncertain or self.dropped:
+                    log.warning(
+                        "Redis at %s: the stream writer is back; %d messages were in "
+                        "flight when the connection broke (maybe lost, not sent again), "
+                        "%d dropped because the queue was full.",
+                        safe_url(self._url),
+                        self.uncertain,
+                        self.dropped,
+                    )
+                    self.uncertain = self.dropped = 0
+
+    # ------------------------------------------------------------ reading
+
+    async def _reader(self, client: Any, stream: bytes) -> None:
+        backoff = Backoff(*self._reconnect, jitter=0.5)
+        receive = self._receive
+        assert receive is not None
+        last: bytes | None = None
+        while True:
+            if not self._bus.connected and not await self._bus.reachable():
+                await self._wait_for_redis(backoff)
+                continue
+            try:
+                if last is None:
+                    # Where to start: after the last entry now (the reference's
+                    # "$", but without missing what comes between two XREADs).
+                    newest = await client.xrevrange(stream, count=1)
+                    last = newest[0].identifier if newest else b"0-0"
+                reply = await client.xread(
+                    {stream: last}, count=self.read_count, block=self.block_ms
+                )
+                backoff.reset()
+            except Exception as exc:
+                if not _link_error(exc) and not isinstance(exc, coredis.exceptions.ResponseError):
+                    log.exception("the Redis stream reader of %r failed", stream)
+                log.debug("XREAD failed: %s", _describe(exc))
+                client.connection_pool.disconnect()
+                await self._wait_for_redis(backoff)
+                continue
+            if not reply:
+                continue
+            for entry in reply.get(stream, ()):
+                last = entry.identifier
+                fields = entry.field_values
+                if not fields.get(b"nsp"):
+                    continue  # not a message (the reference skips these too)
+                await receive(stream, _decoder(fields), last.decode())
+
+
+def _decoder(fields: Mapping[bytes, bytes]) -> Callable[[], object]:
+    return lambda: decode_entry(fields)
+
+
+if TYPE_CHECKING:
+    from .._cluster.ca_node import Transport
+
+    def _conforms(transport: RedisStreamsTransport) -> Transport:
+        return transport
