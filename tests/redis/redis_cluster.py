@@ -116,6 +116,18 @@ class RedisCluster:
         for node in self.nodes:
             self._wait(node, lambda out: "cluster_state:ok" in out, "cluster", "info")
 
+    def owner_of(self, channel: str) -> int:
+        """The index of the node that serves ``channel``'s hash slot."""
+        slot = int(self._cli(self.nodes[0], "cluster", "keyslot", channel).strip())
+        for line in self._cli(self.nodes[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return next(i for i, n in enumerate(self.nodes) if n.port == port)
+        raise RuntimeError(f"no node serves slot {slot}")
+
     def restart(self, index: int) -> None:
         """Kill node ``index`` (SIGKILL) and start it again; it rejoins the cluster."""
         node = self.nodes[index]

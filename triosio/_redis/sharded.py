@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
 import coredis
+import coredis.exceptions
 import trio
 
 from .._cluster.ca_messages import MessageType
@@ -132,6 +133,8 @@ class ShardedTransport:
         self._channels: set[bytes] = set()  # every channel to be subscribed to
         self._changes: Mailbox[tuple[bool, bytes]] = Mailbox(1 << 20)
         self._client: Any = None
+        self._tasks = trio.CancelScope()
+        self._stopping = False
         self.port: ClusterPort | None = None  # see bind()
         self._namespaces: list[str] = []
         self._warned = False
@@ -200,39 +203,66 @@ class ShardedTransport:
     ) -> None:
         """Connect, subscribe, pass every message to ``receive``, until cancelled."""
         # As in RedisBus.run: on cancellation coredis must see its subscriber
-        # closed before its connections, so our tasks end first (in `tasks`)
-        # while the client lives on in a shielded scope, bounded in time.
-        tasks = trio.CancelScope()
+        # closed before its connections, so our tasks end first (in
+        # `self._tasks`) while the client lives on in a shielded scope, bounded
+        # in time.
         closing = trio.CancelScope(shield=True)
+        self._stopping = False
         async with trio.open_nursery() as guard:
-            await guard.start(self._serve, receive, tasks, closing)
+            await guard.start(self._serve, receive, closing)
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
-                tasks.cancel()
+                self._stopping = True
+                self._tasks.cancel()
                 closing.deadline = trio.current_time() + 3.0
 
     async def _serve(
         self,
         receive: Receive,
-        tasks: trio.CancelScope,
         closing: trio.CancelScope,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        client = coredis.RedisCluster.from_url(self._url, **self._options)
+        backoff = Backoff(*self._reconnect, jitter=0.5)
+        started = False
         with closing:
-            async with client:
-                self._client = client
+            while not self._stopping:
+                client = coredis.RedisCluster.from_url(self._url, **self._options)
                 try:
-                    with tasks:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._writer)
-                            await nursery.start(self._subscriber, client, receive)
-                            task_status.started()
-                finally:
-                    self._client = None
+                    # Opening it reads the cluster's slots: no node answering
+                    # means no client yet; the server goes on alone meanwhile.
+                    async with client:
+                        self._client = client
+                        backoff.reset()
+                        try:
+                            with self._new_tasks():
+                                async with trio.open_nursery() as nursery:
+                                    nursery.start_soon(self._writer)
+                                    await nursery.start(self._subscriber, client, receive)
+                                    started = True
+                                    task_status.started()
+                        finally:
+                            self._client = None
+                except Exception as exc:
+                    if not _link_error(exc) and not isinstance(
+                        exc, coredis.exceptions.RedisClusterError
+                    ):
+                        raise
+                    self._fail(exc)
+                if not started:
+                    started = True
+                    task_status.started()
+                with self._new_tasks():
+                    await trio.sleep(backoff.duration())
+
+    def _new_tasks(self) -> trio.CancelScope:
+        # What run() cancels when it ends: the current attempt, or the wait.
+        self._tasks = trio.CancelScope()
+        if self._stopping:
+            self._tasks.cancel()
+        return self._tasks
 
     async def _subscriber(
         self,
