@@ -412,9 +412,9 @@ class ShardedRedisAdapter(ClusterAdapterNode):
     ``@socket.io/redis-adapter`` 8.3.0, so Node.js servers using it are peers
     (with the same ``channel_prefix`` and ``subscription_mode``). Made for Redis
     Cluster, where plain pub/sub sends every message to every node: a shard
-    channel lives on one node. Needs Redis 7 or later; a single Redis works
-    too. At most once, as pub/sub: what is published while a shard is away
-    is lost (one warning is logged), and the adapter reconnects and goes on.
+    channel lives on one node. Needs a Redis 7 Cluster (for one Redis, use
+    :class:`RedisAdapter`). At most once, as pub/sub: what is published while
+    a shard is away is lost, and the adapter reconnects and goes on.
 
     Args:
         url: The URL of one node of the Redis Cluster (the others are
