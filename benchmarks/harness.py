@@ -189,6 +189,7 @@ def running_server(
     ping_interval: float = 25.0,
     ping_timeout: float = 20.0,
     start_timeout: float = 20.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """Starts a server, waits until it listens, and always stops it afterwards."""
     port = free_port()
@@ -202,7 +203,7 @@ def running_server(
         str(ping_timeout),
     ]
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
     with log.open("wb") as sink:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=env

@@ -95,6 +95,9 @@ class Scenario:
     args: Callable[[Sizes], list[str]]
     timeout: Callable[[Sizes], float]
     ping_interval: Callable[[Sizes], float] = lambda s: 25.0
+    #: Environment for the server: BENCH_ASYNC_ECHO=1 makes every Python
+    #: server's echo handler an ``async def`` (node's are JavaScript either way).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -119,6 +122,21 @@ SCENARIOS: dict[str, Scenario] = {
                 str(s.echo_warmup_seconds),
             ],
             lambda s: 60 + s.echo_seconds,
+        ),
+        Scenario(
+            "echo-async",
+            "Echo with ack, async def handlers",
+            lambda s: [
+                "echo",
+                "--clients",
+                str(s.echo_clients),
+                "--duration",
+                str(s.echo_seconds),
+                "--warmup",
+                str(s.echo_warmup_seconds),
+            ],
+            lambda s: 60 + s.echo_seconds,
+            env=(("BENCH_ASYNC_ECHO", "1"),),
         ),
         Scenario(
             "fanout",
@@ -175,7 +193,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-DEFAULT_SCENARIOS = ["connect", "echo", "fanout", "fanout-rate", "room"]
+DEFAULT_SCENARIOS = ["connect", "echo", "echo-async", "fanout", "fanout-rate", "room"]
 
 
 def log(message: str) -> None:
@@ -234,7 +252,10 @@ def run_scenario(
             log(f"   the machine is busy ({load:.2f} cores used by others); measuring anyway")
     try:
         with running_server(
-            spec, out / f"{stem}.server.log", ping_interval=scenario.ping_interval(s)
+            spec,
+            out / f"{stem}.server.log",
+            ping_interval=scenario.ping_interval(s),
+            extra_env=dict(scenario.env),
         ) as server:
             return run_loadgen(
                 server,
@@ -478,18 +499,20 @@ def render(
             4,
         )
 
-    if "echo" in scenarios:
+    for echo, kind in (("echo", ""), ("echo-async", ", `async def` handlers")):
+        if echo not in scenarios:
+            continue
         w("")
         w(
-            f"### Echo with ack ({s.echo_clients} clients, one round trip in flight each,"
-            f" {s.echo_seconds:g} s)"
+            f"### Echo with ack{kind} ({s.echo_clients} clients, one round trip in flight"
+            f" each, {s.echo_seconds:g} s)"
         )
-        ref = _reference(results, "echo", lambda r: r.get("server_cpu_per_rt_us"))
+        ref = _reference(results, echo, lambda r: r.get("server_cpu_per_rt_us"))
         rows(
-            "echo",
+            echo,
             "| server | round trips/s | p50 (ms) | p99 (ms) | server CPU/round trip (µs)"
             f" | CPU ÷ {ref[0] if ref else '-'} | gen CPU | other CPU |",
-            lambda r: " | ".join(
+            lambda r, ref=ref: " | ".join(
                 [
                     _num(r["rt_per_s"], 0),
                     _num(r["latency"]["p50_ms"], 2),
@@ -623,6 +646,31 @@ def targets(results: dict[str, dict[str, Result]]) -> list[str]:
     lines.append(
         f"| echo CPU/round trip ≤ 0.5 x python-socketio's best | {_num(t_echo, 1)} µs vs 0.5 x"
         f" {_num(best, 1)} µs | {verdict(ok)} |"
+    )
+    # Performance II (issue 18): async handlers, echo at Node's cost.
+    t_async = value("triosio", "echo-async", "server_cpu_per_rt_us")
+    ok = None if t_async is None or t_echo is None else t_async <= 1.25 * t_echo
+    lines.append(
+        f"| `async def` echo CPU/round trip ≤ 1.25 x triosio's plain echo | {_num(t_async, 1)} µs"
+        f" vs 1.25 x {_num(t_echo, 1)} µs | {verdict(ok)} |"
+    )
+    psio_async = [
+        v
+        for name in results
+        if name.startswith("psio-")
+        and (v := value(name, "echo-async", "server_cpu_per_rt_us")) is not None
+    ]
+    best_async = min(psio_async) if psio_async else None
+    ok = None if t_async is None or best_async is None else t_async <= best_async / 2
+    lines.append(
+        f"| `async def` echo CPU/round trip ≤ 0.5 x python-socketio's best `async def`"
+        f" | {_num(t_async, 1)} µs vs 0.5 x {_num(best_async, 1)} µs | {verdict(ok)} |"
+    )
+    n_echo = value("node", "echo", "server_cpu_per_rt_us")
+    ok = None if t_echo is None or n_echo is None else t_echo <= n_echo
+    lines.append(
+        f"| plain echo CPU/round trip ≤ Node's | {_num(t_echo, 1)} µs vs {_num(n_echo, 1)} µs"
+        f" | {verdict(ok)} |"
     )
     mem = value("triosio", "connect", "mem_per_conn_bytes")
     ok = None if mem is None else mem <= 20 * 1024

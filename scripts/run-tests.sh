@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing Python packages"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,msgpack,redis,docs,metrics,otel]'
+.venv/bin/python -m pip install -q -e '.[test,msgpack,redis,docs,metrics,otel,validation]'
 
 echo "==> installing npm packages (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)

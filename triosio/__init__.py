@@ -63,6 +63,7 @@ from ._errors import UnknownPacketType as UnknownPacketType
 from ._server.broadcast import BroadcastOperator as BroadcastOperator
 from ._server.namespace import Namespace as Namespace
 from ._server.namespace import ParentNamespace as ParentNamespace
+from ._server.ratelimit import RateLimit as RateLimit
 from ._server.recovery import ConnectionStateRecovery as ConnectionStateRecovery
 from ._server.remote import RemoteSocket as RemoteSocket
 from ._server.server import Server as Server
@@ -116,6 +117,7 @@ __all__ = [
     "ParentNamespace",
     "PayloadTooLarge",
     "ProtocolError",
+    "RateLimit",
     "RemoteProtocolError",
     "RemoteSocket",
     "Request",

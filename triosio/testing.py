@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, final
 
 import trio
@@ -35,6 +36,7 @@ import trio.testing
 
 from ._client.connect import connect
 from ._client.socket import ClientSocket
+from ._common import ids
 from ._engine.app import App, Mountable, serve
 from ._server.server import Server
 from ._testing_net import (
@@ -52,8 +54,55 @@ __all__ = [
     "MemoryNetwork",
     "MemoryServer",
     "MemoryStream",
+    "deterministic",
     "serve_memory",
 ]
+
+
+@contextlib.contextmanager
+def deterministic(seed: int | str = 0) -> Iterator[None]:
+    """Make what runs inside repeatable: Trio's scheduling order, triosio's ids
+    and the ``random`` module's draws (reconnection jitter).
+
+    Trio runs the tasks that became runnable together in a random order (on
+    purpose: code must not depend on it), and triosio's session and socket
+    ids are random. Inside this context both come from ``seed``: the same
+    program under ``MockClock`` over the in-memory network runs the same way,
+    task for task, with the same ids, every time — so a failure seen once can
+    be replayed, and a log can be compared whole. Another seed explores
+    another order. Enter it *before* ``trio.run`` (with pytest-trio: a plain,
+    not async, fixture)::
+
+        @pytest.fixture(autouse=True)
+        def same_every_run():
+            with triosio.testing.deterministic(seed=1):
+                yield
+
+    It seeds Trio's scheduler through a private hook (the one Hypothesis
+    uses), checked by triosio's tests against the Trio version installed.
+    Not for production: the ids become guessable.
+    """
+    from trio._core import _run  # private: the scheduler's own random source
+
+    rng = _run._r
+    saved_state = rng.getstate()
+    saved_mode = _run._ALLOW_DETERMINISTIC_SCHEDULING
+    saved_bytes = ids.random_bytes
+    saved_random = random.getstate()
+    rng.seed(f"trio {seed!r}")
+    # The standard generator too: clients' reconnection jitter draws from it.
+    random.seed(f"random {seed!r}")
+    # Each batch of runnable tasks sorted by creation, then shuffled by the
+    # seeded generator: an order that depends on the seed only.
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    ids.random_bytes = random.Random(f"ids {seed!r}").randbytes
+    try:
+        yield
+    finally:
+        ids.random_bytes = saved_bytes
+        random.setstate(saved_random)
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = saved_mode  # type: ignore[misc]
+        rng.setstate(saved_state)
 
 
 @final

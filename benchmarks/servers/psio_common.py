@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -22,10 +23,19 @@ def build(async_mode: str, ping_interval: float, ping_timeout: float) -> socketi
         engineio_logger=False,
     )
 
-    @sio.on("echo")
-    def echo(sid: str, *args: Any) -> tuple[Any, ...]:
-        # A plain function, as it needs no await (so does triosio's).
-        return args  # a tuple: each element is one ack argument
+    if os.environ.get("BENCH_ASYNC_ECHO") == "1":
+
+        @sio.on("echo")
+        async def echo_async(sid: str, *args: Any) -> tuple[Any, ...]:
+            # The echo-async scenario: what most applications write.
+            return args
+
+    else:
+
+        @sio.on("echo")
+        def echo(sid: str, *args: Any) -> tuple[Any, ...]:
+            # A plain function, as it needs no await (so does triosio's).
+            return args  # a tuple: each element is one ack argument
 
     @sio.on("join")
     async def join(sid: str, room: str) -> bool:

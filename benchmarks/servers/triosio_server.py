@@ -119,7 +119,10 @@ def instrument(sio: triosio.Server, which: str) -> None:
 def main() -> None:
     args = parse_args(__doc__ or "")
     print("triosio from", os.path.dirname(triosio.__file__), flush=True)
-    sio = build(args.ping_interval, args.ping_timeout)
+    # BENCH_ASYNC_ECHO=1: the echo-async scenario (an ``async def`` handler).
+    sio = build(
+        args.ping_interval, args.ping_timeout, os.environ.get("BENCH_ASYNC_ECHO") == "1"
+    )
     instrument(sio, os.environ.get("TRIOSIO_INSTRUMENT", ""))
     trio.run(triosio.serve, sio, args.host, args.port)
 

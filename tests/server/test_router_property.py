@@ -3,9 +3,13 @@
 Clients connect, join and leave rooms (through their handlers), the server
 joins sockets to rooms and broadcasts, and meanwhile clients are cut off,
 cancelled, kicked or leave, at random points, with many operations in flight.
-Afterwards the router's room tables must be exactly what the surviving sockets
-should have, every gone socket must be gone everywhere, and once every client
-has left no task of the server may be left behind.
+Links also freeze (nothing gets through: only heartbeats notice), pause and
+resume (the client stops reading), and some clients reconnect by themselves
+after a fault; clients ask for acknowledgements throughout. Afterwards the
+router's room tables must be exactly what the surviving sockets should have,
+every acknowledgement asked for must have been answered or failed, every gone
+socket must be gone everywhere, and once every client has left no task of the
+server may be left behind.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ ROOMS = ["r0", "r1", "r2"]
 
 client_ids = st.integers(0, CLIENTS - 1)
 rooms = st.sampled_from(ROOMS)
-connects = st.tuples(st.just("connect"), client_ids, st.sampled_from(["websocket", "polling"]))
+connects = st.tuples(
+    st.just("connect"),
+    client_ids,
+    st.sampled_from(["websocket", "polling"]),
+    st.sampled_from(["once", "once", "reconnecting"]),
+)
 actions = st.one_of(
     connects,
     connects,
@@ -44,6 +53,11 @@ actions = st.one_of(
     st.tuples(st.just("leave namespace"), client_ids),
     st.tuples(st.just("kick"), client_ids),
     st.tuples(st.just("close"), client_ids),
+    st.tuples(st.just("freeze"), client_ids),
+    st.tuples(st.just("pause"), client_ids),
+    st.tuples(st.just("resume"), client_ids),
+    st.tuples(st.just("client ack"), client_ids),
+    st.tuples(st.just("client ack"), client_ids),
     st.tuples(st.just("check")),
 )
 # Pause before starting the next action: often none, so that many are in flight.
@@ -63,6 +77,12 @@ def count_tasks(task: trio.lowlevel.Task) -> int:
     return 1 + sum(count_tasks(t) for n in task.child_nurseries for t in n.child_tasks)
 
 
+def task_names(task: trio.lowlevel.Task) -> list[str]:
+    return [task.name] + [
+        name for n in task.child_nurseries for t in n.child_tasks for name in task_names(t)
+    ]
+
+
 class Scenario:
     def __init__(self, steps: list[tuple[tuple[Any, ...], float]]) -> None:
         self.steps = steps
@@ -78,6 +98,9 @@ class Scenario:
         self.clients: dict[int, Any] = {}
         self.all_leaves: list[trio.Event] = []
         self.checks = 0
+        # Acknowledgements asked for by clients, and how each ended.
+        self.acks_asked = 0
+        self.acks_ended: dict[str, int] = {}
         self.locks: dict[str, trio.Lock] = {}
         sio = self.sio
 
@@ -98,13 +121,18 @@ class Scenario:
             await socket.leave(room)
             self.model[socket.id].discard(room)
 
+        @sio.on("echo")
+        async def echo(socket: triosio.Socket, value: int) -> int:
+            await trio.sleep(0.01)
+            return value
+
         @sio.on("disconnecting")
         async def disconnecting(socket: triosio.Socket, reason: Any) -> None:
             # Broadcasts from a closing socket's handler, to its rooms.
             await socket.to(socket.rooms - {socket.id}).emit("gone", socket.id)
 
     async def run_client(
-        self, n: int, transport: str, done: trio.Event, scope: trio.CancelScope
+        self, n: int, transport: str, mode: str, done: trio.Event, scope: trio.CancelScope
     ) -> None:
         async def connector(host: str, port: int, tls: object = None) -> trio.abc.Stream:
             stream = await self.net.connect()
@@ -118,7 +146,9 @@ class Scenario:
                     auth={"n": n},
                     connector=connector,
                     transports=(transport,),
-                    reconnection=False,
+                    reconnection=mode == "reconnecting",
+                    reconnection_delay=0.5,
+                    reconnection_attempts=5,
                 ) as client:
                     client.on("ask", lambda *args: args)
                     for room in ROOMS:
@@ -138,16 +168,30 @@ class Scenario:
         except triosio.TriosioError:
             pass  # it was disconnected meanwhile
 
+    async def client_ack(self, n: int) -> None:
+        client = self.clients.get(n)
+        if client is None or not client.connected:
+            return
+        self.acks_asked += 1
+        try:
+            assert await client.emit_with_ack("echo", n, timeout=3) == n
+            outcome = "answered"
+        except triosio.AckTimeout:
+            outcome = "timed out"
+        except (triosio.Disconnected, triosio.BufferFull):
+            outcome = "failed"
+        self.acks_ended[outcome] = self.acks_ended.get(outcome, 0) + 1
+
     async def act(self, nursery: trio.Nursery, action: tuple[Any, ...]) -> None:
         kind = action[0]
         sio = self.sio
         if kind == "connect":
-            _, n, transport = action
+            _, n, transport, mode = action
             if n not in self.scopes or self.leave[n].is_set() or self.scopes[n].cancel_called:
                 done = self.leave[n] = trio.Event()
                 scope = self.scopes[n] = trio.CancelScope()
                 self.all_leaves.append(done)
-                nursery.start_soon(self.run_client, n, transport, done, scope)
+                nursery.start_soon(self.run_client, n, transport, mode, done, scope)
             return
         if kind == "broadcast":
             await sio.to(action[1]).emit(action[1], "news")
@@ -187,6 +231,17 @@ class Scenario:
         elif kind == "cut":
             for connection in self.connections.get(n, []):
                 connection.cut()
+        elif kind == "freeze":
+            for connection in self.connections.get(n, []):
+                connection.freeze()
+        elif kind == "pause":
+            for connection in self.connections.get(n, []):
+                connection.pause_client()
+        elif kind == "resume":
+            for connection in self.connections.get(n, []):
+                connection.resume_client()
+        elif kind == "client ack":
+            await self.client_ack(n)
         elif kind == "cancel":
             if n in self.scopes:
                 self.scopes[n].cancel()
@@ -218,16 +273,27 @@ class Scenario:
                         actions.start_soon(self.act, clients, action)
                         if pause:
                             await trio.sleep(pause)
+                            # After each step that gave the others time: once
+                            # every task is blocked, the tables match the model.
+                            await settle()
+                            self.checks += 1
+                            self.check_tables(final=False)
                 # Long enough for every ping timeout to fire.
                 await trio.sleep(30)
                 await settle()
                 self.check_tables()
                 for event in self.all_leaves:
                     event.set()
-            await trio.sleep(30)
+            # A frozen link passes not even a close: the server notices it when
+            # the HTTP connection's idle_timeout (60 s) or a heartbeat runs out.
+            await trio.sleep(90)
             await settle()
             self.check_all_gone()
-            assert count_tasks(trio.lowlevel.current_root_task()) == baseline
+            # Every acknowledgement a client asked for was answered or failed.
+            assert sum(self.acks_ended.values()) == self.acks_asked
+            assert count_tasks(trio.lowlevel.current_root_task()) == baseline, task_names(
+                trio.lowlevel.current_root_task()
+            )
             outer.cancel_scope.cancel()
 
     async def _serve(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -267,7 +333,7 @@ class Scenario:
 
 
 @settings(
-    max_examples=40,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     # A failure prints its whole example; shrinking one can take many minutes.

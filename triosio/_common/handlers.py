@@ -112,7 +112,8 @@ class HandlerRegistry:
             return
         entries = self._handlers.get(event, [])
         for i, (fn, _) in enumerate(entries):
-            if fn == handler:
+            # A handler may be registered wrapped (validation): match either.
+            if fn == handler or getattr(fn, "__wrapped__", None) == handler:
                 del entries[i]
                 break
         if not entries:

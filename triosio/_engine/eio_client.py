@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from urllib.parse import urlencode
@@ -33,6 +32,7 @@ from urllib.parse import urlencode
 import trio
 import trio_websocket
 
+from .._common import ids
 from .._errors import DisconnectReason, InvalidHandshake, RemoteProtocolError
 from .._proto import eio
 from .._proto.eio import EioPacket, EioType, Handshake
@@ -118,7 +118,7 @@ class EngineClient:
         self._poll_idle = trio.Event()
         self._post_idle = trio.Event()
         self._ping_deadline = 0.0
-        self._t_prefix = secrets.token_hex(3)
+        self._t_prefix = ids.token_hex(3)
         self._t_counter = itertools.count()
 
     # ------------------------------------------------------------ public

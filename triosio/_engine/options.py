@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from .._common import ids
 from .exchange import Headers, Request
 
 log = logging.getLogger("triosio.engine")
@@ -109,7 +109,7 @@ class EngineOptions:
     max_buffered_packets: int = 4096
     max_buffered_bytes: int = 4 * 1024 * 1024
     shutdown_timeout: float = 2.0
-    session_id_generator: Callable[[], str] = field(default=lambda: secrets.token_urlsafe(15))
+    session_id_generator: Callable[[], str] = field(default=lambda: ids.token_urlsafe(15))
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):

@@ -33,6 +33,7 @@ from .._proto.sio import SioPacket, SioType, ack_args, ack_value
 from . import lifecycle
 from .hooks import wait_for_space
 from .lifecycle import Closer, SocketState
+from .ratelimit import TokenBucket, refusal
 from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
@@ -52,9 +53,11 @@ class Client:
     """The Socket.IO side of one Engine.IO session."""
 
     __slots__ = (
+        "_bucket",
         "_connecting",
         "_finished",
         "_queue",
+        "_refused_by",
         "_running",
         "_seen",
         "_space",
@@ -86,6 +89,9 @@ class Client:
         self._running = 0
         self._finished = LazyEvent()
         self._timer: trio.CancelScope | None = trio.CancelScope()
+        # The client's token bucket (Server(rate_limit=...)); None: no limit.
+        limit = server.rate_limit
+        self._bucket = TokenBucket(limit, trio.current_time()) if limit is not None else None
 
     # ------------------------------------------------------------ engine events
 
@@ -131,6 +137,11 @@ class Client:
                 return  # a namespace the server just left: ignore stragglers
             if hooks is not None:
                 hooks.event_received(socket, packet.data[0], packet.data[1:])
+            if (self._bucket is not None or socket._rate_limits) and not self._admit(
+                socket, packet
+            ):
+                await self._refuse(socket, packet)
+                return
             ordered = not self.server.async_handlers
             if not (ordered and self._working) and socket.state is SocketState.CONNECTED:
                 items: list[Any] = packet.data
@@ -166,6 +177,38 @@ class Client:
         else:  # CONNECT_ERROR is for servers to send
             log.info("session %s: unexpected %s packet", self.session.sid, ptype.name)
             self.session.close_nowait(DisconnectReason.PARSE_ERROR)
+
+    # ------------------------------------------------------------ rate limits
+
+    def _admit(self, socket: Socket, packet: SioPacket) -> bool:
+        # Both buckets must have a token (the client's, then the event's); a
+        # refused event takes none from the event's bucket.
+        now = trio.current_time()
+        bucket = self._bucket
+        if bucket is not None and not bucket.take(now):
+            self._refused_by = bucket
+            return False
+        bucket = socket._rate_limits.get(packet.data[0])
+        if bucket is not None and not bucket.take(now):
+            self._refused_by = bucket
+            return False
+        return True
+
+    async def _refuse(self, socket: Socket, packet: SioPacket) -> None:
+        bucket = self._refused_by
+        event = packet.data[0]
+        if bucket.limit.policy == "disconnect":
+            log.info("socket %s: %r past its rate limit: disconnecting", socket.id, event)
+            if socket.state is SocketState.CONNECTED:
+                await self.server.router.emit(
+                    socket, socket.nsp.encode(SioType.DISCONNECT, None, None), False
+                )
+                self.closer.request(socket, DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
+            return
+        log.debug("socket %s: %r past its rate limit: dropped", socket.id, event)
+        if packet.id is not None and socket.state is SocketState.CONNECTED:
+            answer = refusal(event, bucket)
+            await self._send_ack(socket, socket.nsp.encode_ack([answer], packet.id))
 
     async def on_close(self, reason: DisconnectReason) -> None:
         """The session ended: every socket disconnects for ``reason``.

@@ -23,6 +23,7 @@ from .._proto.eio import EioType
 from .._proto.sio import JSONEncoder, SioPacket, SioType
 from .broadcast import BroadcastOperator
 from .rooms import ADAPTER_EVENTS, AdapterListener
+from .validation import validated
 
 if TYPE_CHECKING:
     from .remote import RemoteSocket
@@ -54,6 +55,8 @@ class _NamespaceBase:
         - any other event: ``handler(socket, *args)`` for that event from any
           socket of the namespace (python-socketio style); its return value is
           the acknowledgement. Per-socket handlers (``socket.on``) run first.
+          With ``Server(validation=True)`` its type hints (after the socket)
+          validate and convert the arguments.
         """
 
         def register(fn: H) -> H:
@@ -62,7 +65,9 @@ class _NamespaceBase:
             elif event in _DISCONNECT_EVENTS:
                 self._disconnect_handlers.setdefault(event, []).append(fn)
             else:
-                self._event_handlers.setdefault(event, []).append(fn)
+                # With validation on, hinted arguments after the socket are checked.
+                wrapped = validated(event, fn, skip=1) if self.server.validation else fn
+                self._event_handlers.setdefault(event, []).append(wrapped)
             return fn
 
         if handler is None:

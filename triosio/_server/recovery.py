@@ -47,12 +47,12 @@ session that went) fails cleanly: the client connects as a new socket
 from __future__ import annotations
 
 import re
-import secrets
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
+from .._common import ids
 from .._engine.packet import OutPacket
 from .._errors import DisconnectReason
 
@@ -224,7 +224,7 @@ class RecoveryState:
     def __init__(self, options: ConnectionStateRecovery, tag: str | None = None) -> None:
         self.options = options
         self._window = options.max_disconnection_duration
-        self.tag = tag if tag is not None else secrets.token_urlsafe(3)[:_TAG_LENGTH]
+        self.tag = tag if tag is not None else ids.token_urlsafe(3)[:_TAG_LENGTH]
         if len(self.tag) != _TAG_LENGTH:
             raise ValueError("the offset tag must be 4 characters")
         #: What an emitting task puts last in a packet's arguments; the router

@@ -21,10 +21,12 @@ from .cluster import Adapter, Cluster
 from .dispatch import EngineBridge
 from .hooks import Hooks, combine
 from .namespace import Namespace, ParentNamespace
+from .ratelimit import RateLimit
 from .recovery import ConnectionStateRecovery, RecoveryState
 from .registry import NamespaceMatcher, NamespaceRegistry
 from .remote import RemoteSocket
 from .router import Router
+from .validation import require_engine
 
 if TYPE_CHECKING:
     from .socket import Socket
@@ -65,6 +67,13 @@ class Server:
             that loses its connection briefly gets back its socket id, rooms,
             ``data`` and every packet it missed (:class:`triosio.ConnectionStateRecovery`;
             off when None). Within this process only, whatever the adapter.
+        rate_limit: A :class:`triosio.RateLimit` on every event each client
+            sends (all its namespaces together); None: no limit. Per event:
+            ``socket.on(event, handler, rate_limit=...)``.
+        validation: Validate and convert event arguments by the handlers'
+            type hints (pydantic 2, ``pip install 'triosio[validation]'``); an
+            event that does not fit gets an error acknowledgement and never
+            reaches the handler. Off: hints are not looked at.
         **engine_options: Engine.IO options: ``ping_interval``, ``ping_timeout``,
             ``max_http_buffer_size``, ``cors_allowed_origins``, ``transports``...
             (see :class:`triosio.EngineServer`).
@@ -85,6 +94,8 @@ class Server:
         router_capacity: int = 4096,
         adapter: Adapter | None = None,
         connection_state_recovery: ConnectionStateRecovery | None = None,
+        rate_limit: RateLimit | None = None,
+        validation: bool = False,
         **engine_options: Any,
     ) -> None:
         self.engine = EngineServer(EngineBridge(self), path=path, **engine_options)
@@ -98,6 +109,14 @@ class Server:
             max_payload=self.engine.options.max_http_buffer_size,
         )
         self.connect_timeout = connect_timeout
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise TypeError("rate_limit must be a triosio.RateLimit")
+        #: The limit on each client's incoming events (None: none).
+        self.rate_limit = rate_limit
+        if validation:
+            require_engine()
+        #: Whether handlers' type hints validate event arguments.
+        self.validation = validation
         self.async_handlers = async_handlers
         self.max_pending_events = max_pending_events
         self.ack_timeout = ack_timeout

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, final, overload
 
 import trio
 
+from .._common import ids
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
 from .._common.sync import LazyEvent
 from .._errors import AckTimeout, Disconnected, DisconnectReason
@@ -19,6 +19,8 @@ from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
 from .hooks import AckOutcome, wait_for_space
 from .lifecycle import SocketState
+from .ratelimit import RateLimit, TokenBucket
+from .validation import validated
 
 if TYPE_CHECKING:
     from .._engine.exchange import Request
@@ -109,12 +111,12 @@ class HeaderMap(Mapping[str, str]):
 
 def new_socket_id() -> str:
     """A random socket id (distinct from the Engine.IO session id, as in v5)."""
-    return secrets.token_urlsafe(15)
+    return ids.token_urlsafe(15)
 
 
 def new_private_id() -> str:
     """A random private session id (``pid``), for connection state recovery."""
-    return secrets.token_urlsafe(15)
+    return ids.token_urlsafe(15)
 
 
 @final
@@ -144,6 +146,7 @@ class Socket(CatchAllRegistry):
         "_finished",
         "_mark",
         "_middlewares",
+        "_rate_limits",
         "_ready",
         "_tasks",
         "acks",
@@ -187,6 +190,8 @@ class Socket(CatchAllRegistry):
         self.state = SocketState.CONNECTING
         self.reason: DisconnectReason | None = None
         self._middlewares: list[Handler] = []
+        # Per-event token buckets (``on(..., rate_limit=...)``); empty: no check.
+        self._rate_limits: dict[str, TokenBucket] = {}
         # Cancel scopes of this socket's handlers and tasks, with the task of each.
         self._tasks: dict[trio.CancelScope, trio.lowlevel.Task] = {}
         # Set once the connection handlers have run: events wait for it.
@@ -196,6 +201,39 @@ class Socket(CatchAllRegistry):
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
+
+    @overload
+    def on(self, event: str, *, rate_limit: RateLimit | None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, event: str, handler: H, *, rate_limit: RateLimit | None = None) -> H: ...
+
+    def on(
+        self, event: str, handler: Handler | None = None, *, rate_limit: RateLimit | None = None
+    ) -> Any:
+        """Add a handler for ``event``; usable as a decorator (``@socket.on("news")``).
+
+        The handler may be a plain function or ``async def``; it is called with
+        the event's arguments, and its return value is the acknowledgement when
+        the client asked for one. ``rate_limit`` (a :class:`triosio.RateLimit`)
+        bounds how often this socket may send ``event``: past it the event is
+        dropped (with an error acknowledgement) or the socket disconnected,
+        as the limit's policy says. With ``Server(validation=True)``, the
+        handler's type hints validate and convert the event's arguments (see
+        the server guide).
+        """
+        if rate_limit is not None:
+            if not isinstance(rate_limit, RateLimit):
+                raise TypeError("rate_limit must be a triosio.RateLimit")
+            self._rate_limits[event] = TokenBucket(rate_limit, trio.current_time())
+        if not self.nsp.server.validation:
+            return super().on(event) if handler is None else super().on(event, handler)
+
+        def register(fn: H) -> H:
+            super(Socket, self).on(event, validated(event, fn))
+            return fn
+
+        return register if handler is None else register(handler)
 
     # ------------------------------------------------------------ state
 
