@@ -457,6 +457,7 @@ async def run_emitter(mode: str, url: str, ops: list[dict[str, Any]]) -> None:
         await trio.to_thread.run_sync(run_python_emitter, mode, url, ops)
 
 
+@pytest.mark.parametrize("cluster", [c for c in CLUSTERS if c != "workers"], indirect=True)
 @pytest.mark.parametrize("mode", ["sync", "asyncio", "trio"])
 async def test_python_emitter_reaches_clients_on_both_servers(cluster: Cluster, mode: str) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -518,6 +519,7 @@ async def _capture(url: str, run: Any) -> list[tuple[bytes, bytes]]:
     return seen[:-1]
 
 
+@pytest.mark.parametrize("cluster", ["triosio+triosio"], indirect=True)  # for its Redis
 async def test_python_emitter_writes_what_the_js_emitter_writes(cluster: Cluster) -> None:
     import json
 
