@@ -19,10 +19,24 @@ PACKAGE = Path(triosio.__file__).resolve().parent
 ROOT = PACKAGE.parent
 
 
+def _module_level(tree: ast.AST) -> list[ast.AST]:
+    # Imports run at import time: not those inside functions, which import an
+    # optional package lazily (pydantic for Server(validation=True)) and say
+    # which extra to install when it is missing.
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _imports(path: Path, module: str) -> set[str]:
     found = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _module_level(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
