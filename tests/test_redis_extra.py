@@ -1,8 +1,10 @@
 """The ``redis`` extra names every third-party module ``triosio.redis`` imports directly.
 
 Followed through triosio's own modules from ``triosio/redis.py``: whatever they
-import from outside triosio and the standard library must be a core dependency
-or in the ``redis`` extra (anyio included: its exceptions are caught by name).
+import when imported (module level; not the lazy imports inside functions, which
+name their own extras) from outside triosio and the standard library must be a
+core dependency or in the ``redis`` extra (anyio included: its exceptions are
+caught by name).
 """
 
 from __future__ import annotations
@@ -19,24 +21,28 @@ PACKAGE = Path(triosio.__file__).resolve().parent
 ROOT = PACKAGE.parent
 
 
-def _module_level(tree: ast.AST) -> list[ast.AST]:
-    # Imports run at import time: not those inside functions, which import an
-    # optional package lazily (pydantic for Server(validation=True)) and say
-    # which extra to install when it is missing.
-    out: list[ast.AST] = []
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            todo.extend(ast.iter_child_nodes(node))
-    return out
+def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    # What runs on import: not function bodies (lazy imports of other extras),
+    # not `if TYPE_CHECKING:`; both arms of a try (the import that fails is
+    # reported by name, and must be in the extra).
+    found: list[ast.stmt] = []
+    for node in body:
+        if isinstance(node, ast.Try):
+            found += _module_level(node.body)
+            for handler in node.handlers:
+                found += _module_level(handler.body)
+        elif isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                found += _module_level(node.body) + _module_level(node.orelse)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+    return found
 
 
 def _imports(path: Path, module: str) -> set[str]:
     found = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in _module_level(ast.parse(path.read_text())):
+    for node in _module_level(ast.parse(path.read_text()).body):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
