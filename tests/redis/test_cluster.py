@@ -240,6 +240,14 @@ async def test_sockets_join_then_room_broadcast(env: Env) -> None:
     for client in receivers:
         await env.obs.wait_event(client, "after_join")
     await env.op("socketsLeave", rooms=[env.dst_room], change=[joined])
+    if env.adapter == "sharded-dynamic":
+        # The same gap the other way: the leave travels on the namespace's
+        # channel, the room broadcast on the room's. A broadcast to everyone
+        # (the namespace's channel, after the leave) fences it.
+        n = next(_fences)
+        await env.op("emit", rooms=[], event="fence", args=[n])
+        for client in ALL:
+            await env.obs.wait(lambda c=client: [n] in env.obs.received(c, "fence"))
     await env.op("emit", rooms=[joined], event="after_leave", args=[2])
     await env.fence()
     for client in receivers:
