@@ -510,7 +510,7 @@ def render(
             conn,
             "| server | connections/s | server CPU/connection (µs) | memory/idle connection (KiB)"
             f" | memory ÷ {ref[0] if ref else '-'} |",
-            lambda r: " | ".join(
+            lambda r, ref=ref: " | ".join(
                 [
                     _num(r["conn_per_s"], 0),
                     _num(r["server_cpu_per_conn_us"], 0),
