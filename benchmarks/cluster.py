@@ -21,7 +21,10 @@ The setups, each with fresh processes on loopback and a private ``redis-server``
   subscriber and decode on B, then B's fan-out).
 - **two processes, streams**: the same with ``RedisStreamsAdapter``: A adds each
   tick to a Redis stream (XADD), B reads it (XREAD) and fans out.
-- **two Node processes, pub/sub** and **two Node processes, streams**: the same
+- **two processes, sharded**: the same with ``ShardedRedisAdapter`` on a private
+  Redis Cluster of three masters (``SPUBLISH`` on A, ``SSUBSCRIBE`` on B; redis CPU
+  is the three nodes' sum).
+- **two Node processes, pub/sub**, **..., streams** and **..., sharded**: the same
   two-process setups with Node socket.io 4.8.3 servers
   (``benchmarks/servers/node_cluster_server.mjs``) and the JavaScript adapters
   (``@socket.io/redis-adapter`` 8.3.0, ``@socket.io/redis-streams-adapter`` 0.3.1).
@@ -84,9 +87,11 @@ def serve(port: int, redis_url: str | None, relay: bool, kind: str = "pubsub") -
 
     adapter: Adapter | None = None
     if redis_url:
-        from triosio.redis import RedisAdapter, RedisStreamsAdapter
+        from triosio.redis import RedisAdapter, RedisStreamsAdapter, ShardedRedisAdapter
 
-        if kind == "streams":
+        if kind == "sharded":
+            adapter = ShardedRedisAdapter(redis_url, requests_timeout=600)
+        elif kind == "streams":
             adapter = RedisStreamsAdapter(redis_url, requests_timeout=600)
         else:
             adapter = RedisAdapter(redis_url, requests_timeout=600)
@@ -190,6 +195,57 @@ def redis_server(log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
             stop(process)
 
 
+def _cluster_node_port() -> int:
+    # A Redis Cluster node also listens on port + 10000 (its bus).
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535:
+            with socket.socket() as probe, contextlib.suppress(OSError):
+                probe.bind((HOST, port + 10000))
+                return port
+
+
+@contextlib.contextmanager
+def redis_cluster(log_dir: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """Three ``redis-server`` masters formed into a Redis Cluster (no replicas)."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise SystemExit("redis-server and redis-cli are needed (apt-get install redis-server)")
+    with contextlib.ExitStack() as stack:
+        processes, ports = [], []
+        for i in range(3):
+            port = _cluster_node_port()
+            node_dir = log_dir / f"rcluster-{port}"
+            node_dir.mkdir(exist_ok=True)
+            log = stack.enter_context((node_dir / "redis.log").open("wb"))
+            process = subprocess.Popen(
+                [binary, "--save", "", "--appendonly", "no", "--port", str(port),
+                 "--bind", HOST, "--dir", str(node_dir), "--cluster-enabled", "yes"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            stack.callback(stop, process)
+            wait_listening(port, process, f"redis-server (cluster node {i})")
+            processes.append(process)
+            ports.append(port)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"{HOST}:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while (
+                b"cluster_state:ok"
+                not in subprocess.run(
+                    [cli, "-p", str(port), "cluster", "info"], capture_output=True, check=False
+                ).stdout
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster did not form")
+                time.sleep(0.1)
+        yield f"redis://{HOST}:{ports[0]}", processes
+
+
 @contextlib.contextmanager
 def triosio_server(
     log: Path,
@@ -256,7 +312,8 @@ def wait_until_quiet(limit: float) -> None:
 # ---------------------------------------------------------------- the runs
 
 
-#: Each setup: (servers: "triosio" or "node", adapter: None, "pubsub" or "streams", processes).
+#: Each setup: (servers: "triosio" or "node", adapter: None, "pubsub", "streams" or
+#: "sharded", processes).
 SETUPS: dict[str, tuple[str, str | None, int]] = {
     "one process": ("triosio", None, 1),
     "one process + adapter": ("triosio", "pubsub", 1),
@@ -264,6 +321,8 @@ SETUPS: dict[str, tuple[str, str | None, int]] = {
     "two processes, streams": ("triosio", "streams", 2),
     "two Node processes, pub/sub": ("node", "pubsub", 2),
     "two Node processes, streams": ("node", "streams", 2),
+    "two processes, sharded": ("triosio", "sharded", 2),
+    "two Node processes, sharded": ("node", "sharded", 2),
 }
 
 
@@ -273,10 +332,14 @@ def run_one(setup: str, scenario: str, args: argparse.Namespace, log_dir: Path) 
     impl, adapter, processes = SETUPS[setup]
     node = impl == "node"
     with contextlib.ExitStack() as stack:
-        redis_url = redis_pid = None
-        if adapter is not None:
+        redis_url = None
+        redis_pids: list[int] = []
+        if adapter == "sharded":
+            redis_url, nodes = stack.enter_context(redis_cluster(log_dir))
+            redis_pids = [node.pid for node in nodes]
+        elif adapter is not None:
             redis_url, redis_proc = stack.enter_context(redis_server(log_dir))
-            redis_pid = redis_proc.pid
+            redis_pids = [redis_proc.pid]
         sender_pid = None
         if processes == 2:
             _, sender = stack.enter_context(
@@ -292,9 +355,9 @@ def run_one(setup: str, scenario: str, args: argparse.Namespace, log_dir: Path) 
             )
         time.sleep(0.5)
         wait_until_quiet(args.quiet_wait)
-        redis_cpu0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+        redis_cpu0 = sum(cpu_seconds(pid) for pid in redis_pids)
         result = loadgen(url, receiver.pid, args.clients, ticks, rate)
-        redis_cpu = cpu_seconds(redis_pid) - redis_cpu0 if redis_pid else None
+        redis_cpu = sum(cpu_seconds(pid) for pid in redis_pids) - redis_cpu0 if redis_pids else None
         ack = result.get("server_ack") or {}
         received = result["received"] or 1
         cpu_s = result["server_cpu_s"] + (ack.get("cpu_s", 0.0) if sender_pid else 0.0)
@@ -464,7 +527,7 @@ def main() -> None:
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--redis")
     serve_cmd.add_argument("--relay", action="store_true")
-    serve_cmd.add_argument("--adapter", choices=("pubsub", "streams"), default="pubsub")
+    serve_cmd.add_argument("--adapter", choices=("pubsub", "streams", "sharded"), default="pubsub")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=None)

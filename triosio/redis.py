@@ -33,6 +33,8 @@ try:
     from ._cluster.node import ClusterNode
     from ._redis import sessions as _sessions
     from ._redis.bus import RedisBus, safe_url
+    from ._redis.emitter import AsyncEmitter, Emitter
+    from ._redis.sharded import ShardedRedisAdapter
     from ._redis.stream_entries import stream_for as _stream_for
     from ._redis.streams import RedisStreamsTransport
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without the extra
@@ -42,7 +44,13 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         "triosio.redis needs the 'redis' extra: pip install 'triosio[redis]'"
     ) from exc
 
-__all__ = ["RedisAdapter", "RedisStreamsAdapter"]
+__all__ = [
+    "AsyncEmitter",
+    "Emitter",
+    "RedisAdapter",
+    "RedisStreamsAdapter",
+    "ShardedRedisAdapter",
+]
 
 
 @final

@@ -3,7 +3,7 @@
 // @socket.io/redis-streams-adapter 0.3 on node-redis 4.
 //
 //   node benchmarks/servers/node_cluster_server.mjs --port 5000 --redis redis://... \
-//        [--adapter pubsub|streams] [--relay]
+//        [--adapter pubsub|streams|sharded] [--relay]
 //
 // With --relay, a bench_broadcast request from the control client is passed to the
 // other server (serverSideEmit "bench_broadcast"), which emits the ticks and answers
@@ -18,7 +18,7 @@ import { nowMs } from "../js/clock.mjs";
 // same socket.io 4.8.3 as benchmarks/js.
 const require = createRequire(new URL("../../tests/js/package.json", import.meta.url));
 const { Server } = require("socket.io");
-const { createClient } = require("redis");
+const { createClient, createCluster } = require("redis");
 
 const { values } = parseArgs({
   options: {
@@ -30,14 +30,19 @@ const { values } = parseArgs({
   },
 });
 
-const pub = createClient({ url: values.redis });
+const pub =
+  values.adapter === "sharded"
+    ? createCluster({ rootNodes: [{ url: values.redis }] })
+    : createClient({ url: values.redis });
 const sub = pub.duplicate();
 for (const client of [pub, sub]) client.on("error", () => {});
 await Promise.all([pub.connect(), sub.connect()]);
 const adapter =
   values.adapter === "streams"
     ? require("@socket.io/redis-streams-adapter").createAdapter(pub)
-    : require("@socket.io/redis-adapter").createAdapter(pub, sub, { requestsTimeout: 600000 });
+    : values.adapter === "sharded"
+      ? require("@socket.io/redis-adapter").createShardedAdapter(pub, sub)
+      : require("@socket.io/redis-adapter").createAdapter(pub, sub, { requestsTimeout: 600000 });
 
 const httpServer = createServer();
 const io = new Server(httpServer, {

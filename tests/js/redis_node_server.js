@@ -5,15 +5,16 @@
 // clients of / and /chat. See that file for the ops.
 //
 //   node redis_node_server.js --redis redis://127.0.0.1:PORT/0 --name B [--key socket.io]
-//        [--adapter pubsub|streams] [--stream-count N]
+//        [--adapter pubsub|streams|sharded] [--stream-count N] [--mode static|dynamic|...]
+// (sharded: createShardedAdapter on a Redis Cluster whose one node --redis names)
 //
 // Prints {"port": N} on one line once it listens on 127.0.0.1 (a free port).
 "use strict";
 
 const http = require("node:http");
 const { Server, Socket } = require("socket.io");
-const { createClient } = require("redis");
-const { createAdapter } = require("@socket.io/redis-adapter");
+const { createClient, createCluster } = require("redis");
+const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
 const streams = require("@socket.io/redis-streams-adapter");
 
 function arg(name, fallback) {
@@ -27,9 +28,11 @@ const key = arg("key", "socket.io");
 const requestsTimeout = Number(arg("requests-timeout", "5")) * 1000;
 const adapterKind = arg("adapter", "pubsub");
 const streamCount = Number(arg("stream-count", "1"));
+const subscriptionMode = arg("mode", "dynamic");
 
 async function main() {
-  const pub = createClient({ url });
+  const pub =
+    adapterKind === "sharded" ? createCluster({ rootNodes: [{ url }] }) : createClient({ url });
   const sub = pub.duplicate();
   for (const client of [pub, sub]) {
     client.on("error", (err) => console.error(`redis client error: ${err.message}`));
@@ -41,7 +44,9 @@ async function main() {
     adapter:
       adapterKind === "streams"
         ? streams.createAdapter(pub, { streamName: key, channelPrefix: key, streamCount })
-        : createAdapter(pub, sub, { key, requestsTimeout }),
+        : adapterKind === "sharded"
+          ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode })
+          : createAdapter(pub, sub, { key, requestsTimeout }),
     pingInterval: 5000,
     pingTimeout: 5000,
   });

@@ -1,7 +1,7 @@
 """A triosio server with the Redis adapter, driven by the cluster tests.
 
     python tests/redis/cluster_server.py --redis redis://127.0.0.1:PORT/0 --name A
-        [--adapter pubsub|streams] [--stream-count N]
+        [--adapter pubsub|streams|sharded] [--stream-count N] [--mode static|dynamic|...]
 
 Prints one JSON line ``{"port": N}`` once it serves (on 127.0.0.1, a free port).
 Also served as two workers of one port: ``python -m triosio run
@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 import triosio
-from triosio.redis import RedisAdapter, RedisStreamsAdapter
+from triosio.redis import RedisAdapter, RedisStreamsAdapter, ShardedRedisAdapter
 
 
 def build(
@@ -50,9 +50,14 @@ def build(
     timeout: float,
     kind: str = "pubsub",
     stream_count: int = 1,
+    mode: str = "dynamic",
 ) -> triosio.Server:
-    adapter: RedisAdapter | RedisStreamsAdapter | None = None
-    if url and kind == "streams":
+    adapter: RedisAdapter | RedisStreamsAdapter | ShardedRedisAdapter | None = None
+    if url and kind == "sharded":
+        adapter = ShardedRedisAdapter(
+            url, channel_prefix=key, subscription_mode=mode, requests_timeout=timeout
+        )
+    elif url and kind == "streams":
         adapter = RedisStreamsAdapter(
             url,
             stream_name=key,
@@ -189,8 +194,9 @@ async def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--key", default="socket.io")
     parser.add_argument("--requests-timeout", type=float, default=5.0)
-    parser.add_argument("--adapter", choices=("pubsub", "streams"), default="pubsub")
+    parser.add_argument("--adapter", choices=("pubsub", "streams", "sharded"), default="pubsub")
     parser.add_argument("--stream-count", type=int, default=1)
+    parser.add_argument("--mode", default="dynamic")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING,
@@ -198,7 +204,13 @@ async def main() -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     sio = build(
-        args.name, args.redis, args.key, args.requests_timeout, args.adapter, args.stream_count
+        args.name,
+        args.redis,
+        args.key,
+        args.requests_timeout,
+        args.adapter,
+        args.stream_count,
+        args.mode,
     )
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(triosio.serve, sio, "127.0.0.1", 0)

@@ -102,7 +102,8 @@ class EngineServer:
         """Refuse new sessions, close every session, and wait until they are gone.
 
         Each client is sent a CLOSE packet: over its WebSocket, or as the answer
-        to its pending long-poll GET (which this waits for as well).
+        to its pending long-poll GET (which this waits for as well, with any
+        POST being answered).
         """
         self._shutting_down = True
         sessions = list(self.sessions.values())
@@ -310,6 +311,19 @@ class EngineServer:
                 self._polls_idle.set()
 
     async def _post(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
+        # Counted with the GETs: a shutdown waits for a POST's answer too (cut
+        # off, its client would report a transport error instead of the close).
+        if self._polls == 0:
+            self._polls_idle = trio.Event()
+        self._polls += 1
+        try:
+            await self._post_body(exchange, session, cors)
+        finally:
+            self._polls -= 1
+            if self._polls == 0:
+                self._polls_idle.set()
+
+    async def _post_body(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
         request = exchange.request
         content_type = (request.header("content-type") or "").lower()
         if content_type.startswith("application/octet-stream"):

@@ -254,6 +254,21 @@ class ClusterPort:
         """This server's rooms in ``nsp`` (a snapshot)."""
         return list(self._server.router.room_members(nsp))
 
+    def watch_rooms(
+        self, nsp: str, created: Callable[[str], None], deleted: Callable[[str], None]
+    ) -> list[str]:
+        """Call ``created(room)``/``deleted(room)`` as rooms of ``nsp`` come and go here.
+
+        They run in the router task (quick, never raising). Returns the rooms
+        there now; no room can come between that snapshot and the first call.
+        """
+        namespace = self._server.registry.get(nsp)
+        if namespace is None:
+            return []
+        namespace.adapter.on("create-room", created)
+        namespace.adapter.on("delete-room", deleted)
+        return self.rooms(nsp)
+
     def server_side_handlers(self, nsp: str, event: str) -> list[Handler]:
         """The handlers of a server-side ``event`` in ``nsp`` (``on_server_side``)."""
         return self._server.server_side_handlers(nsp, event)

@@ -1,0 +1,108 @@
+"""One node of the Redis Cluster killed and restarted under the sharded adapter's traffic.
+
+Two triosio processes with ``ShardedRedisAdapter`` (dynamic mode) on a private
+three-node Redis Cluster; both broadcast ticks every 20 ms, to everyone (the
+namespace's channel) and to a room (the room's channel). The node that serves
+the namespace's channel is killed (SIGKILL) and started again. Then local
+delivery never stopped, both servers subscribed again (ticks cross again on
+both channels), cluster requests work again, and nothing was logged as an error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import trio
+from cluster_peers import (
+    Admin,
+    Observers,
+    ServerProcess,
+    eventually,
+    require_binary,
+    require_node_modules,
+)
+from redis_cluster import RedisCluster
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisCluster]:
+    nodes = RedisCluster(require_binary("redis-server"), require_binary("redis-cli"))
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+async def test_a_cluster_node_restarted_during_traffic(redis_cluster: RedisCluster) -> None:
+    require_node_modules("socket.io-client")
+    options = ("--adapter", "sharded", "--mode", "dynamic")
+    a = ServerProcess("triosio", "A", redis_cluster.url, *options)
+    try:
+        b = ServerProcess("triosio", "B", redis_cluster.url, *options)
+    except BaseException:
+        a.stop()
+        raise
+    tag = uuid.uuid4().hex[:8]
+    room = f"room-{tag}"
+    try:
+        async with Observers.open() as obs, Admin.open(a) as admin_a, Admin.open(b) as admin_b:
+            for client, server in (("a1", a), ("b1", b)):
+                auth = {"name": client, "test": tag, "rooms": [room]}
+                await obs.connect(client, server.url, auth)
+            seq = {"A": 0, "B": 0}
+
+            async def ticks(admin: Admin, name: str) -> None:
+                while True:
+                    await admin.op("emit", event="tick", args=[name, seq[name]])
+                    await admin.op("emit", rooms=[room], event="rtick", args=[name, seq[name]])
+                    seq[name] += 1
+                    await trio.sleep(0.02)
+
+            def ticks_from(client: str, name: str, event: str = "tick") -> list[int]:
+                return [args[1] for args in obs.received(client, event) if args[0] == name]
+
+            async with trio.open_nursery() as traffic:
+                traffic.start_soon(ticks, admin_a, "A")
+                traffic.start_soon(ticks, admin_b, "B")
+                await obs.wait(
+                    lambda: len(ticks_from("b1", "A")) > 5 and len(ticks_from("a1", "B")) > 5
+                )
+                owner = redis_cluster.owner_of("socket.io#/#")
+                await trio.to_thread.run_sync(redis_cluster.restart, owner)
+                restarted_at = dict(seq)
+                for event in ("tick", "rtick"):
+                    await obs.wait(
+                        lambda e=event: (
+                            any(n > restarted_at["A"] for n in ticks_from("b1", "A", e))
+                            and any(n > restarted_at["B"] for n in ticks_from("a1", "B", e))
+                        ),
+                        timeout=30,
+                    )
+                traffic.cancel_scope.cancel()
+
+            for client, name in (("a1", "A"), ("b1", "B")):
+                own = ticks_from(client, name)
+                assert own == list(range(len(own))), (client, own)
+            assert obs.disconnects == {}
+
+            async def fetched() -> bool:
+                found = await admin_a.op("fetchSockets")
+                return sum(s["data"].get("test") == tag for s in found) == 2
+
+            await eventually(fetched, timeout=20)
+            answers = await admin_b.op(
+                "serverSideEmitWithAck", event="sse", args=[{"tag": tag}], timeout=5000
+            )
+            assert answers == [{"from": "A", "args": [{"tag": tag}]}]
+        for server in (a, b):
+            assert server.alive()
+            log = server.log()
+            for bad in ("Traceback", "ERROR", "malformed"):
+                assert bad not in log, log
+    finally:
+        b.stop()
+        a.stop()
