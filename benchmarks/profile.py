@@ -152,7 +152,11 @@ def main() -> int:
         spy_argv.append("--native")
     else:
         spy_argv.append("--nonblocking")  # never pause the server to read its stacks
-    with running_server(spec, stem.with_suffix(".server.log")) as server:
+    # the scenario's server environment too (echo-async's BENCH_ASYNC_ECHO),
+    # or it profiles another handler than run.py measures
+    with running_server(
+        spec, stem.with_suffix(".server.log"), extra_env=dict(scenario.env)
+    ) as server:
         spy_log = stem.with_suffix(".py-spy.log").open("wb")
         spy = subprocess.Popen(
             [*spy_argv, "--pid", str(server.pid)],

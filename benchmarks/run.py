@@ -67,6 +67,9 @@ class Sizes:
     soak_clients: int
     soak_seconds: float
     soak_ping_interval: float
+    # issue 18's connection target: many clients, more handshakes in flight
+    connect_many_clients: int = 5_000
+    connect_many_in_flight: int = 100
 
 
 def sizes(quick: bool, clients: int) -> Sizes:
@@ -108,6 +111,20 @@ SCENARIOS: dict[str, Scenario] = {
             "Connect",
             lambda s: ["connect", "--clients", str(s.clients), "--settle", str(s.settle_seconds)],
             lambda s: 60 + s.clients / 20,
+        ),
+        Scenario(
+            "connect-5k",
+            "Connect, many clients",
+            lambda s: [
+                "connect",
+                "--clients",
+                str(s.connect_many_clients),
+                "--concurrency",
+                str(s.connect_many_in_flight),
+                "--settle",
+                str(s.settle_seconds),
+            ],
+            lambda s: 60 + s.connect_many_clients / 20,
         ),
         Scenario(
             "echo",
@@ -193,7 +210,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-DEFAULT_SCENARIOS = ["connect", "echo", "echo-async", "fanout", "fanout-rate", "room"]
+DEFAULT_SCENARIOS = ["connect", "connect-5k", "echo", "echo-async", "fanout", "fanout-rate", "room"]
 
 
 def log(message: str) -> None:
@@ -480,15 +497,20 @@ def render(
             )
             w(f"| {label(name)} | {verdict} |")
 
-    if "connect" in scenarios:
+    for conn, n_conn, in_flight in (
+        ("connect", s.clients, 64),
+        ("connect-5k", s.connect_many_clients, s.connect_many_in_flight),
+    ):
+        if conn not in scenarios:
+            continue
         w("")
-        w(f"### Connect {s.clients:,} websocket clients (64 handshakes in flight)")
-        ref = _reference(results, "connect", lambda r: r.get("mem_per_conn_bytes"))
+        w(f"### Connect {n_conn:,} websocket clients ({in_flight} handshakes in flight)")
+        ref = _reference(results, conn, lambda r: r.get("mem_per_conn_bytes"))
         rows(
-            "connect",
+            conn,
             "| server | connections/s | server CPU/connection (µs) | memory/idle connection (KiB)"
             f" | memory ÷ {ref[0] if ref else '-'} |",
-            lambda r: " | ".join(
+            lambda r, ref=ref: " | ".join(
                 [
                     _num(r["conn_per_s"], 0),
                     _num(r["server_cpu_per_conn_us"], 0),
@@ -671,6 +693,20 @@ def targets(results: dict[str, dict[str, Result]]) -> list[str]:
     lines.append(
         f"| plain echo CPU/round trip ≤ Node's | {_num(t_echo, 1)} µs vs {_num(n_echo, 1)} µs"
         f" | {verdict(ok)} |"
+    )
+    t_cps = value("triosio", "connect-5k", "conn_per_s")
+    n_cps = value("node", "connect-5k", "conn_per_s")
+    ok = None if t_cps is None or n_cps is None else t_cps >= n_cps
+    lines.append(
+        f"| connections/s at 5,000 clients ≥ Node's | {_num(t_cps, 0)} vs {_num(n_cps, 0)}"
+        f" | {verdict(ok)} |"
+    )
+    t_cpc = value("triosio", "connect-5k", "server_cpu_per_conn_us")
+    n_cpc = value("node", "connect-5k", "server_cpu_per_conn_us")
+    ok = None if t_cpc is None or n_cpc is None else t_cpc <= n_cpc
+    lines.append(
+        f"| server CPU/connection at 5,000 clients ≤ Node's | {_num(t_cpc, 0)} µs vs"
+        f" {_num(n_cpc, 0)} µs | {verdict(ok)} |"
     )
     mem = value("triosio", "connect", "mem_per_conn_bytes")
     ok = None if mem is None else mem <= 20 * 1024
