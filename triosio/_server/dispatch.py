@@ -57,7 +57,6 @@ class Client:
         "_connecting",
         "_finished",
         "_queue",
-        "_refused_by",
         "_running",
         "_seen",
         "_space",
@@ -137,11 +136,11 @@ class Client:
                 return  # a namespace the server just left: ignore stragglers
             if hooks is not None:
                 hooks.event_received(socket, packet.data[0], packet.data[1:])
-            if (self._bucket is not None or socket._rate_limits) and not self._admit(
-                socket, packet
-            ):
-                await self._refuse(socket, packet)
-                return
+            if self._bucket is not None or socket._rate_limits:
+                refused_by = self._refused_by(socket, packet)
+                if refused_by is not None:
+                    await self._refuse(socket, packet, refused_by)
+                    return
             ordered = not self.server.async_handlers
             if not (ordered and self._working) and socket.state is SocketState.CONNECTED:
                 items: list[Any] = packet.data
@@ -180,22 +179,17 @@ class Client:
 
     # ------------------------------------------------------------ rate limits
 
-    def _admit(self, socket: Socket, packet: SioPacket) -> bool:
-        # Both buckets must have a token (the client's, then the event's); a
-        # refused event takes none from the event's bucket.
+    def _refused_by(self, socket: Socket, packet: SioPacket) -> TokenBucket | None:
+        # The bucket without a token for this event, or None: both must have
+        # one (the client's, then the event's); a refused event takes none
+        # from the event's bucket.
         now = trio.current_time()
-        bucket = self._bucket
-        if bucket is not None and not bucket.take(now):
-            self._refused_by = bucket
-            return False
-        bucket = socket._rate_limits.get(packet.data[0])
-        if bucket is not None and not bucket.take(now):
-            self._refused_by = bucket
-            return False
-        return True
+        for bucket in (self._bucket, socket._rate_limits.get(packet.data[0])):
+            if bucket is not None and not bucket.take(now):
+                return bucket
+        return None
 
-    async def _refuse(self, socket: Socket, packet: SioPacket) -> None:
-        bucket = self._refused_by
+    async def _refuse(self, socket: Socket, packet: SioPacket, bucket: TokenBucket) -> None:
         event = packet.data[0]
         if bucket.limit.policy == "disconnect":
             log.info("socket %s: %r past its rate limit: disconnecting", socket.id, event)
