@@ -9,32 +9,39 @@ JavaScript emitter writes it:
   without ``uid`` or ``requestId`` on ``<key>-request#<nsp>#``;
 - ``server_side_emit``: JSON ``{"uid": "emitter", "type": 6, "data"}`` there too.
 
-The messages are built here, sans-I/O (:class:`Target`); two thin front ends
-send them: :class:`Emitter` on :class:`SyncLink` (a blocking socket, for plain
-code and threads) and :class:`AsyncEmitter` on coredis (AnyIO: Trio and asyncio).
-``triosio.redis`` exports both.
+The same operations for servers with the Redis Streams adapter
+(:class:`StreamsWire`): what such a server writes, from the uid ``"emitter"``.
+
+The commands are built here, sans-I/O (:class:`Target` chooses the sockets, a
+:class:`Wire` writes the command); thin front ends send them: :class:`Emitter`
+and :class:`StreamsEmitter` on :class:`SyncLink` (a blocking socket, for plain
+code and threads), :class:`AsyncEmitter` and :class:`AsyncStreamsEmitter` on
+coredis (AnyIO: Trio and asyncio). ``triosio.redis`` exports the four.
 """
 
 from __future__ import annotations
 
+import copy
 import socket
 import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Self, final
+from typing import Any, Protocol, Self, final
 from urllib.parse import unquote, urlsplit
 
 import coredis
 
+from .._cluster import ca_messages as ca
 from .._cluster.channels import EMITTER_UID, Channels
 from .._cluster.messages import RequestType
 from .._cluster.values import pack, to_json
 from .._proto.sio import check_event_name
 from .bus import safe_url
+from .stream_entries import encode_entry, stream_for
 
-#: A message to publish: (channel, payload).
-Message = tuple[bytes, bytes]
+#: One Redis command, as its arguments: ``(b"PUBLISH", channel, payload)``...
+Command = tuple[bytes, ...]
 
 
 def _rooms(rooms: Iterable[str] | str) -> tuple[str, ...]:
@@ -55,9 +62,8 @@ def _add(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Which sockets an operation reaches; builds the messages (sans-I/O)."""
+    """Which sockets an operation reaches (sans-I/O); a :class:`Wire` writes the commands."""
 
-    key: str = "socket.io"
     nsp: str = "/"
     rooms: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -69,7 +75,7 @@ class Target:
             raise TypeError(f"namespace names are strings, not {type(nsp).__name__}")
         if not nsp.startswith("/"):
             nsp = "/" + nsp
-        return Target(self.key, nsp)
+        return Target(nsp)
 
     def to(self, rooms: Iterable[str] | str) -> Target:
         return replace(self, rooms=_add(self.rooms, _rooms(rooms)))
@@ -77,45 +83,115 @@ class Target:
     def except_(self, rooms: Iterable[str] | str) -> Target:
         return replace(self, exclude=_add(self.exclude, _rooms(rooms)))
 
-    def _channels(self) -> Channels:
-        return Channels.make(self.key, self.nsp, EMITTER_UID)
-
-    def _opts(self) -> dict[str, Any]:
-        return {"rooms": list(self.rooms), "except": list(self.exclude)}
-
-    def emit(self, event: str, args: tuple[Any, ...]) -> Message:
-        """The broadcast of ``event`` with ``args``."""
-        check_event_name(event)
+    def flags(self) -> dict[str, Any]:
         flags: dict[str, Any] = {}
         if self.compress is not None:
             flags["compress"] = self.compress
         if self.volatile:
             flags["volatile"] = True
-        packet = {"type": 2, "data": [event, *args], "nsp": self.nsp}
-        opts = {"rooms": list(self.rooms), "flags": flags, "except": list(self.exclude)}
-        return self._channels().for_rooms(self.rooms), pack([EMITTER_UID, packet, opts])
+        return flags
 
-    def rooms_change(self, join: bool, rooms: Iterable[str] | str) -> Message:
+
+class Wire(Protocol):
+    """How one kind of adapter wants each operation written (sans-I/O)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command: ...
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command: ...
+
+    def disconnect(self, t: Target, close: bool) -> Command: ...
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubWire:
+    """``@socket.io/redis-emitter`` 5.1 on Redis pub/sub (for ``RedisAdapter``)."""
+
+    key: str = "socket.io"
+
+    def _channels(self, t: Target) -> Channels:
+        return Channels.make(self.key, t.nsp, EMITTER_UID)
+
+    @staticmethod
+    def _opts(t: Target) -> dict[str, Any]:
+        return {"rooms": list(t.rooms), "except": list(t.exclude)}
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """The broadcast of ``event`` with ``args``."""
+        check_event_name(event)
+        packet = {"type": 2, "data": [event, *args], "nsp": t.nsp}
+        opts = {"rooms": list(t.rooms), "flags": t.flags(), "except": list(t.exclude)}
+        body = pack([EMITTER_UID, packet, opts])
+        return b"PUBLISH", self._channels(t).for_rooms(t.rooms), body
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
         """REMOTE_JOIN or REMOTE_LEAVE of the targeted sockets."""
         kind = RequestType.REMOTE_JOIN if join else RequestType.REMOTE_LEAVE
-        body = {"type": kind.value, "opts": self._opts(), "rooms": list(_rooms(rooms))}
-        return self._channels().request, to_json(body)
+        body = {"type": kind.value, "opts": self._opts(t), "rooms": list(rooms)}
+        return b"PUBLISH", self._channels(t).request, to_json(body)
 
-    def disconnect(self, close: bool) -> Message:
+    def disconnect(self, t: Target, close: bool) -> Command:
         """REMOTE_DISCONNECT of the targeted sockets."""
         body = {
             "type": RequestType.REMOTE_DISCONNECT.value,
-            "opts": self._opts(),
+            "opts": self._opts(t),
             "close": bool(close),
         }
-        return self._channels().request, to_json(body)
+        return b"PUBLISH", self._channels(t).request, to_json(body)
 
-    def server_side_emit(self, event: str, args: tuple[Any, ...]) -> Message:
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
         """SERVER_SIDE_EMIT to every server of the namespace (no acknowledgements)."""
         check_event_name(event)
         body = {"uid": EMITTER_UID, "type": RequestType.SERVER_SIDE_EMIT.value}
         body["data"] = [event, *args]
-        return self._channels().request, to_json(body)
+        return b"PUBLISH", self._channels(t).request, to_json(body)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsWire:
+    """The messages of ``@socket.io/redis-streams-adapter`` 0.3.x's servers, from ``"emitter"``.
+
+    Broadcasts, joins, leaves and disconnects are entries of the namespace's
+    stream (``XADD <stream> MAXLEN ~ <max_len> *``), as a server of that
+    adapter writes them; a server-side emit goes by pub/sub on
+    ``<channel_prefix>#<nsp>#`` (MessagePack), as theirs do.
+    """
+
+    key: str = "socket.io"
+    stream_count: int = 1
+    channel_prefix: str = "socket.io"
+    max_len: int = 10_000
+    only_plaintext: bool = False
+
+    def _xadd(self, message: dict[str, Any]) -> Command:
+        stream = stream_for(message["nsp"], self.key, self.stream_count).encode()
+        fields = encode_entry(message, self.only_plaintext)
+        return (b"XADD", stream, b"MAXLEN", b"~", str(self.max_len).encode(), b"*", *fields)
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """BROADCAST of ``event`` with ``args``."""
+        check_event_name(event)
+        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
+        message["data"]["opts"]["flags"] = t.flags()
+        return self._xadd(message)
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
+        """SOCKETS_JOIN or SOCKETS_LEAVE."""
+        return self._xadd(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
+
+    def disconnect(self, t: Target, close: bool) -> Command:
+        """DISCONNECT_SOCKETS."""
+        return self._xadd(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """SERVER_SIDE_EMIT (no acknowledgements), by pub/sub."""
+        check_event_name(event)
+        message = ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args])
+        return b"PUBLISH", f"{self.channel_prefix}#{t.nsp}#".encode(), pack(message)
 
 
 # ---------------------------------------------------------------- blocking I/O
@@ -135,8 +211,8 @@ class RedisReplyError(Exception):
 class SyncLink:
     """One blocking connection that publishes; thread-safe; reconnects when used again.
 
-    Speaks just enough RESP for ``AUTH`` and ``PUBLISH``: plain code needs
-    no event loop to emit.
+    Speaks just enough RESP for ``AUTH``, ``PUBLISH`` and ``XADD``: plain code
+    needs no event loop to emit.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -175,11 +251,18 @@ class SyncLink:
             raise ConnectionError("Redis closed the connection")
         if line[:1] == b"-":
             raise RedisReplyError(line[1:-2].decode("utf-8", "replace"))
+        if line[:1] == b"$" and line[1:2] != b"-":
+            # A bulk string (XADD's entry id): its bytes follow.
+            size = int(line[1:-2])
+            body = self._reader.read(size + 2)
+            if len(body) != size + 2:
+                raise ConnectionError("Redis closed the connection")
+            return bytes(body[:-2])
         return bytes(line[1:-2])
 
-    def publish(self, messages: list[Message]) -> None:
-        """Publish in order; one retry on a fresh connection if the old one was dead."""
-        payload = b"".join(_command(b"PUBLISH", ch, body) for ch, body in messages)
+    def send(self, messages: list[Command]) -> None:
+        """Send in order; one retry on a fresh connection if the old one was dead."""
+        payload = b"".join(_command(*command) for command in messages)
         with self._lock:
             for attempt in (1, 2):
                 fresh = self._sock is None
@@ -227,12 +310,17 @@ class _Stale(Exception):
 
 
 class _Targeting:
-    """What both emitters share: choosing the sockets (returns new emitters)."""
+    """What every emitter shares: choosing the sockets (returns new emitters)."""
 
+    url: str
+    _wire: Wire
     _target: Target
 
     def _derive(self, target: Target) -> Self:
-        raise NotImplementedError
+        # The same link and wire: emitters derived from one share its connection.
+        new = copy.copy(self)
+        new._target = target
+        return new
 
     def of(self, nsp: str) -> Self:
         """The same emitter for namespace ``nsp`` (rooms and flags reset)."""
@@ -257,9 +345,60 @@ class _Targeting:
         """Set the ``compress`` flag of the emitted packets."""
         return self._derive(replace(self._target, compress=bool(compress)))
 
+    def __repr__(self) -> str:
+        t, name = self._target, type(self).__name__
+        where = f"{safe_url(self.url)} key={self._wire.key!r}"
+        return f"<{name} {where} nsp={t.nsp!r} rooms={list(t.rooms)}>"
+
+
+class _SyncEmitter(_Targeting):
+    # Blocking front end: each operation is sent (and answered) before it returns.
+
+    def __init__(self, url: str, wire: Wire, timeout: float) -> None:
+        self.url = url
+        self._link = SyncLink(url, timeout)
+        self._wire = wire
+        self._target = Target()
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args`` to the targeted clients on every server.
+
+        Raises:
+            triosio.LocalProtocolError: A reserved event name, or arguments
+                MessagePack cannot carry.
+            OSError: Redis cannot be reached.
+        """
+        self._link.send([self._wire.emit(self._target, event, args)])
+
+    def sockets_join(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, join ``rooms``."""
+        self._link.send([self._wire.rooms_change(self._target, True, _rooms(rooms))])
+
+    def sockets_leave(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, leave ``rooms``."""
+        self._link.send([self._wire.rooms_change(self._target, False, _rooms(rooms))])
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets; ``close`` closes their connections too."""
+        self._link.send([self._wire.disconnect(self._target, close)])
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
+        self._link.send([self._wire.server_side_emit(self._target, event, args)])
+
+    def close(self) -> None:
+        """Close the connection (it opens again if the emitter is used again)."""
+        self._link.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @final
-class Emitter(_Targeting):
+class Emitter(_SyncEmitter):
     """Emits to the clients of a cluster's servers from plain (synchronous) code.
 
     Speaks the wire format of ``@socket.io/redis-emitter`` 5.1.0 on Redis
@@ -292,55 +431,58 @@ class Emitter(_Targeting):
         *,
         key_prefix: str = "socket.io",
         timeout: float = 5.0,
-        _link: SyncLink | None = None,
-        _target: Target | None = None,
     ) -> None:
-        self.url = url
-        self._link = _link if _link is not None else SyncLink(url, timeout)
-        self._target = _target if _target is not None else Target(key_prefix)
+        super().__init__(url, PubSubWire(key_prefix), timeout)
 
-    def _derive(self, target: Target) -> Self:
-        return type(self)(self.url, _link=self._link, _target=target)
 
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` with ``args`` to the targeted clients on every server.
+def _streams_wire(
+    stream_name: str, stream_count: int, channel_prefix: str, max_len: int, only_plaintext: bool
+) -> StreamsWire:
+    if stream_count < 1 or max_len < 1:
+        raise ValueError("stream_count and max_len must be at least 1")
+    return StreamsWire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
 
-        Raises:
-            triosio.LocalProtocolError: A reserved event name, or arguments
-                MessagePack cannot carry.
-            OSError: Redis cannot be reached.
-        """
-        self._link.publish([self._target.emit(event, args)])
 
-    def sockets_join(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, join ``rooms``."""
-        self._link.publish([self._target.rooms_change(True, rooms)])
+@final
+class StreamsEmitter(_SyncEmitter):
+    """:class:`Emitter` for servers with :class:`RedisStreamsAdapter` (plain, blocking code).
 
-    def sockets_leave(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, leave ``rooms``."""
-        self._link.publish([self._target.rooms_change(False, rooms)])
+    Writes what a server of ``@socket.io/redis-streams-adapter`` 0.3.x writes
+    (that package has no emitter of its own), from the uid ``"emitter"``:
+    broadcasts, joins, leaves and disconnects are entries of the namespace's
+    stream, so servers that were away read them when they are back, within
+    ``max_len``; ``server_side_emit`` goes by pub/sub (at-most-once). Node.js
+    servers with that adapter obey it too. The options must be the servers'::
 
-    def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the targeted sockets; ``close`` closes their connections too."""
-        self._link.publish([self._target.disconnect(close)])
+        emitter = StreamsEmitter("redis://127.0.0.1:6379/0")
+        emitter.to("room1").emit("news", {"id": 1})
 
-    def server_side_emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
-        self._link.publish([self._target.server_side_emit(event, args)])
+    Args:
+        url: The Redis URL.
+        stream_name: The servers' ``stream_name``.
+        stream_count: The servers' ``stream_count``.
+        channel_prefix: The servers' ``channel_prefix``.
+        max_len: ``MAXLEN ~`` of every XADD (the servers' ``max_len``).
+        only_plaintext: Always JSON in the entries (the servers' ``only_plaintext``).
+        timeout: Seconds allowed to connect and for each reply.
 
-    def close(self) -> None:
-        """Close the connection (it opens again if the emitter is used again)."""
-        self._link.close()
+    Raises:
+        ValueError: The URL's scheme, ``stream_count`` or ``max_len``.
+    """
 
-    def __enter__(self) -> Emitter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        t = self._target
-        return f"<Emitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} rooms={list(t.rooms)}>"
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        max_len: int = 10_000,
+        only_plaintext: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
+        wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
+        super().__init__(url, wire, timeout)
 
 
 class _AsyncLink:
@@ -355,14 +497,57 @@ class _AsyncLink:
         }
         self.client: Any = None
 
-    async def publish(self, channel: bytes, payload: bytes) -> None:
+    async def send(self, command: Command) -> None:
         if self.client is None:
-            raise RuntimeError("use the AsyncEmitter as `async with AsyncEmitter(...) as e:`")
-        await self.client.publish(channel, payload)
+            raise RuntimeError("use the emitter as `async with <emitter> as e:`")
+        async with self.client.connection_pool.acquire() as connection:
+            request = connection.create_request(*command)
+        await request
+
+
+class _AsyncEmitter(_Targeting):
+    # Async front end (coredis on AnyIO): each operation awaited until Redis took it.
+
+    def __init__(self, url: str, wire: Wire, timeout: float, options: dict[str, Any]) -> None:
+        self.url = url
+        self._link = _AsyncLink(url, timeout, options)
+        self._wire = wire
+        self._target = Target()
+
+    async def __aenter__(self) -> Self:
+        client = coredis.Redis.from_url(self.url, **self._link.options)
+        await client.__aenter__()
+        self._link.client = client
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._link.client = self._link.client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args`` to the targeted clients on every server."""
+        await self._link.send(self._wire.emit(self._target, event, args))
+
+    async def sockets_join(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, join ``rooms``."""
+        await self._link.send(self._wire.rooms_change(self._target, True, _rooms(rooms)))
+
+    async def sockets_leave(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, leave ``rooms``."""
+        await self._link.send(self._wire.rooms_change(self._target, False, _rooms(rooms)))
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets; ``close`` closes their connections too."""
+        await self._link.send(self._wire.disconnect(self._target, close))
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
+        await self._link.send(self._wire.server_side_emit(self._target, event, args))
 
 
 @final
-class AsyncEmitter(_Targeting):
+class AsyncEmitter(_AsyncEmitter):
     """:class:`Emitter` for async code, Trio or asyncio (coredis on AnyIO).
 
     Open it with ``async with``; every operation is awaited until Redis has
@@ -384,50 +569,42 @@ class AsyncEmitter(_Targeting):
         *,
         key_prefix: str = "socket.io",
         timeout: float = 5.0,
-        _link: _AsyncLink | None = None,
-        _target: Target | None = None,
         **redis_options: Any,
     ) -> None:
-        self.url = url
-        self._link = _link if _link is not None else _AsyncLink(url, timeout, redis_options)
-        self._target = _target if _target is not None else Target(key_prefix)
+        super().__init__(url, PubSubWire(key_prefix), timeout, redis_options)
 
-    def _derive(self, target: Target) -> Self:
-        return type(self)(self.url, _link=self._link, _target=target)
 
-    async def __aenter__(self) -> AsyncEmitter:
-        client = coredis.Redis.from_url(self.url, **self._link.options)
-        await client.__aenter__()
-        self._link.client = client
-        return self
+@final
+class AsyncStreamsEmitter(_AsyncEmitter):
+    """:class:`StreamsEmitter` for async code, Trio or asyncio (coredis on AnyIO).
 
-    async def __aexit__(self, *exc: object) -> None:
-        client, self._link.client = self._link.client, None
-        if client is not None:
-            await client.__aexit__(None, None, None)
+    Open it with ``async with``::
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` with ``args`` to the targeted clients on every server."""
-        await self._link.publish(*self._target.emit(event, args))
+        async with AsyncStreamsEmitter("redis://127.0.0.1:6379/0") as emitter:
+            await emitter.to("room1").emit("news", {"id": 1})
 
-    async def sockets_join(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, join ``rooms``."""
-        await self._link.publish(*self._target.rooms_change(True, rooms))
+    Args:
+        url: The Redis URL.
+        stream_name: The servers' ``stream_name``.
+        stream_count: The servers' ``stream_count``.
+        channel_prefix: The servers' ``channel_prefix``.
+        max_len: ``MAXLEN ~`` of every XADD.
+        only_plaintext: Always JSON in the entries.
+        timeout: Seconds allowed to connect and for each reply.
+        **redis_options: More options for ``coredis.Redis.from_url``.
+    """
 
-    async def sockets_leave(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, leave ``rooms``."""
-        await self._link.publish(*self._target.rooms_change(False, rooms))
-
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the targeted sockets; ``close`` closes their connections too."""
-        await self._link.publish(*self._target.disconnect(close))
-
-    async def server_side_emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
-        await self._link.publish(*self._target.server_side_emit(event, args))
-
-    def __repr__(self) -> str:
-        t = self._target
-        return (
-            f"<AsyncEmitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} rooms={list(t.rooms)}>"
-        )
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        max_len: int = 10_000,
+        only_plaintext: bool = False,
+        timeout: float = 5.0,
+        **redis_options: Any,
+    ) -> None:
+        wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
+        super().__init__(url, wire, timeout, redis_options)
