@@ -67,8 +67,9 @@ class Target:
     nsp: str = "/"
     rooms: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    volatile: bool = False
-    compress: bool | None = None
+    #: The flags, in the order they were first set (a JavaScript object's key
+    #: order, which decides the MessagePack bytes).
+    flag_items: tuple[tuple[str, Any], ...] = ()
 
     def of(self, nsp: str) -> Target:
         if not isinstance(nsp, str):
@@ -83,13 +84,14 @@ class Target:
     def except_(self, rooms: Iterable[str] | str) -> Target:
         return replace(self, exclude=_add(self.exclude, _rooms(rooms)))
 
+    def with_flag(self, name: str, value: Any) -> Target:
+        # As Object.assign({}, flags, {name: value}): a key set again keeps its place.
+        flags = dict(self.flag_items)
+        flags[name] = value
+        return replace(self, flag_items=tuple(flags.items()))
+
     def flags(self) -> dict[str, Any]:
-        flags: dict[str, Any] = {}
-        if self.compress is not None:
-            flags["compress"] = self.compress
-        if self.volatile:
-            flags["volatile"] = True
-        return flags
+        return dict(self.flag_items)
 
 
 class Wire(Protocol):
@@ -339,11 +341,11 @@ class _Targeting:
     @property
     def volatile(self) -> Self:
         """Emit only to clients ready to receive now (the ``volatile`` flag)."""
-        return self._derive(replace(self._target, volatile=True))
+        return self._derive(self._target.with_flag("volatile", True))
 
     def compress(self, compress: bool) -> Self:
         """Set the ``compress`` flag of the emitted packets."""
-        return self._derive(replace(self._target, compress=bool(compress)))
+        return self._derive(self._target.with_flag("compress", bool(compress)))
 
     def __repr__(self) -> str:
         t, name = self._target, type(self).__name__

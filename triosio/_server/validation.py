@@ -117,4 +117,3 @@ def validated(event: str, handler: H, skip: int = 0) -> H:
         return result
 
     return typing.cast("H", coroutine)
-
