@@ -117,3 +117,4 @@ def validated(event: str, handler: H, skip: int = 0) -> H:
         return result
 
     return typing.cast("H", coroutine)
+
