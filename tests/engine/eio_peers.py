@@ -177,7 +177,6 @@ def frame(
     return head + mask + unmask(payload, mask)
 
 
-
 class WSClosed(Exception):
     def __init__(self, code: int | None, reason: str = "") -> None:
         super().__init__(f"closed {code} {reason}")

@@ -25,6 +25,7 @@ import copy
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, Self, final
@@ -38,6 +39,8 @@ from .._cluster.messages import RequestType
 from .._cluster.values import pack, to_json
 from .._proto.sio import check_event_name
 from .bus import safe_url
+from .sharded import MODES, channel_for
+from .sharded import encode as sharded_encode
 from .stream_entries import encode_entry, stream_for
 
 #: One Redis command, as its arguments: ``(b"PUBLISH", channel, payload)``...
@@ -196,6 +199,43 @@ class StreamsWire:
         return b"PUBLISH", f"{self.channel_prefix}#{t.nsp}#".encode(), pack(message)
 
 
+@dataclass(frozen=True, slots=True)
+class ShardedWire:
+    """The messages of ``createShardedAdapter``'s servers, from ``"emitter"`` (``SPUBLISH``).
+
+    Everything on the namespace's shard channel ``<key>#<nsp>#``, but a
+    broadcast to exactly one room with a channel of its own in ``mode``
+    (``<key>#<nsp>#<room>#``), as a server of that adapter publishes it; JSON,
+    MessagePack when binary is inside.
+    """
+
+    key: str = "socket.io"
+    mode: str = "dynamic"
+
+    def _spublish(self, message: dict[str, Any]) -> Command:
+        return b"SPUBLISH", channel_for(self.key, self.mode, message), sharded_encode(message)
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """BROADCAST of ``event`` with ``args``."""
+        check_event_name(event)
+        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
+        message["data"]["opts"]["flags"] = t.flags()
+        return self._spublish(message)
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
+        """SOCKETS_JOIN or SOCKETS_LEAVE."""
+        return self._spublish(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
+
+    def disconnect(self, t: Target, close: bool) -> Command:
+        """DISCONNECT_SOCKETS."""
+        return self._spublish(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """SERVER_SIDE_EMIT (no acknowledgements)."""
+        check_event_name(event)
+        return self._spublish(ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args]))
+
+
 # ---------------------------------------------------------------- blocking I/O
 
 
@@ -311,6 +351,77 @@ class _Stale(Exception):
     pass
 
 
+class ClusterSyncLink:
+    """:class:`SyncLink` for a Redis Cluster: one connection per node, led by ``MOVED``.
+
+    A command goes to the node last seen serving its channel (the URL's node
+    at first); a ``MOVED <slot> <host>:<port>`` answer (the slot lives
+    elsewhere, or moved in a failover or resharding) sends it there, and
+    remembers where. A node that cannot be reached is forgotten and the command
+    asked again of the URL's node. Thread-safe.
+    """
+
+    _REDIRECTS = 5
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._seed = SyncLink(url, timeout)  # checks the URL
+        where = urlsplit(url)
+        self._scheme = where.scheme
+        self._userinfo = where.netloc.rpartition("@")[0]
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._nodes: dict[str, SyncLink] = {}
+        self._route: dict[bytes, str] = {}  # channel -> "host:port"
+
+    def _node(self, address: str) -> SyncLink:
+        link = self._nodes.get(address)
+        if link is None:
+            auth = self._userinfo + "@" if self._userinfo else ""
+            link = SyncLink(f"{self._scheme}://{auth}{address}", self._timeout)
+            self._nodes[address] = link
+        return link
+
+    def send(self, messages: list[Command]) -> None:
+        """Send each command to the node serving its channel, in order."""
+        with self._lock:
+            for command in messages:
+                self._send_one(command)
+
+    def _send_one(self, command: Command) -> None:
+        channel = command[1]
+        address = self._route.get(channel)
+        last: Exception | None = None
+        for _ in range(self._REDIRECTS):
+            link = self._seed if address is None else self._node(address)
+            try:
+                link.send([command])
+                return
+            except RedisReplyError as exc:
+                kind, _, rest = str(exc).partition(" ")
+                if kind != "MOVED":
+                    raise
+                last = exc
+                address = rest.rpartition(" ")[2]
+                if len(self._route) > 10_000:
+                    self._route.clear()  # room channels come and go: no unbounded map
+                self._route[channel] = address
+            except OSError as exc:
+                if address is None:
+                    raise
+                last = exc
+                # That node is gone (a failover?): ask the URL's node anew.
+                self._route.pop(channel, None)
+                address = None
+        raise ConnectionError(f"no node of the Redis Cluster took channel {channel!r}") from last
+
+    def close(self) -> None:
+        with self._lock:
+            self._seed.close()
+            for link in self._nodes.values():
+                link.close()
+            self._nodes.clear()
+
+
 class _Targeting:
     """What every emitter shares: choosing the sockets (returns new emitters)."""
 
@@ -356,9 +467,9 @@ class _Targeting:
 class _SyncEmitter(_Targeting):
     # Blocking front end: each operation is sent (and answered) before it returns.
 
-    def __init__(self, url: str, wire: Wire, timeout: float) -> None:
+    def __init__(self, url: str, wire: Wire, link: SyncLink | ClusterSyncLink) -> None:
         self.url = url
-        self._link = SyncLink(url, timeout)
+        self._link = link
         self._wire = wire
         self._target = Target()
 
@@ -434,7 +545,7 @@ class Emitter(_SyncEmitter):
         key_prefix: str = "socket.io",
         timeout: float = 5.0,
     ) -> None:
-        super().__init__(url, PubSubWire(key_prefix), timeout)
+        super().__init__(url, PubSubWire(key_prefix), SyncLink(url, timeout))
 
 
 def _streams_wire(
@@ -484,13 +595,60 @@ class StreamsEmitter(_SyncEmitter):
         timeout: float = 5.0,
     ) -> None:
         wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
-        super().__init__(url, wire, timeout)
+        super().__init__(url, wire, SyncLink(url, timeout))
+
+
+def _sharded_wire(channel_prefix: str, subscription_mode: str) -> ShardedWire:
+    if subscription_mode not in MODES:
+        raise ValueError(f"subscription_mode must be one of {MODES}, not {subscription_mode!r}")
+    return ShardedWire(channel_prefix, subscription_mode)
+
+
+@final
+class ShardedEmitter(_SyncEmitter):
+    """:class:`Emitter` for servers with :class:`ShardedRedisAdapter` (plain, blocking code).
+
+    Publishes with ``SPUBLISH`` on a Redis Cluster what a server of
+    ``createShardedAdapter`` (``@socket.io/redis-adapter`` 8.3) publishes, from
+    the uid ``"emitter"`` (the JavaScript emitter has no sharded mode), so
+    triosio and Node.js servers with that adapter obey it. Each command goes
+    to the node serving its channel (one connection per node, found by the
+    cluster's ``MOVED`` answers). At most once, as sharded pub/sub. The
+    options must be the servers'::
+
+        emitter = ShardedEmitter("redis://10.0.0.1:7000", subscription_mode="dynamic")
+        emitter.to("room1").emit("news", {"id": 1})
+
+    Args:
+        url: One node of the Redis Cluster.
+        channel_prefix: The servers' ``channel_prefix``.
+        subscription_mode: The servers' ``subscription_mode``: "static",
+            "dynamic" or "dynamic-private" (it decides a room's channel).
+        timeout: Seconds allowed to connect and for each reply.
+
+    Raises:
+        ValueError: The URL's scheme, or an unknown ``subscription_mode``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:7000",
+        *,
+        channel_prefix: str = "socket.io",
+        subscription_mode: str = "dynamic",
+        timeout: float = 5.0,
+    ) -> None:
+        wire = _sharded_wire(channel_prefix, subscription_mode)
+        super().__init__(url, wire, ClusterSyncLink(url, timeout))
 
 
 class _AsyncLink:
     # One coredis client (AnyIO: Trio or asyncio), open between __aenter__/__aexit__.
-    def __init__(self, url: str, timeout: float, options: dict[str, Any]) -> None:
+    def __init__(
+        self, url: str, timeout: float, options: dict[str, Any], cluster: bool = False
+    ) -> None:
         self.url = url
+        self.cluster = cluster
         self.options = {
             "decode_responses": False,
             "connect_timeout": timeout,
@@ -502,6 +660,10 @@ class _AsyncLink:
     async def send(self, command: Command) -> None:
         if self.client is None:
             raise RuntimeError("use the emitter as `async with <emitter> as e:`")
+        if command[0] == b"SPUBLISH":
+            # The cluster client sends it to the node serving the channel's slot.
+            await self.client.spublish(command[1], command[2])
+            return
         async with self.client.connection_pool.acquire() as connection:
             request = connection.create_request(*command)
         await request
@@ -510,14 +672,21 @@ class _AsyncLink:
 class _AsyncEmitter(_Targeting):
     # Async front end (coredis on AnyIO): each operation awaited until Redis took it.
 
-    def __init__(self, url: str, wire: Wire, timeout: float, options: dict[str, Any]) -> None:
+    def __init__(
+        self, url: str, wire: Wire, timeout: float, options: dict[str, Any], cluster: bool = False
+    ) -> None:
         self.url = url
-        self._link = _AsyncLink(url, timeout, options)
+        self._link = _AsyncLink(url, timeout, options, cluster)
         self._wire = wire
         self._target = Target()
 
     async def __aenter__(self) -> Self:
-        client = coredis.Redis.from_url(self.url, **self._link.options)
+        kind = coredis.RedisCluster if self._link.cluster else coredis.Redis
+        with warnings.catch_warnings():
+            # coredis 6.9's RedisCluster.from_url hands its pool the startup
+            # node as a dict, which that pool then calls deprecated.
+            warnings.filterwarnings("ignore", "Use coredis.connection.TCPLocation")
+            client = kind.from_url(self.url, **self._link.options)
         await client.__aenter__()
         self._link.client = client
         return self
@@ -526,6 +695,11 @@ class _AsyncEmitter(_Targeting):
         client, self._link.client = self._link.client, None
         if client is not None:
             await client.__aexit__(None, None, None)
+            # coredis 6.9's cluster client never closes its layout's error
+            # stream (a ResourceWarning later, in the garbage collector).
+            layout = getattr(client.connection_pool, "cluster_layout", None)
+            for stream in getattr(layout, "_error_stream", ()):
+                stream.close()
 
     async def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` with ``args`` to the targeted clients on every server."""
@@ -610,3 +784,33 @@ class AsyncStreamsEmitter(_AsyncEmitter):
     ) -> None:
         wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
         super().__init__(url, wire, timeout, redis_options)
+
+
+@final
+class AsyncShardedEmitter(_AsyncEmitter):
+    """:class:`ShardedEmitter` for async code, Trio or asyncio (coredis's cluster client).
+
+    Open it with ``async with``::
+
+        async with AsyncShardedEmitter("redis://10.0.0.1:7000") as emitter:
+            await emitter.to("room1").emit("news", {"id": 1})
+
+    Args:
+        url: One node of the Redis Cluster.
+        channel_prefix: The servers' ``channel_prefix``.
+        subscription_mode: The servers' ``subscription_mode``.
+        timeout: Seconds allowed to connect and for each reply.
+        **redis_options: More options for ``coredis.RedisCluster.from_url``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:7000",
+        *,
+        channel_prefix: str = "socket.io",
+        subscription_mode: str = "dynamic",
+        timeout: float = 5.0,
+        **redis_options: Any,
+    ) -> None:
+        wire = _sharded_wire(channel_prefix, subscription_mode)
+        super().__init__(url, wire, timeout, redis_options, cluster=True)
