@@ -89,7 +89,9 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_the_redis_extra_names_what_triosio_redis_imports() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    allowed = _names(project["dependencies"]) | _names(project["optional-dependencies"]["redis"])
+    allowed = _names(project["dependencies"]) | _names(
+        project["optional-dependencies"]["redis"]
+    )
     imported = _third_party_reached_from("triosio.redis")
     # Distribution names are the import names for all of these.
     assert {"coredis", "anyio", "msgpack"} <= imported, imported

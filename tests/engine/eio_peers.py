@@ -177,6 +177,7 @@ def frame(
     return head + mask + unmask(payload, mask)
 
 
+
 class WSClosed(Exception):
     def __init__(self, code: int | None, reason: str = "") -> None:
         super().__init__(f"closed {code} {reason}")

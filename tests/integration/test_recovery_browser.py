@@ -77,3 +77,4 @@ async def test_the_browser_client_recovers(transports: str, tmp_path: Path) -> N
     old, back = sockets
     assert back.recovered and back.id == old.id and back.data == {"n": 1}
     assert rooms == [{old.id, "news"}]
+

@@ -178,7 +178,11 @@ class NodeClients:
 
     def events(self, client: str, event: str | None = None) -> list[list[Any]]:
         """The args of each event ``client`` received (of one name, if given)."""
-        return [n["args"] for n in self.of(client, "event") if event is None or n["event"] == event]
+        return [
+            n["args"]
+            for n in self.of(client, "event")
+            if event is None or n["event"] == event
+        ]
 
     async def wait_events(
         self, client: str, event: str, count: int = 1, timeout: float = TIMEOUT

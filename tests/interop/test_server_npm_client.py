@@ -226,10 +226,7 @@ async def test_broadcast_acks_with_timeout(peers: NodeClients) -> None:
     async with running(sio) as url:
         await peers.connect("echo", url, auth={"name": "echo"}, transports=["websocket"])
         await peers.connect(
-            "value",
-            url,
-            auth={"name": "value"},
-            transports=["polling"],
+            "value", url, auth={"name": "value"}, transports=["polling"],
             acks={"q": {"value": ["v", {"bin": b"\x09"}]}},
         )
         await peers.connect(

@@ -116,7 +116,9 @@ async def test_python_socketio_async_client(transports: list[str]) -> None:
     sio = make_server(seen)
     async with running(sio) as url:
         with trio.fail_after(30):
-            result = await trio.to_thread.run_sync(asyncio.run, client_script(url, transports))
+            result = await trio.to_thread.run_sync(
+                asyncio.run, client_script(url, transports)
+            )
     assert result["transport"] == transports[-1]
     assert result["echo"] == ("a", b"\x02", {"n": [1, 2]})
     assert result["single"] == {"x": b"\x03"}

@@ -79,9 +79,9 @@ async def test_one_stuck_client_among_100(peers: NodeClients) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     listeners[0].socket.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 32_768)
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: triosio.serve(sio, listeners=listeners, task_status=task_status)
-        )
+        await nursery.start(lambda task_status: triosio.serve(
+            sio, listeners=listeners, task_status=task_status
+        ))
         port = listeners[0].socket.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         async with trio.open_nursery() as connecting:

@@ -163,12 +163,8 @@ async def test_dynamic_namespace_by_regex(autojump_clock: Any, net: MemoryNetwor
                     pass
     assert seen == ["/room-1", "/room-22", "/room-1"]
     # The parent's middlewares run first, then the child's own.
-    assert order == [
-        "parent middleware",
-        "parent middleware",
-        "parent middleware",
-        "child middleware",
-    ]
+    assert order == ["parent middleware", "parent middleware", "parent middleware",
+                     "child middleware"]
 
 
 async def test_dynamic_namespace_by_predicate(autojump_clock: Any, net: MemoryNetwork) -> None:

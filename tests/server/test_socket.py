@@ -31,9 +31,8 @@ async def test_handshake_and_data(autojump_clock: Any, net: MemoryNetwork) -> No
         sockets.append(socket)
 
     with trio.fail_after(LIMIT):
-        async with (
-            serving(sio, net),
-            connect(net, auth={"user": "ann"}, query={"room": "42"}, headers={"X-Trace": "abc"}),
+        async with serving(sio, net), connect(
+            net, auth={"user": "ann"}, query={"room": "42"}, headers={"X-Trace": "abc"}
         ):
             await settle()
     (socket,) = sockets
@@ -174,24 +173,12 @@ async def test_on_once_off_and_catch_alls(autojump_clock: Any, net: MemoryNetwor
             await settle()
     assert calls == [
         ("out", "welcome", 1),
-        ("first", "e"),
-        ("any", "e", 1),
-        ("always", 1),
-        ("once", 1),
-        ("first", "e"),
-        ("any", "e", 2),
-        ("always", 2),
-        ("first", "f"),
-        ("any", "f", 3),
-        ("shared", 3),
-        ("first", "f"),
-        ("any", "f", 4),
-        ("first", "g"),
-        ("any", "g", 5),
-        ("shared", 5),
-        ("first", "g"),
-        ("any", "g", 6),
-        ("shared", 6),
+        ("first", "e"), ("any", "e", 1), ("always", 1), ("once", 1),
+        ("first", "e"), ("any", "e", 2), ("always", 2),
+        ("first", "f"), ("any", "f", 3), ("shared", 3),
+        ("first", "f"), ("any", "f", 4),
+        ("first", "g"), ("any", "g", 5), ("shared", 5),
+        ("first", "g"), ("any", "g", 6), ("shared", 6),
     ]
 
 

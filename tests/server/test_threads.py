@@ -34,7 +34,9 @@ async def test_run_from_thread(net: MemoryNetwork) -> None:
                     sio.run_from_thread(sio.emit, "tick", n)
                 sio.run_from_thread(sio.to("news").emit, "room", "x")
                 sockets = sio.run_from_thread(sio.fetch_sockets)
-                return [sio.run_from_thread(s.emit_with_ack, "ask", 21, timeout=5) for s in sockets]
+                return [
+                    sio.run_from_thread(s.emit_with_ack, "ask", 21, timeout=5) for s in sockets
+                ]
 
             results: list[list[Any]] = []
             thread = threading.Thread(target=lambda: results.append(worker()))

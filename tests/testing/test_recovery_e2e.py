@@ -19,7 +19,9 @@ import triosio.testing
 
 def recovering_server(window: float = 120) -> tuple[triosio.Server, list[triosio.Socket]]:
     sio = triosio.Server(
-        connection_state_recovery=triosio.ConnectionStateRecovery(max_disconnection_duration=window)
+        connection_state_recovery=triosio.ConnectionStateRecovery(
+            max_disconnection_duration=window
+        )
     )
     sockets: list[triosio.Socket] = []
 
