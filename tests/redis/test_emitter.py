@@ -15,9 +15,9 @@ from cluster_peers import RedisProcess, free_port, require_binary
 
 import triosio
 from triosio._cluster.values import unpack
-from triosio._redis.emitter import StreamsWire, Target
+from triosio._redis.emitter import ClusterSyncLink, StreamsWire, Target
 from triosio._redis.stream_entries import decode_entry
-from triosio.redis import AsyncEmitter, AsyncStreamsEmitter, Emitter, StreamsEmitter
+from triosio.redis import AsyncEmitter, AsyncStreamsEmitter, Emitter, ShardedEmitter, StreamsEmitter
 
 pytestmark = pytest.mark.redis
 
@@ -140,3 +140,14 @@ async def test_async_streams_emitter(redis: RedisProcess) -> None:
     reply = redis.command(b"XRANGE", b"st", b"-", b"+")
     assert b'"flags":{"compress":true}' in reply and b'"rooms":["j"]' in reply
     assert "AsyncStreamsEmitter" in repr(emitter) and "key='st'" in repr(emitter)
+
+
+def test_cluster_link_reads_moved_addresses() -> None:
+    # "host:port", ":port" (the host asked: an unknown endpoint), IPv6 bracketed.
+    link = ClusterSyncLink("redis://u:p@10.0.0.1:7000", 1)
+    assert link._address("10.0.0.2:7001") == "10.0.0.2:7001"
+    assert link._address(":7002") == "10.0.0.1:7002"
+    assert link._address("::1:7003") == "[::1]:7003"
+    assert ClusterSyncLink("redis://[::1]", 1)._address(":7004") == "[::1]:7004"
+    with pytest.raises(ValueError, match="subscription_mode"):
+        ShardedEmitter(subscription_mode="sharded")

@@ -253,8 +253,8 @@ class RedisReplyError(Exception):
 class SyncLink:
     """One blocking connection that publishes; thread-safe; reconnects when used again.
 
-    Speaks just enough RESP for ``AUTH``, ``PUBLISH`` and ``XADD``: plain code
-    needs no event loop to emit.
+    Speaks just enough RESP for ``AUTH``, ``PUBLISH``, ``SPUBLISH`` and
+    ``XADD``: plain code needs no event loop to emit.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -368,10 +368,21 @@ class ClusterSyncLink:
         where = urlsplit(url)
         self._scheme = where.scheme
         self._userinfo = where.netloc.rpartition("@")[0]
+        self._host = where.hostname or "127.0.0.1"
         self._timeout = timeout
         self._lock = threading.Lock()
         self._nodes: dict[str, SyncLink] = {}
         self._route: dict[bytes, str] = {}  # channel -> "host:port"
+
+    def _address(self, moved_to: str) -> str:
+        # "host:port"; ":port" means the host we asked (an unknown endpoint),
+        # and an IPv6 host needs brackets in a URL.
+        host, _, port = moved_to.rpartition(":")
+        if not host:
+            host = self._host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{port}"
 
     def _node(self, address: str) -> SyncLink:
         link = self._nodes.get(address)
@@ -401,7 +412,7 @@ class ClusterSyncLink:
                 if kind != "MOVED":
                     raise
                 last = exc
-                address = rest.rpartition(" ")[2]
+                address = self._address(rest.rpartition(" ")[2])
                 if len(self._route) > 10_000:
                     self._route.clear()  # room channels come and go: no unbounded map
                 self._route[channel] = address
