@@ -33,7 +33,14 @@ try:
     from ._cluster.node import ClusterNode
     from ._redis import sessions as _sessions
     from ._redis.bus import RedisBus, safe_url
-    from ._redis.emitter import AsyncEmitter, Emitter
+    from ._redis.emitter import (
+        AsyncEmitter,
+        AsyncShardedEmitter,
+        AsyncStreamsEmitter,
+        Emitter,
+        ShardedEmitter,
+        StreamsEmitter,
+    )
     from ._redis.sharded import ShardedRedisAdapter
     from ._redis.stream_entries import stream_for as _stream_for
     from ._redis.streams import RedisStreamsTransport
@@ -46,10 +53,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 
 __all__ = [
     "AsyncEmitter",
+    "AsyncShardedEmitter",
+    "AsyncStreamsEmitter",
     "Emitter",
     "RedisAdapter",
     "RedisStreamsAdapter",
+    "ShardedEmitter",
     "ShardedRedisAdapter",
+    "StreamsEmitter",
 ]
 
 

@@ -3,7 +3,7 @@
 //
 //   node redis_emitter.js --redis redis://127.0.0.1:PORT/0 --ops '[...]'
 //
-// Operations: {op: "emit", nsp?, rooms?, except?, event, args | dates: <ms>}
+// Operations: {op: "emit", nsp?, rooms?, except?, flags?, event, args | dates: <ms>}
 //             {op: "socketsJoin" | "socketsLeave", nsp?, rooms?, change}
 //             {op: "disconnectSockets", nsp?, rooms?, close}
 //             {op: "serverSideEmit", nsp?, event, args}
@@ -48,6 +48,10 @@ async function main() {
     }
     if (op.except && op.except.length) {
       target = target.except(op.except);
+    }
+    // Flags in call order: "volatile", "compress" (true), "no-compress" (false).
+    for (const flag of op.flags || []) {
+      target = flag === "volatile" ? target.volatile : target.compress(flag === "compress");
     }
     // "dates": values JSON and MessagePack carry differently, which only Node can
     // write: a Date (ext -1 on Redis), NaN, -Infinity, undefined in an array and in

@@ -432,6 +432,8 @@ def _apply(emitter: Any, op: dict[str, Any]) -> Any:
         target = target.to(op["rooms"])
     if op.get("except"):
         target = target.except_(op["except"])
+    for flag in op.get("flags", []):  # in call order, as redis_emitter.js sets them
+        target = target.volatile if flag == "volatile" else target.compress(flag == "compress")
     args = from_wire(op.get("args", []))
     if op["op"] == "emit":
         return target.emit(op["event"], *args)
@@ -556,6 +558,10 @@ async def test_python_emitter_writes_what_the_js_emitter_writes(cluster: Cluster
         {"op": "emit", "rooms": ["r1"], "event": "e", "args": []},
         {"op": "emit", "rooms": ["r1", "r2"], "except": ["r3"], "event": "e", "args": [-7]},
         {"op": "emit", "nsp": "/chat", "rooms": ["r"], "event": "e", "args": ["h\u00e9"]},
+        {"op": "emit", "rooms": ["r1"], "flags": ["volatile"], "event": "e", "args": []},
+        {"op": "emit", "flags": ["compress", "volatile"], "event": "e", "args": [1]},
+        {"op": "emit", "flags": ["volatile", "no-compress"], "event": "e", "args": [2]},
+        {"op": "emit", "flags": ["no-compress", "volatile", "compress"], "event": "e"},
         {"op": "socketsJoin", "rooms": ["r1"], "except": ["r2"], "change": ["j1", "j2"]},
         {"op": "socketsLeave", "nsp": "/chat", "change": ["j1"]},
         {"op": "disconnectSockets", "rooms": ["r1"], "close": True},

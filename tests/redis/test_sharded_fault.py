@@ -10,6 +10,7 @@ both channels), cluster requests work again, and nothing was logged as an error.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -106,3 +107,48 @@ async def test_a_cluster_node_restarted_during_traffic(redis_cluster: RedisClust
     finally:
         b.stop()
         a.stop()
+
+
+def _ssubscribe(port: int, channel: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"*2\r\n$10\r\nSSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(channel), channel))
+    assert b"ssubscribe" in sock.recv(4096)
+    return sock
+
+
+def _wait_for(sock: socket.socket, expected: bytes) -> None:
+    seen = b""
+    while expected not in seen:
+        chunk = sock.recv(4096)
+        assert chunk, seen  # closed before it came
+        seen += chunk
+
+
+def test_sync_sharded_emitter_follows_moved_and_a_node_restart(
+    redis_cluster: RedisCluster,
+) -> None:
+    # ShardedEmitter's own routing: a room on each node's slots (the URL's node
+    # answers MOVED for the two others), then one of those nodes restarted.
+    from triosio.redis import ShardedEmitter
+
+    rooms: dict[int, str] = {}
+    for i in range(300):
+        room = f"rt-{i}"
+        rooms.setdefault(redis_cluster.owner_of(f"socket.io#/#{room}#"), room)
+        if len(rooms) == 3:
+            break
+    assert sorted(rooms) == [0, 1, 2]
+    with ShardedEmitter(redis_cluster.url, subscription_mode="dynamic") as emitter:
+        for owner, room in rooms.items():
+            sub = _ssubscribe(redis_cluster.nodes[owner].port, f"socket.io#/#{room}#".encode())
+            emitter.to(room).emit("hi", f"node-{owner}")
+            _wait_for(sub, f"node-{owner}".encode())
+            sub.close()
+        # The emitter's connection to that node dies with it: the next emit
+        # notices, connects again and publishes once.
+        redis_cluster.restart(2)
+        channel = f"socket.io#/#{rooms[2]}#".encode()
+        sub = _ssubscribe(redis_cluster.nodes[2].port, channel)
+        emitter.to(rooms[2]).emit("again", "after-restart")
+        _wait_for(sub, b"after-restart")
+        sub.close()

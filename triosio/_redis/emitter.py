@@ -9,32 +9,42 @@ JavaScript emitter writes it:
   without ``uid`` or ``requestId`` on ``<key>-request#<nsp>#``;
 - ``server_side_emit``: JSON ``{"uid": "emitter", "type": 6, "data"}`` there too.
 
-The messages are built here, sans-I/O (:class:`Target`); two thin front ends
-send them: :class:`Emitter` on :class:`SyncLink` (a blocking socket, for plain
-code and threads) and :class:`AsyncEmitter` on coredis (AnyIO: Trio and asyncio).
-``triosio.redis`` exports both.
+The same operations for servers with the Redis Streams adapter
+(:class:`StreamsWire`): what such a server writes, from the uid ``"emitter"``.
+
+The commands are built here, sans-I/O (:class:`Target` chooses the sockets, a
+:class:`Wire` writes the command); thin front ends send them: :class:`Emitter`
+and :class:`StreamsEmitter` on :class:`SyncLink` (a blocking socket, for plain
+code and threads), :class:`AsyncEmitter` and :class:`AsyncStreamsEmitter` on
+coredis (AnyIO: Trio and asyncio). ``triosio.redis`` exports the four.
 """
 
 from __future__ import annotations
 
+import copy
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Self, final
+from typing import Any, Protocol, Self, final
 from urllib.parse import unquote, urlsplit
 
 import coredis
 
+from .._cluster import ca_messages as ca
 from .._cluster.channels import EMITTER_UID, Channels
 from .._cluster.messages import RequestType
 from .._cluster.values import pack, to_json
 from .._proto.sio import check_event_name
 from .bus import safe_url
+from .sharded import MODES, channel_for
+from .sharded import encode as sharded_encode
+from .stream_entries import encode_entry, stream_for
 
-#: A message to publish: (channel, payload).
-Message = tuple[bytes, bytes]
+#: One Redis command, as its arguments: ``(b"PUBLISH", channel, payload)``...
+Command = tuple[bytes, ...]
 
 
 def _rooms(rooms: Iterable[str] | str) -> tuple[str, ...]:
@@ -55,21 +65,21 @@ def _add(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Which sockets an operation reaches; builds the messages (sans-I/O)."""
+    """Which sockets an operation reaches (sans-I/O); a :class:`Wire` writes the commands."""
 
-    key: str = "socket.io"
     nsp: str = "/"
     rooms: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    volatile: bool = False
-    compress: bool | None = None
+    #: The flags, in the order they were first set (a JavaScript object's key
+    #: order, which decides the MessagePack bytes).
+    flag_items: tuple[tuple[str, Any], ...] = ()
 
     def of(self, nsp: str) -> Target:
         if not isinstance(nsp, str):
             raise TypeError(f"namespace names are strings, not {type(nsp).__name__}")
         if not nsp.startswith("/"):
             nsp = "/" + nsp
-        return Target(self.key, nsp)
+        return Target(nsp)
 
     def to(self, rooms: Iterable[str] | str) -> Target:
         return replace(self, rooms=_add(self.rooms, _rooms(rooms)))
@@ -77,45 +87,153 @@ class Target:
     def except_(self, rooms: Iterable[str] | str) -> Target:
         return replace(self, exclude=_add(self.exclude, _rooms(rooms)))
 
-    def _channels(self) -> Channels:
-        return Channels.make(self.key, self.nsp, EMITTER_UID)
+    def with_flag(self, name: str, value: Any) -> Target:
+        # As Object.assign({}, flags, {name: value}): a key set again keeps its place.
+        flags = dict(self.flag_items)
+        flags[name] = value
+        return replace(self, flag_items=tuple(flags.items()))
 
-    def _opts(self) -> dict[str, Any]:
-        return {"rooms": list(self.rooms), "except": list(self.exclude)}
+    def flags(self) -> dict[str, Any]:
+        return dict(self.flag_items)
 
-    def emit(self, event: str, args: tuple[Any, ...]) -> Message:
+
+class Wire(Protocol):
+    """How one kind of adapter wants each operation written (sans-I/O)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command: ...
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command: ...
+
+    def disconnect(self, t: Target, close: bool) -> Command: ...
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubWire:
+    """``@socket.io/redis-emitter`` 5.1 on Redis pub/sub (for ``RedisAdapter``)."""
+
+    key: str = "socket.io"
+
+    def _channels(self, t: Target) -> Channels:
+        return Channels.make(self.key, t.nsp, EMITTER_UID)
+
+    @staticmethod
+    def _opts(t: Target) -> dict[str, Any]:
+        return {"rooms": list(t.rooms), "except": list(t.exclude)}
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
         """The broadcast of ``event`` with ``args``."""
         check_event_name(event)
-        flags: dict[str, Any] = {}
-        if self.compress is not None:
-            flags["compress"] = self.compress
-        if self.volatile:
-            flags["volatile"] = True
-        packet = {"type": 2, "data": [event, *args], "nsp": self.nsp}
-        opts = {"rooms": list(self.rooms), "flags": flags, "except": list(self.exclude)}
-        return self._channels().for_rooms(self.rooms), pack([EMITTER_UID, packet, opts])
+        packet = {"type": 2, "data": [event, *args], "nsp": t.nsp}
+        opts = {"rooms": list(t.rooms), "flags": t.flags(), "except": list(t.exclude)}
+        body = pack([EMITTER_UID, packet, opts])
+        return b"PUBLISH", self._channels(t).for_rooms(t.rooms), body
 
-    def rooms_change(self, join: bool, rooms: Iterable[str] | str) -> Message:
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
         """REMOTE_JOIN or REMOTE_LEAVE of the targeted sockets."""
         kind = RequestType.REMOTE_JOIN if join else RequestType.REMOTE_LEAVE
-        body = {"type": kind.value, "opts": self._opts(), "rooms": list(_rooms(rooms))}
-        return self._channels().request, to_json(body)
+        body = {"type": kind.value, "opts": self._opts(t), "rooms": list(rooms)}
+        return b"PUBLISH", self._channels(t).request, to_json(body)
 
-    def disconnect(self, close: bool) -> Message:
+    def disconnect(self, t: Target, close: bool) -> Command:
         """REMOTE_DISCONNECT of the targeted sockets."""
         body = {
             "type": RequestType.REMOTE_DISCONNECT.value,
-            "opts": self._opts(),
+            "opts": self._opts(t),
             "close": bool(close),
         }
-        return self._channels().request, to_json(body)
+        return b"PUBLISH", self._channels(t).request, to_json(body)
 
-    def server_side_emit(self, event: str, args: tuple[Any, ...]) -> Message:
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
         """SERVER_SIDE_EMIT to every server of the namespace (no acknowledgements)."""
         check_event_name(event)
         body = {"uid": EMITTER_UID, "type": RequestType.SERVER_SIDE_EMIT.value}
         body["data"] = [event, *args]
-        return self._channels().request, to_json(body)
+        return b"PUBLISH", self._channels(t).request, to_json(body)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsWire:
+    """The messages of ``@socket.io/redis-streams-adapter`` 0.3.x's servers, from ``"emitter"``.
+
+    Broadcasts, joins, leaves and disconnects are entries of the namespace's
+    stream (``XADD <stream> MAXLEN ~ <max_len> *``), as a server of that
+    adapter writes them; a server-side emit goes by pub/sub on
+    ``<channel_prefix>#<nsp>#`` (MessagePack), as theirs do.
+    """
+
+    key: str = "socket.io"
+    stream_count: int = 1
+    channel_prefix: str = "socket.io"
+    max_len: int = 10_000
+    only_plaintext: bool = False
+
+    def _xadd(self, message: dict[str, Any]) -> Command:
+        stream = stream_for(message["nsp"], self.key, self.stream_count).encode()
+        fields = encode_entry(message, self.only_plaintext)
+        return (b"XADD", stream, b"MAXLEN", b"~", str(self.max_len).encode(), b"*", *fields)
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """BROADCAST of ``event`` with ``args``."""
+        check_event_name(event)
+        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
+        message["data"]["opts"]["flags"] = t.flags()
+        return self._xadd(message)
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
+        """SOCKETS_JOIN or SOCKETS_LEAVE."""
+        return self._xadd(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
+
+    def disconnect(self, t: Target, close: bool) -> Command:
+        """DISCONNECT_SOCKETS."""
+        return self._xadd(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """SERVER_SIDE_EMIT (no acknowledgements), by pub/sub."""
+        check_event_name(event)
+        message = ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args])
+        return b"PUBLISH", f"{self.channel_prefix}#{t.nsp}#".encode(), pack(message)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedWire:
+    """The messages of ``createShardedAdapter``'s servers, from ``"emitter"`` (``SPUBLISH``).
+
+    Everything on the namespace's shard channel ``<key>#<nsp>#``, but a
+    broadcast to exactly one room with a channel of its own in ``mode``
+    (``<key>#<nsp>#<room>#``), as a server of that adapter publishes it; JSON,
+    MessagePack when binary is inside.
+    """
+
+    key: str = "socket.io"
+    mode: str = "dynamic"
+
+    def _spublish(self, message: dict[str, Any]) -> Command:
+        return b"SPUBLISH", channel_for(self.key, self.mode, message), sharded_encode(message)
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """BROADCAST of ``event`` with ``args``."""
+        check_event_name(event)
+        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
+        message["data"]["opts"]["flags"] = t.flags()
+        return self._spublish(message)
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
+        """SOCKETS_JOIN or SOCKETS_LEAVE."""
+        return self._spublish(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
+
+    def disconnect(self, t: Target, close: bool) -> Command:
+        """DISCONNECT_SOCKETS."""
+        return self._spublish(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """SERVER_SIDE_EMIT (no acknowledgements)."""
+        check_event_name(event)
+        return self._spublish(ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args]))
 
 
 # ---------------------------------------------------------------- blocking I/O
@@ -135,8 +253,8 @@ class RedisReplyError(Exception):
 class SyncLink:
     """One blocking connection that publishes; thread-safe; reconnects when used again.
 
-    Speaks just enough RESP for ``AUTH`` and ``PUBLISH``: plain code needs
-    no event loop to emit.
+    Speaks just enough RESP for ``AUTH``, ``PUBLISH``, ``SPUBLISH`` and
+    ``XADD``: plain code needs no event loop to emit.
     """
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -175,11 +293,18 @@ class SyncLink:
             raise ConnectionError("Redis closed the connection")
         if line[:1] == b"-":
             raise RedisReplyError(line[1:-2].decode("utf-8", "replace"))
+        if line[:1] == b"$" and line[1:2] != b"-":
+            # A bulk string (XADD's entry id): its bytes follow.
+            size = int(line[1:-2])
+            body = self._reader.read(size + 2)
+            if len(body) != size + 2:
+                raise ConnectionError("Redis closed the connection")
+            return bytes(body[:-2])
         return bytes(line[1:-2])
 
-    def publish(self, messages: list[Message]) -> None:
-        """Publish in order; one retry on a fresh connection if the old one was dead."""
-        payload = b"".join(_command(b"PUBLISH", ch, body) for ch, body in messages)
+    def send(self, messages: list[Command]) -> None:
+        """Send in order; one retry on a fresh connection if the old one was dead."""
+        payload = b"".join(_command(*command) for command in messages)
         with self._lock:
             for attempt in (1, 2):
                 fresh = self._sock is None
@@ -226,13 +351,100 @@ class _Stale(Exception):
     pass
 
 
-class _Targeting:
-    """What both emitters share: choosing the sockets (returns new emitters)."""
+class ClusterSyncLink:
+    """:class:`SyncLink` for a Redis Cluster: one connection per node, led by ``MOVED``.
 
+    A command goes to the node last seen serving its channel (the URL's node
+    at first); a ``MOVED <slot> <host>:<port>`` answer (the slot lives
+    elsewhere, or moved in a failover or resharding) sends it there, and
+    remembers where. A node that cannot be reached is forgotten and the command
+    asked again of the URL's node. Thread-safe.
+    """
+
+    _REDIRECTS = 5
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._seed = SyncLink(url, timeout)  # checks the URL
+        where = urlsplit(url)
+        self._scheme = where.scheme
+        self._userinfo = where.netloc.rpartition("@")[0]
+        self._host = where.hostname or "127.0.0.1"
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._nodes: dict[str, SyncLink] = {}
+        self._route: dict[bytes, str] = {}  # channel -> "host:port"
+
+    def _address(self, moved_to: str) -> str:
+        # "host:port"; ":port" means the host we asked (an unknown endpoint),
+        # and an IPv6 host needs brackets in a URL.
+        host, _, port = moved_to.rpartition(":")
+        if not host:
+            host = self._host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{port}"
+
+    def _node(self, address: str) -> SyncLink:
+        link = self._nodes.get(address)
+        if link is None:
+            auth = self._userinfo + "@" if self._userinfo else ""
+            link = SyncLink(f"{self._scheme}://{auth}{address}", self._timeout)
+            self._nodes[address] = link
+        return link
+
+    def send(self, messages: list[Command]) -> None:
+        """Send each command to the node serving its channel, in order."""
+        with self._lock:
+            for command in messages:
+                self._send_one(command)
+
+    def _send_one(self, command: Command) -> None:
+        channel = command[1]
+        address = self._route.get(channel)
+        last: Exception | None = None
+        for _ in range(self._REDIRECTS):
+            link = self._seed if address is None else self._node(address)
+            try:
+                link.send([command])
+                return
+            except RedisReplyError as exc:
+                kind, _, rest = str(exc).partition(" ")
+                if kind != "MOVED":
+                    raise
+                last = exc
+                address = self._address(rest.rpartition(" ")[2])
+                if len(self._route) > 10_000:
+                    self._route.clear()  # room channels come and go: no unbounded map
+                self._route[channel] = address
+            except OSError as exc:
+                if address is None:
+                    raise
+                last = exc
+                # That node is gone (a failover?): ask the URL's node anew.
+                self._route.pop(channel, None)
+                address = None
+        raise ConnectionError(f"no node of the Redis Cluster took channel {channel!r}") from last
+
+    def close(self) -> None:
+        with self._lock:
+            self._seed.close()
+            for link in self._nodes.values():
+                link.close()
+            self._nodes.clear()
+
+
+class _Targeting:
+    """What every emitter shares: choosing the sockets (returns new emitters)."""
+
+    url: str
+    _wire: Wire
     _target: Target
 
     def _derive(self, target: Target) -> Self:
-        raise NotImplementedError
+        # The same link and wire: emitters derived from one share its connection.
+        new = copy.copy(self)
+        new._target = target
+        return new
 
     def of(self, nsp: str) -> Self:
         """The same emitter for namespace ``nsp`` (rooms and flags reset)."""
@@ -251,15 +463,66 @@ class _Targeting:
     @property
     def volatile(self) -> Self:
         """Emit only to clients ready to receive now (the ``volatile`` flag)."""
-        return self._derive(replace(self._target, volatile=True))
+        return self._derive(self._target.with_flag("volatile", True))
 
     def compress(self, compress: bool) -> Self:
         """Set the ``compress`` flag of the emitted packets."""
-        return self._derive(replace(self._target, compress=bool(compress)))
+        return self._derive(self._target.with_flag("compress", bool(compress)))
+
+    def __repr__(self) -> str:
+        t, name = self._target, type(self).__name__
+        where = f"{safe_url(self.url)} key={self._wire.key!r}"
+        return f"<{name} {where} nsp={t.nsp!r} rooms={list(t.rooms)}>"
+
+
+class _SyncEmitter(_Targeting):
+    # Blocking front end: each operation is sent (and answered) before it returns.
+
+    def __init__(self, url: str, wire: Wire, link: SyncLink | ClusterSyncLink) -> None:
+        self.url = url
+        self._link = link
+        self._wire = wire
+        self._target = Target()
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args`` to the targeted clients on every server.
+
+        Raises:
+            triosio.LocalProtocolError: A reserved event name, or arguments
+                MessagePack cannot carry.
+            OSError: Redis cannot be reached.
+        """
+        self._link.send([self._wire.emit(self._target, event, args)])
+
+    def sockets_join(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, join ``rooms``."""
+        self._link.send([self._wire.rooms_change(self._target, True, _rooms(rooms))])
+
+    def sockets_leave(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, leave ``rooms``."""
+        self._link.send([self._wire.rooms_change(self._target, False, _rooms(rooms))])
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets; ``close`` closes their connections too."""
+        self._link.send([self._wire.disconnect(self._target, close)])
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
+        self._link.send([self._wire.server_side_emit(self._target, event, args)])
+
+    def close(self) -> None:
+        """Close the connection (it opens again if the emitter is used again)."""
+        self._link.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @final
-class Emitter(_Targeting):
+class Emitter(_SyncEmitter):
     """Emits to the clients of a cluster's servers from plain (synchronous) code.
 
     Speaks the wire format of ``@socket.io/redis-emitter`` 5.1.0 on Redis
@@ -292,61 +555,111 @@ class Emitter(_Targeting):
         *,
         key_prefix: str = "socket.io",
         timeout: float = 5.0,
-        _link: SyncLink | None = None,
-        _target: Target | None = None,
     ) -> None:
-        self.url = url
-        self._link = _link if _link is not None else SyncLink(url, timeout)
-        self._target = _target if _target is not None else Target(key_prefix)
+        super().__init__(url, PubSubWire(key_prefix), SyncLink(url, timeout))
 
-    def _derive(self, target: Target) -> Self:
-        return type(self)(self.url, _link=self._link, _target=target)
 
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` with ``args`` to the targeted clients on every server.
+def _streams_wire(
+    stream_name: str, stream_count: int, channel_prefix: str, max_len: int, only_plaintext: bool
+) -> StreamsWire:
+    if stream_count < 1 or max_len < 1:
+        raise ValueError("stream_count and max_len must be at least 1")
+    return StreamsWire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
 
-        Raises:
-            triosio.LocalProtocolError: A reserved event name, or arguments
-                MessagePack cannot carry.
-            OSError: Redis cannot be reached.
-        """
-        self._link.publish([self._target.emit(event, args)])
 
-    def sockets_join(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, join ``rooms``."""
-        self._link.publish([self._target.rooms_change(True, rooms)])
+@final
+class StreamsEmitter(_SyncEmitter):
+    """:class:`Emitter` for servers with :class:`RedisStreamsAdapter` (plain, blocking code).
 
-    def sockets_leave(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, leave ``rooms``."""
-        self._link.publish([self._target.rooms_change(False, rooms)])
+    Writes what a server of ``@socket.io/redis-streams-adapter`` 0.3.x writes
+    (that package has no emitter of its own), from the uid ``"emitter"``:
+    broadcasts, joins, leaves and disconnects are entries of the namespace's
+    stream, so servers that were away read them when they are back, within
+    ``max_len``; ``server_side_emit`` goes by pub/sub (at-most-once). Node.js
+    servers with that adapter obey it too. The options must be the servers'::
 
-    def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the targeted sockets; ``close`` closes their connections too."""
-        self._link.publish([self._target.disconnect(close)])
+        emitter = StreamsEmitter("redis://127.0.0.1:6379/0")
+        emitter.to("room1").emit("news", {"id": 1})
 
-    def server_side_emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
-        self._link.publish([self._target.server_side_emit(event, args)])
+    Args:
+        url: The Redis URL.
+        stream_name: The servers' ``stream_name``.
+        stream_count: The servers' ``stream_count``.
+        channel_prefix: The servers' ``channel_prefix``.
+        max_len: ``MAXLEN ~`` of every XADD (the servers' ``max_len``).
+        only_plaintext: Always JSON in the entries (the servers' ``only_plaintext``).
+        timeout: Seconds allowed to connect and for each reply.
 
-    def close(self) -> None:
-        """Close the connection (it opens again if the emitter is used again)."""
-        self._link.close()
+    Raises:
+        ValueError: The URL's scheme, ``stream_count`` or ``max_len``.
+    """
 
-    def __enter__(self) -> Emitter:
-        return self
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        max_len: int = 10_000,
+        only_plaintext: bool = False,
+        timeout: float = 5.0,
+    ) -> None:
+        wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
+        super().__init__(url, wire, SyncLink(url, timeout))
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
-    def __repr__(self) -> str:
-        t = self._target
-        return f"<Emitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} rooms={list(t.rooms)}>"
+def _sharded_wire(channel_prefix: str, subscription_mode: str) -> ShardedWire:
+    if subscription_mode not in MODES:
+        raise ValueError(f"subscription_mode must be one of {MODES}, not {subscription_mode!r}")
+    return ShardedWire(channel_prefix, subscription_mode)
+
+
+@final
+class ShardedEmitter(_SyncEmitter):
+    """:class:`Emitter` for servers with :class:`ShardedRedisAdapter` (plain, blocking code).
+
+    Publishes with ``SPUBLISH`` on a Redis Cluster what a server of
+    ``createShardedAdapter`` (``@socket.io/redis-adapter`` 8.3) publishes, from
+    the uid ``"emitter"`` (the JavaScript emitter has no sharded mode), so
+    triosio and Node.js servers with that adapter obey it. Each command goes
+    to the node serving its channel (one connection per node, found by the
+    cluster's ``MOVED`` answers). At most once, as sharded pub/sub. The
+    options must be the servers'::
+
+        emitter = ShardedEmitter("redis://10.0.0.1:7000", subscription_mode="dynamic")
+        emitter.to("room1").emit("news", {"id": 1})
+
+    Args:
+        url: One node of the Redis Cluster.
+        channel_prefix: The servers' ``channel_prefix``.
+        subscription_mode: The servers' ``subscription_mode``: "static",
+            "dynamic" or "dynamic-private" (it decides a room's channel).
+        timeout: Seconds allowed to connect and for each reply.
+
+    Raises:
+        ValueError: The URL's scheme, or an unknown ``subscription_mode``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:7000",
+        *,
+        channel_prefix: str = "socket.io",
+        subscription_mode: str = "dynamic",
+        timeout: float = 5.0,
+    ) -> None:
+        wire = _sharded_wire(channel_prefix, subscription_mode)
+        super().__init__(url, wire, ClusterSyncLink(url, timeout))
 
 
 class _AsyncLink:
     # One coredis client (AnyIO: Trio or asyncio), open between __aenter__/__aexit__.
-    def __init__(self, url: str, timeout: float, options: dict[str, Any]) -> None:
+    def __init__(
+        self, url: str, timeout: float, options: dict[str, Any], cluster: bool = False
+    ) -> None:
         self.url = url
+        self.cluster = cluster
         self.options = {
             "decode_responses": False,
             "connect_timeout": timeout,
@@ -355,14 +668,73 @@ class _AsyncLink:
         }
         self.client: Any = None
 
-    async def publish(self, channel: bytes, payload: bytes) -> None:
+    async def send(self, command: Command) -> None:
         if self.client is None:
-            raise RuntimeError("use the AsyncEmitter as `async with AsyncEmitter(...) as e:`")
-        await self.client.publish(channel, payload)
+            raise RuntimeError("use the emitter as `async with <emitter> as e:`")
+        if command[0] == b"SPUBLISH":
+            # The cluster client sends it to the node serving the channel's slot.
+            await self.client.spublish(command[1], command[2])
+            return
+        async with self.client.connection_pool.acquire() as connection:
+            request = connection.create_request(*command)
+        await request
+
+
+class _AsyncEmitter(_Targeting):
+    # Async front end (coredis on AnyIO): each operation awaited until Redis took it.
+
+    def __init__(
+        self, url: str, wire: Wire, timeout: float, options: dict[str, Any], cluster: bool = False
+    ) -> None:
+        self.url = url
+        self._link = _AsyncLink(url, timeout, options, cluster)
+        self._wire = wire
+        self._target = Target()
+
+    async def __aenter__(self) -> Self:
+        kind = coredis.RedisCluster if self._link.cluster else coredis.Redis
+        with warnings.catch_warnings():
+            # coredis 6.9's RedisCluster.from_url hands its pool the startup
+            # node as a dict, which that pool then calls deprecated.
+            warnings.filterwarnings("ignore", "Use coredis.connection.TCPLocation")
+            client = kind.from_url(self.url, **self._link.options)
+        await client.__aenter__()
+        self._link.client = client
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._link.client = self._link.client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+            # coredis 6.9's cluster client never closes its layout's error
+            # stream (a ResourceWarning later, in the garbage collector).
+            layout = getattr(client.connection_pool, "cluster_layout", None)
+            for stream in getattr(layout, "_error_stream", ()):
+                stream.close()
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args`` to the targeted clients on every server."""
+        await self._link.send(self._wire.emit(self._target, event, args))
+
+    async def sockets_join(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, join ``rooms``."""
+        await self._link.send(self._wire.rooms_change(self._target, True, _rooms(rooms)))
+
+    async def sockets_leave(self, rooms: Iterable[str] | str) -> None:
+        """Make the targeted sockets, on every server, leave ``rooms``."""
+        await self._link.send(self._wire.rooms_change(self._target, False, _rooms(rooms)))
+
+    async def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets; ``close`` closes their connections too."""
+        await self._link.send(self._wire.disconnect(self._target, close))
+
+    async def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
+        await self._link.send(self._wire.server_side_emit(self._target, event, args))
 
 
 @final
-class AsyncEmitter(_Targeting):
+class AsyncEmitter(_AsyncEmitter):
     """:class:`Emitter` for async code, Trio or asyncio (coredis on AnyIO).
 
     Open it with ``async with``; every operation is awaited until Redis has
@@ -384,50 +756,72 @@ class AsyncEmitter(_Targeting):
         *,
         key_prefix: str = "socket.io",
         timeout: float = 5.0,
-        _link: _AsyncLink | None = None,
-        _target: Target | None = None,
         **redis_options: Any,
     ) -> None:
-        self.url = url
-        self._link = _link if _link is not None else _AsyncLink(url, timeout, redis_options)
-        self._target = _target if _target is not None else Target(key_prefix)
+        super().__init__(url, PubSubWire(key_prefix), timeout, redis_options)
 
-    def _derive(self, target: Target) -> Self:
-        return type(self)(self.url, _link=self._link, _target=target)
 
-    async def __aenter__(self) -> AsyncEmitter:
-        client = coredis.Redis.from_url(self.url, **self._link.options)
-        await client.__aenter__()
-        self._link.client = client
-        return self
+@final
+class AsyncStreamsEmitter(_AsyncEmitter):
+    """:class:`StreamsEmitter` for async code, Trio or asyncio (coredis on AnyIO).
 
-    async def __aexit__(self, *exc: object) -> None:
-        client, self._link.client = self._link.client, None
-        if client is not None:
-            await client.__aexit__(None, None, None)
+    Open it with ``async with``::
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` with ``args`` to the targeted clients on every server."""
-        await self._link.publish(*self._target.emit(event, args))
+        async with AsyncStreamsEmitter("redis://127.0.0.1:6379/0") as emitter:
+            await emitter.to("room1").emit("news", {"id": 1})
 
-    async def sockets_join(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, join ``rooms``."""
-        await self._link.publish(*self._target.rooms_change(True, rooms))
+    Args:
+        url: The Redis URL.
+        stream_name: The servers' ``stream_name``.
+        stream_count: The servers' ``stream_count``.
+        channel_prefix: The servers' ``channel_prefix``.
+        max_len: ``MAXLEN ~`` of every XADD.
+        only_plaintext: Always JSON in the entries.
+        timeout: Seconds allowed to connect and for each reply.
+        **redis_options: More options for ``coredis.Redis.from_url``.
+    """
 
-    async def sockets_leave(self, rooms: Iterable[str] | str) -> None:
-        """Make the targeted sockets, on every server, leave ``rooms``."""
-        await self._link.publish(*self._target.rooms_change(False, rooms))
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        max_len: int = 10_000,
+        only_plaintext: bool = False,
+        timeout: float = 5.0,
+        **redis_options: Any,
+    ) -> None:
+        wire = _streams_wire(stream_name, stream_count, channel_prefix, max_len, only_plaintext)
+        super().__init__(url, wire, timeout, redis_options)
 
-    async def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the targeted sockets; ``close`` closes their connections too."""
-        await self._link.publish(*self._target.disconnect(close))
 
-    async def server_side_emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` to the servers themselves (their ``on`` handlers; no acks)."""
-        await self._link.publish(*self._target.server_side_emit(event, args))
+@final
+class AsyncShardedEmitter(_AsyncEmitter):
+    """:class:`ShardedEmitter` for async code, Trio or asyncio (coredis's cluster client).
 
-    def __repr__(self) -> str:
-        t = self._target
-        return (
-            f"<AsyncEmitter {safe_url(self.url)} key={t.key!r} nsp={t.nsp!r} rooms={list(t.rooms)}>"
-        )
+    Open it with ``async with``::
+
+        async with AsyncShardedEmitter("redis://10.0.0.1:7000") as emitter:
+            await emitter.to("room1").emit("news", {"id": 1})
+
+    Args:
+        url: One node of the Redis Cluster.
+        channel_prefix: The servers' ``channel_prefix``.
+        subscription_mode: The servers' ``subscription_mode``.
+        timeout: Seconds allowed to connect and for each reply.
+        **redis_options: More options for ``coredis.RedisCluster.from_url``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:7000",
+        *,
+        channel_prefix: str = "socket.io",
+        subscription_mode: str = "dynamic",
+        timeout: float = 5.0,
+        **redis_options: Any,
+    ) -> None:
+        wire = _sharded_wire(channel_prefix, subscription_mode)
+        super().__init__(url, wire, timeout, redis_options, cluster=True)

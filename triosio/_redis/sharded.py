@@ -89,6 +89,31 @@ def looks_like_a_socket_id(room: str) -> bool:
     return len(room) == 20
 
 
+def has_own_channel(mode: str, room: str) -> bool:
+    """Whether ``room``'s single-room broadcasts have a channel of their own in ``mode``."""
+    return mode == "dynamic-private" or (mode == "dynamic" and not looks_like_a_socket_id(room))
+
+
+def channel_for(prefix: str, mode: str, message: Mapping[str, Any]) -> bytes:
+    """The shard channel a message goes to (for servers and emitters alike).
+
+    ``<prefix>#<nsp>#<room>#`` for a broadcast to exactly one room with a
+    channel of its own (no acks), ``<prefix>#<nsp>#`` for everything else.
+    """
+    nsp = str(message.get("nsp", "/"))
+    data = message.get("data")
+    if (
+        mode != "static"
+        and message.get("type") == MessageType.BROADCAST
+        and isinstance(data, dict)
+        and "requestId" not in data
+    ):
+        rooms = data.get("opts", {}).get("rooms", [])
+        if len(rooms) == 1 and has_own_channel(mode, rooms[0]):
+            return f"{prefix}#{nsp}#{rooms[0]}#".encode()
+    return f"{prefix}#{nsp}#".encode()
+
+
 @final
 class ShardedTransport:
     """The sharded adapter's transport (a :class:`~triosio._cluster.ca_node.Transport`).
@@ -150,9 +175,7 @@ class ShardedTransport:
 
     def separate_channel(self, room: str) -> bool:
         """Whether ``room``'s single-room broadcasts have a channel of their own."""
-        return self.mode == "dynamic-private" or (
-            self.mode == "dynamic" and not looks_like_a_socket_id(room)
-        )
+        return has_own_channel(self.mode, room)
 
     def _want(self, channel: bytes) -> None:
         if channel not in self._channels:
@@ -339,18 +362,7 @@ class ShardedTransport:
     # ------------------------------------------------------------ publishing
 
     def _channel_of(self, message: Mapping[str, Any]) -> bytes:
-        nsp = str(message.get("nsp", "/"))
-        data = message.get("data")
-        if (
-            self.mode != "static"
-            and message.get("type") == MessageType.BROADCAST
-            and isinstance(data, dict)
-            and "requestId" not in data
-        ):
-            rooms = data.get("opts", {}).get("rooms", [])
-            if len(rooms) == 1 and self.separate_channel(rooms[0]):
-                return self._room_channel(nsp, rooms[0])
-        return self._main(nsp)
+        return channel_for(self._prefix, self.mode, message)
 
     async def publish(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for the writer; waits only while the queue is full."""
