@@ -53,7 +53,14 @@ class Request:
     def query(self) -> dict[str, str]:
         """The query parameters (the first value of each name)."""
         out: dict[str, str] = {}
-        for key, value in parse_qsl(self.query_string, keep_blank_values=True):
+        qs = self.query_string
+        if "%" in qs or "+" in qs:
+            pairs = parse_qsl(qs, keep_blank_values=True)
+        else:
+            # Nothing to decode (the usual Engine.IO query): what parse_qsl
+            # gives, without its per-field unquote calls (read on every handshake).
+            pairs = [(f.partition("=")[0], f.partition("=")[2]) for f in qs.split("&") if f]
+        for key, value in pairs:
             out.setdefault(key, value)
         return out
 

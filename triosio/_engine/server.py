@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Iterable, Sequence
+from functools import partial
 
 import trio
 
@@ -232,7 +233,16 @@ class EngineServer:
             # WebSocket over, so the client hears OPEN once the session is set up.
             session.send_nowait([self._open_packet(sid, ())], force=True)
             self.sessions[sid] = session
-            await self._start(session, ws)
+            nursery = self._nursery
+            if nursery is None:  # the server stopped during the handshake's write
+                await self._start(session, ws)  # raises, and cleans up
+            else:
+                # Not nursery.start: nothing is left for this task to do once the
+                # session owns the WebSocket, and start() costs a nursery and a
+                # task switch per connection. A session cancelled before it runs
+                # still closes its WebSocket (its run's finally).
+                run = partial(self._run_session, task_status=trio.TASK_STATUS_IGNORED)
+                nursery.start_soon(run, session, ws)
             return
         upgrades = ("websocket",) if self._may_upgrade() else ()
         self.sessions[sid] = session

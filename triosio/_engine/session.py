@@ -136,6 +136,11 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         return self._nursery
 
     @property
+    def timers(self) -> HeartbeatTimers:
+        """The server's timer heap (one task for every session's timers)."""
+        return self._timers
+
+    @property
     def closed(self) -> bool:
         """Whether the session is closing or closed."""
         return self._reason is not None
