@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -177,6 +178,17 @@ class H11Exchange(Exchange):
             *headers,
         ]
         self.responded = True
+        if conn._h11 is None and _plain(response):
+            # The fast path read this request: no h11 to ask, the answer is
+            # built here (its headers checked as h11 would).
+            data = b"".join(
+                [_SWITCHING, *[f"{k}: {v}\r\n".encode("latin-1") for k, v in response], b"\r\n"]
+            )
+            trailing = conn._raw[conn._fast_head :]
+            conn._raw = b""
+            await conn.send_bytes(data)
+            self.upgraded = True
+            return NativeWebSocket(conn.stream, trailing)
         try:
             data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
         except h11.LocalProtocolError as exc:
@@ -188,6 +200,25 @@ class H11Exchange(Exchange):
 
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\n"
+
+# The fast path's grammar (RFC 9112): stricter than h11's, so that whatever
+# it accepts h11 accepts too; anything else goes to h11, errors included.
+_REQUEST_LINE = re.compile(rb"GET (/[\x21-\x7e]*) HTTP/1\.1")
+_VALUE = rb"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?"
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(" + _VALUE + rb"|)[ \t]*")
+_NOT_FAST = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+_SAFE_HEADER = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SAFE_VALUE = re.compile(_VALUE.decode("ascii"))
+
+
+def _plain(headers: Headers) -> bool:
+    """Whether response headers are valid as they are (else h11 checks them)."""
+    return all(
+        _SAFE_HEADER.fullmatch(k) is not None and _SAFE_VALUE.fullmatch(v) is not None
+        for k, v in headers
+    )
+
 
 # Header names, and the values of headers that most clients send alike, are
 # shared between requests rather than decoded anew for each: every session
@@ -268,13 +299,39 @@ class H11Connection:
         self.limits = limits
         self.client = client
         self.secure = secure
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
+        # Created when first needed: a websocket handshake that the fast
+        # path below parses never needs one (see _fast_request).
+        self._h11: h11.Connection | None = None
+        # Bytes read while there is no h11 connection yet.
+        self._raw = prefix
+        # Bytes of _raw that are the head the fast path parsed (h11 reads it
+        # again, only if it is ever created).
+        self._fast_head = 0
         self._eof = False
         self.sticky = sticky
         # The raw head of the request being served (to give it back, see Sticky).
         self._event: h11.Request | None = None
-        if prefix:
-            self.h11.receive_data(prefix)
+
+    @property
+    def h11(self) -> h11.Connection:
+        """The h11 connection, created with what was read so far."""
+        conn = self._h11
+        if conn is None:
+            limit = self.limits.max_head_size
+            conn = self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+            raw, self._raw = self._raw, b""
+            if raw:
+                conn.receive_data(raw)
+            if self._eof:
+                conn.receive_data(b"")
+            if self._fast_head:
+                # The request the fast path served: h11 now reads it too, so
+                # that it can answer it (it parses whatever the fast path does).
+                self._fast_head = 0
+                event = conn.next_event()
+                if not isinstance(event, h11.Request):
+                    raise _Abort("h11 disagrees with the request head")
+        return conn
 
     async def receive(self) -> int:
         """Read more bytes into h11; returns how many (0 at EOF)."""
@@ -286,7 +343,10 @@ class H11Connection:
             data = b""
         if not data:
             self._eof = True
-        self.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
+        if self._h11 is None:
+            self._raw += data
+        else:
+            self._h11.receive_data(data if isinstance(data, bytes) else bytes(data))
         return len(data)
 
     async def wait_eof(self) -> None:
@@ -328,7 +388,83 @@ class H11Connection:
             raise _Abort(f"cannot send response: {exc}") from None
         await self.send_bytes(data)
 
+    async def _fast_next_request(self) -> Request | bool:
+        """The first request of the connection, if it is a plain websocket GET.
+
+        Returns True when h11 must read it instead (anything else, anything
+        malformed or over a limit: h11 then answers it as before), False when
+        the connection is done (timed out).
+        """
+        deadline = trio.current_time() + (
+            self.limits.head_timeout if self._raw else self.limits.idle_timeout
+        )
+        limit = self.limits.max_head_size
+        while True:
+            raw = self._raw
+            end = raw.find(b"\r\n\r\n")
+            if end >= 0:
+                return self._fast_request(raw, end + 4) or True
+            if len(raw) > limit or (raw and not b"GET /".startswith(raw[:5])):
+                return True
+            if self._eof:
+                return True
+            started = bool(raw)
+            with trio.move_on_at(deadline) as scope:
+                await self.receive()
+            if scope.cancelled_caught:
+                if started:
+                    await self._error_and_close(408, "request head timed out")
+                return False
+            if not started and self._raw:
+                deadline = trio.current_time() + self.limits.head_timeout
+
+    def _fast_request(self, raw: bytes, size: int) -> Request | None:
+        limits = self.limits
+        if size > limits.max_head_size:
+            return None
+        lines = raw[: size - 4].split(b"\r\n")
+        if len(lines) - 1 > limits.max_headers:
+            return None
+        match = _REQUEST_LINE.fullmatch(lines[0])
+        if match is None:
+            return None
+        headers: list[tuple[str, str]] = []
+        upgrade = host = False
+        for line in lines[1:]:
+            field = _HEADER_LINE.fullmatch(line)
+            if field is None:
+                return None
+            name = field[1].lower()
+            if name in _NOT_FAST:
+                return None  # a body, or a header h11 treats specially
+            if name == b"upgrade":
+                upgrade = True
+            elif name == b"host":
+                if host:
+                    return None
+                host = True
+            headers.append((_name(name), _value(name, field[2])))
+        if not (upgrade and host):
+            return None  # not a websocket handshake: h11 serves it
+        self._fast_head = size
+        target = match[1].decode("latin-1")
+        path, _, query = target.partition("?")
+        return Request(
+            method="GET",
+            path=path,
+            query_string=query,
+            headers=headers,
+            client=self.client,
+            secure=self.secure,
+        )
+
     async def _next_request(self) -> Request | None:
+        if self._h11 is None and self.sticky is None:
+            fast = await self._fast_next_request()
+            if fast is False:
+                return None
+            if fast is not True:
+                return fast
         # The first byte of a head starts head_timeout; it may already be here,
         # pipelined behind the previous request.
         started = bool(self.h11.trailing_data[0])

@@ -233,7 +233,7 @@ class EngineServer:
             # WebSocket over, so the client hears OPEN once the session is set up.
             session.send_nowait([self._open_packet(sid, ())], force=True)
             self.sessions[sid] = session
-            nursery = self._nursery
+            nursery = self._session_nursery()
             if nursery is None:  # the server stopped during the handshake's write
                 await self._start(session, ws)  # raises, and cleans up
             else:
@@ -252,6 +252,9 @@ class EngineServer:
         await exchange.respond(
             200, headers + _TEXT_HEADERS, _payload(session.take_queued()).encode("utf-8")
         )
+
+    def _session_nursery(self) -> trio.Nursery | None:
+        return self._nursery
 
     def _may_upgrade(self) -> bool:
         return self.options.allow_upgrades and "websocket" in self.options.transports
