@@ -21,8 +21,8 @@ from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
 from triosio import DisconnectReason, HTTPCompression, PerMessageDeflate
 from triosio._engine.deflate import (
-    Inflater,
     InflateError,
+    Inflater,
     Negotiated,
     choose_encoding,
     deflate_message,
@@ -156,7 +156,7 @@ def test_negotiation_follows_the_server_options() -> None:
     ],
 )
 def test_invalid_options_are_refused(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be"):
         PerMessageDeflate(**kwargs)
 
 
@@ -165,7 +165,7 @@ def test_invalid_option_types_are_refused() -> None:
         EngineOptions(per_message_deflate="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="http_compression"):
         EngineOptions(http_compression=1024)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="threshold"):
         HTTPCompression(threshold=-5)
 
 
