@@ -16,10 +16,18 @@ import zlib
 
 import pytest
 import trio
-from eio_peers import frame, message, poll_url, running_server
+from eio_peers import WSClient, frame, message, poll_url, running_server
 from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
-from triosio import DisconnectReason, HTTPCompression, PerMessageDeflate
+from triosio import (
+    App,
+    DisconnectReason,
+    HTTPCompression,
+    PerMessageDeflate,
+    Server,
+    Socket,
+    serve,
+)
 from triosio._engine.deflate import (
     InflateError,
     Inflater,
@@ -410,3 +418,46 @@ async def test_small_or_uncompressible_polls_and_the_option_off() -> None:
             response = await srv.get(poll_url(sid), [("accept-encoding", "gzip")])
             assert response.header("content-encoding") == "gzip"
             assert gzip.decompress(response.body) == b"4a little more than ten"
+
+
+# ------------------------------------------------------------ compress(False)
+
+
+async def test_compress_false_sends_a_packet_as_it_is() -> None:
+    sio = Server(per_message_deflate=True)
+
+    @sio.on("next")
+    async def next_one(socket: Socket, n: int) -> None:
+        # One at a time: the client measures each one's bytes.
+        if n == 0:
+            await socket.compress(False).emit("doc", DOCUMENT)
+        elif n == 1:
+            await socket.emit("doc", DOCUMENT)
+        elif n == 2:
+            await sio.compress(False).emit("doc", DOCUMENT)
+        else:
+            await sio.emit("doc", DOCUMENT)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(serve, App(sio), "127.0.0.1", 0)
+            port = listeners[0].socket.getsockname()[1]
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            ws = await WSClient.open(
+                stream, "/socket.io/?EIO=4&transport=websocket", extensions=[WsprotoDeflate()]
+            )
+            await ws.receive()  # OPEN
+            await ws.send("40")
+            assert (await ws.receive()).startswith("40")  # type: ignore[union-attr]
+            sizes = []
+            for n in range(4):
+                before = ws.wire_bytes
+                await ws.send(f'42["next",{n}]')
+                message = await ws.receive()
+                assert json.loads(message[2:]) == ["doc", DOCUMENT]  # type: ignore[index]
+                sizes.append(ws.wire_bytes - before)
+            await ws.close()
+            nursery.cancel_scope.cancel()
+    uncompressed, compressed, uncompressed_broadcast, compressed_broadcast = sizes
+    assert uncompressed > len(DOCUMENT) and uncompressed_broadcast > len(DOCUMENT), sizes
+    assert compressed < len(DOCUMENT) / 3 and compressed_broadcast < len(DOCUMENT) / 3, sizes
