@@ -83,11 +83,11 @@ class NativeWebSocket(WebSocket):
         self._stream = stream
         self._reader = FrameReader()
         self._deflate = deflate
+        # With server context takeover: made at the first compressed message
+        # (zlib's compressor takes about 256 KiB), none for idle connections.
         self._deflater: Deflater | None = None
         if deflate is not None:
             self._reader.inflater = Inflater(deflate)
-            if deflate.server_takeover:
-                self._deflater = Deflater(deflate)
         if initial:
             self._reader.feed(initial)
         self._fd = _fileno(stream)
@@ -202,9 +202,11 @@ class NativeWebSocket(WebSocket):
         marker = frame[1]
         if len(frame) - (2 if marker < 126 else 4 if marker == 126 else 10) < deflate.threshold:
             return frame
+        if not deflate.server_takeover:
+            return packet.ws_deflated_frame(deflate.server_bits, deflate.level, deflate.mem_level)
         deflater = self._deflater
         if deflater is None:
-            return packet.ws_deflated_frame(deflate.server_bits, deflate.level, deflate.mem_level)
+            deflater = self._deflater = Deflater(deflate)
         compressed = deflater.deflate(packet.ws_payload())
         return ws_frame_header(frame[0] | 0x40, len(compressed)) + compressed
 
