@@ -18,10 +18,13 @@ handler waiting for one can never block its own answer.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import sys
+import types
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -157,6 +160,21 @@ class Client:
                     if packets is not None:
                         await self._send_ack(socket, packets)
                     return
+                if ordered:
+                    scope = self.session.reader_scope()
+                    if scope is not None:
+                        # In this task first (see _adopt): most handlers
+                        # finish without blocking.
+                        coro = self._handle(socket, packet)
+                        context = contextvars.copy_context()
+                        try:
+                            trap = context.run(coro.send, None)
+                        except StopIteration:
+                            return
+                        await self._adopt(socket, coro, trap, context, scope)
+                        return
+                    # The first reader has no scope: its successor will.
+                    self.session.hand_off_reading()
             if ordered:
                 await self._enqueue(socket, packet)
             else:
@@ -266,6 +284,18 @@ class Client:
             self._finished.set()
 
     async def _dispatch(self, socket: Socket, packet: SioPacket) -> None:
+        # In a task of its own: a cancel scope, so that the socket's
+        # disconnection stops the handlers.
+        with trio.CancelScope() as scope:
+            socket._tasks[scope] = trio.lowlevel.current_task()
+            try:
+                await self._handle(socket, packet)
+            finally:
+                del socket._tasks[scope]
+
+    async def _handle(self, socket: Socket, packet: SioPacket) -> None:
+        # An event's middlewares, listeners, handlers and ack. Catches what
+        # they raise (only Cancelled and the like get through).
         if not socket._ready.is_set():
             await socket._ready.wait()
         if socket.state is not SocketState.CONNECTED:
@@ -274,16 +304,15 @@ class Client:
         event: str = data[0]
         args = data[1:]
         hooks = self.server.hooks
-        with trio.CancelScope() as scope:
-            socket._tasks[scope] = trio.lowlevel.current_task()
-            started = hooks.event_started(socket, event, packet.id) if hooks is not None else None
-            try:
-                for middleware in socket._middlewares:
-                    try:
-                        await call_handler(middleware, event, args)
-                    except Exception as exc:
-                        await self._report_error(socket, exc)
-                        return
+        started = hooks.event_started(socket, event, packet.id) if hooks is not None else None
+        try:
+            for middleware in socket._middlewares:
+                try:
+                    await call_handler(middleware, event, args)
+                except Exception as exc:
+                    await self._report_error(socket, exc)
+                    return
+            if socket._any:
                 for listener in list(socket._any):
                     try:
                         await call_handler(listener, event, *args)
@@ -294,26 +323,67 @@ class Client:
                             socket.id,
                             socket.nsp.name,
                         )
-                ran = False
-                result: Any = None
-                for handler in socket._take(event):
-                    value = await call_handler(handler, *args)
-                    ran = True
-                    if result is None:
-                        result = value
-                for handler in socket.nsp.event_handlers(event):
-                    value = await call_handler(handler, socket, *args)
-                    ran = True
-                    if result is None:
-                        result = value
-                if ran:
-                    await self._ack(socket, packet, result)
-            except Exception:
-                self._log_handler_error(socket, event)
+            ran = False
+            result: Any = None
+            for handler in socket._take(event):
+                value = handler(*args)
+                if value.__class__ is CoroutineType or (
+                    value is not None
+                    and value.__class__ not in _PLAIN_VALUES
+                    and inspect.isawaitable(value)
+                ):
+                    value = await value
+                ran = True
+                if result is None:
+                    result = value
+            for handler in socket.nsp.event_handlers(event):
+                value = await call_handler(handler, socket, *args)
+                ran = True
+                if result is None:
+                    result = value
+            if ran:
+                await self._ack(socket, packet, result)
+        except Exception:
+            self._log_handler_error(socket, event)
+        finally:
+            if hooks is not None:
+                hooks.event_ended(started)
+
+    async def _adopt(
+        self,
+        socket: Socket,
+        coro: Coroutine[Any, Any, None],
+        trap: Any,
+        context: contextvars.Context,
+        scope: trio.CancelScope,
+    ) -> None:
+        # An event's handling (_handle), started in the WebSocket's reader
+        # task, blocked: this task becomes its task. The coroutine never
+        # leaves the task it started in (Trio's traps and cancel scopes are
+        # bound to it); the reading goes on in a new task, and this one ends
+        # once the handling and what queued up behind it are done. The
+        # reader's cancel scope is this handling's: the socket's disconnection
+        # cancels it, as it does _dispatch's. (Its own context, so that what a
+        # handler sets does not leak into later events.)
+        self._working = True  # later events queue behind this one
+        self.session.hand_off_reading()
+        socket._tasks[scope] = trio.lowlevel.current_task()
+        try:
+            try:
+                await _drive(coro, trap, context)
             finally:
                 del socket._tasks[scope]
-                if hooks is not None:
-                    hooks.event_ended(started)
+        except BaseException:
+            # Cancelled: the scope stays so; what queued up gets a task.
+            if self._queue:
+                try:
+                    self.session.nursery.start_soon(self._work)
+                except RuntimeError:  # the session is closing
+                    self._working = False
+            else:
+                self._working = False
+            raise
+        await self._work()
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
@@ -536,3 +606,26 @@ class EngineBridge:
             await client.on_close(reason)
         if self.server.hooks is not None:
             self.server.hooks.connection_closed(session, reason)
+
+
+@types.coroutine
+def _drive(coro: Coroutine[Any, Any, None], trap: Any, context: contextvars.Context) -> Any:
+    # Drives ``coro`` on from a suspension (``trap``, what it yielded) in the
+    # current task, passing what Trio sends or throws in back and forth.
+    send = coro.send
+    while True:
+        try:
+            value = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                trap = context.run(coro.throw, exc)
+            except StopIteration:
+                return None
+        else:
+            try:
+                trap = context.run(send, value)
+            except StopIteration:
+                return None
