@@ -7,11 +7,15 @@ CONNECT to the connect sequence (``lifecycle.connect``), EVENT to handlers,
 ACK to the socket's pending acknowledgements, DISCONNECT to the connection's
 :class:`~triosio._server.lifecycle.Closer`.
 
-Handlers run in the session's nursery. By default one worker task per client
-runs them in arrival order (an event's handlers finish before the next event's
+Handlers run in the session's nursery. By default a client's events are
+handled in arrival order (an event's handlers finish before the next event's
 start); with ``Server(async_handlers=True)`` each event gets a task of its own.
-Plain-function handlers need no task: the reader calls them as their event
-arrives, when nothing of the client's is queued or running.
+In arrival order, an event that arrives when nothing of the client's is queued
+or running is handled in the task that read it: plain functions are called
+there; ``async def`` handlers start there on the WebSocket (most finish without
+blocking: no task, no scheduler pass, no cancel scope), and if one blocks, that
+task becomes its task and a new one reads on (:meth:`Client._adopt`). Events
+that arrive meanwhile queue up, and one task at a time handles the queue.
 Acknowledgements from the client are handled at once, by the reader, so a
 handler waiting for one can never block its own answer.
 """
@@ -157,7 +161,7 @@ class Client:
                             packets = self._run_plain(socket, packet, calls)
                         finally:
                             hooks.event_ended(started)
-                    if packets is not None:
+                    if packets is not None and not self._ack_now(socket, packets):
                         await self._send_ack(socket, packets)
                     return
                 if ordered:
@@ -341,8 +345,10 @@ class Client:
                 ran = True
                 if result is None:
                     result = value
-            if ran:
-                await self._ack(socket, packet, result)
+            if ran and packet.id is not None and socket.state is SocketState.CONNECTED:
+                packets = socket.nsp.encode_ack(ack_args(result), packet.id)
+                if not self._ack_now(socket, packets):
+                    await self._send_ack(socket, packets)
         except Exception:
             self._log_handler_error(socket, event)
         finally:
@@ -389,10 +395,20 @@ class Client:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
             await self._send_ack(socket, socket.nsp.encode_ack(ack_args(result), packet.id))
 
+    def _ack_now(self, socket: Socket, packets: list[OutPacket]) -> bool:
+        # _send_ack's common case without a coroutine (on the echo path):
+        # whether it was sent (False: nothing was, use _send_ack).
+        if not self.session.has_space() or not self.server.router.emit_now(socket, packets):
+            return False
+        hooks = self.server.hooks
+        if hooks is not None:
+            hooks.ack_sent(socket, packets)
+        return True
+
     async def _send_ack(self, socket: Socket, packets: list[OutPacket]) -> None:
         # An ack waits for space like any emit: a client that asks for acks and
-        # never reads ends up not being read either. (Both checks spare the
-        # common case a coroutine: acks of plain handlers are on the echo path.)
+        # never reads ends up not being read either. (_ack_now is the common
+        # case, tried first by the callers on the echo path.)
         hooks = self.server.hooks
         if not self.session.has_space():
             await wait_for_space(self.session, hooks)
@@ -408,8 +424,8 @@ class Client:
     # per event are saved (the echo round trip's largest costs after the
     # system calls). Order is kept: only when nothing of this client's is
     # queued or running, so nothing can overtake; and only when every callable
-    # involved is a plain function, so an ``async def`` handler still gets its
-    # task and its cancel scope.
+    # involved is a plain function (``async def`` ones start in the reader
+    # too, but as a coroutine that may block: see _adopt).
 
     @staticmethod
     def _plain_calls(
