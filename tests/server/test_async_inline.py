@@ -464,3 +464,141 @@ async def test_context_variables_set_by_a_handler_stay_in_its_event(
             for block in (False, True, False, True):
                 assert await client.emit_with_ack("set", "x", block) == "unset -> x"
                 assert await client.emit_with_ack("get") == "unset"
+
+
+async def test_a_handler_that_only_yields_needs_no_task(
+    autojump_clock: Any, net: MemoryNetwork
+) -> None:
+    # A checkpoint's yield (trio.sleep(0), the router's every 64 emits)
+    # cannot block: the reader yields with the handler and stays the reader.
+    sio = triosio.Server()
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        @socket.on("yield")
+        async def yielding(n: int) -> int:
+            await trio.sleep(0)  # noqa: ASYNC115 (the idiom users write)
+            await trio.lowlevel.checkpoint()
+            return n
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            assert await client.emit_with_ack("yield", 0) == 0  # warmed up
+            counter = _SpawnCounter()
+            trio.lowlevel.add_instrument(counter)
+            try:
+                for n in range(1, 20):
+                    assert await client.emit_with_ack("yield", n) == n
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+    assert counter.spawned == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_disconnect_while_the_handler_yields_in_the_reader(
+    autojump_clock: Any, net: MemoryNetwork, transport: str
+) -> None:
+    # The socket is disconnected (by another task) while its handler yields
+    # in the reader's task: the handler is cancelled at its next block, and
+    # the connection is still read (here: its other namespace); a handler
+    # that swallows Cancelled does not take the events behind it down.
+    sio = triosio.Server()
+    log: list[str] = []
+    woken = trio.Event()
+    chosen: list[triosio.Socket] = []
+
+    async def disconnector() -> None:
+        while True:
+            await woken.wait()
+            (socket,) = chosen
+            socket.client.closer.request(socket, Reason.SERVER_NAMESPACE_DISCONNECT)
+            chosen.clear()
+            log.append("disconnected")
+            return
+
+    def wake(socket: triosio.Socket) -> None:
+        chosen.append(socket)
+        woken.set()
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        @socket.on("warm")
+        async def warm() -> None:
+            log.append("warm")
+
+        @socket.on("then block")
+        async def then_block() -> None:
+            wake(socket)
+            try:
+                for _ in range(3):
+                    await trio.lowlevel.checkpoint()
+                await trio.sleep(10)
+                log.append("blocked: done")
+            except trio.Cancelled:
+                log.append("blocked: cancelled")
+                raise
+
+        @socket.on("then return")
+        async def then_return() -> str:
+            wake(socket)
+            # Disconnected during the last yield: the handling is over,
+            # never having blocked, and the reader's scope is cancelled.
+            while chosen:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            log.append("returned")
+            return "returned"
+
+        @socket.on("swallow")
+        async def swallow() -> None:
+            try:
+                await trio.sleep(50)
+            except trio.Cancelled:
+                log.append("swallowed")
+
+    @sio.of("/chat").on("connection")
+    def chat_connection(socket: triosio.Socket) -> None:
+        @socket.on("ping")
+        async def ping(n: int) -> int:
+            await trio.sleep(1)
+            log.append(f"chat {n}")
+            return n
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), trio.open_nursery() as nursery:
+            for event in ("then block", "then return"):
+                nursery.start_soon(disconnector)
+                woken = trio.Event()
+                async with connect(net, transport=transport) as client:
+                    chat = client.manager.socket("/chat")
+                    await chat.connect()
+                    await client.emit("warm")
+                    await until(lambda: log[-1:] == ["warm"])
+                    await client.emit(event)
+                    await until(lambda: "disconnected" in log)
+                    assert await chat.emit_with_ack("ping", 1) == 1
+                    await settle()
+            async with connect(net, transport=transport) as client:
+                chat = client.manager.socket("/chat")
+                await chat.connect()
+                sockets = list(sio.sockets.sockets.values())
+                await client.emit("warm")
+                await until(lambda: log[-1:] == ["warm"])
+                await client.emit("swallow")
+                await chat.emit("ping", 2)  # queued behind "swallow"
+                await settle()
+                (socket,) = sockets
+                await socket.disconnect()
+                await until(lambda: "chat 2" in log)
+    assert log == [
+        "warm",
+        "disconnected",
+        "blocked: cancelled",
+        "chat 1",
+        "warm",
+        "disconnected",
+        "returned",
+        "chat 1",
+        "warm",
+        "swallowed",
+        "chat 2",
+    ]

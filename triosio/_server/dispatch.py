@@ -27,7 +27,7 @@ import inspect
 import logging
 import sys
 import types
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -364,32 +364,53 @@ class Client:
         scope: trio.CancelScope,
     ) -> None:
         # An event's handling (_handle), started in the WebSocket's reader
-        # task, blocked: this task becomes its task. The coroutine never
-        # leaves the task it started in (Trio's traps and cancel scopes are
-        # bound to it); the reading goes on in a new task, and this one ends
-        # once the handling and what queued up behind it are done. The
-        # reader's cancel scope is this handling's: the socket's disconnection
-        # cancels it, as it does _dispatch's. (Its own context, so that what a
-        # handler sets does not leak into later events.)
-        self._working = True  # later events queue behind this one
-        self.session.hand_off_reading()
-        socket._tasks[scope] = trio.lowlevel.current_task()
+        # task, yielded to Trio: drive it on here. The coroutine never leaves
+        # the task it started in (Trio binds its traps and cancel scopes to
+        # it). A yield that cannot block (a checkpoint's: the router's every
+        # 64 emits, trio.sleep(0)) is the reader's yield too. Before the
+        # first one that may block, this task becomes the handling's task:
+        # the reading goes on in a new task, later events queue behind this
+        # one, and this task ends once they are handled. The reader's cancel
+        # scope is the handling's: the socket's disconnection cancels it, as
+        # it does _dispatch's; a reader whose scope was cancelled hands the
+        # reading off too. (A context of its own, so that what a handler
+        # sets does not leak into later events.)
+        blocked: list[bool] = []
+
+        def block() -> None:
+            blocked.append(True)
+            self._working = True
+            self.session.hand_off_reading()
+
+        tasks = socket._tasks
+        tasks[scope] = trio.lowlevel.current_task()
         try:
             try:
-                await _drive(coro, trap, context)
+                await _drive(coro, trap, context, scope, block)
             finally:
-                del socket._tasks[scope]
+                del tasks[scope]
         except BaseException:
-            # Cancelled: the scope stays so; what queued up gets a task.
-            if self._queue:
-                try:
-                    self.session.nursery.start_soon(self._work)
-                except RuntimeError:  # the session is closing
-                    self._working = False
-            else:
-                self._working = False
+            if blocked:
+                self._after_cancel()
             raise
-        await self._work()
+        if not blocked:
+            if scope.cancel_called:  # (while this task yielded as the reader)
+                self.session.hand_off_reading()
+        elif scope.cancel_called:  # the handler swallowed Cancelled
+            self._after_cancel()
+        else:
+            await self._work()
+
+    def _after_cancel(self) -> None:
+        # An adopted handling was cancelled (its task's scope stays so): what
+        # queued up behind it gets a task.
+        if self._queue:
+            try:
+                self.session.nursery.start_soon(self._work)
+                return
+            except RuntimeError:  # the session is closing
+                pass
+        self._working = False
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
@@ -624,12 +645,41 @@ class EngineBridge:
             self.server.hooks.connection_closed(session, reason)
 
 
+def _yield_trap() -> Any:
+    # What trio.lowlevel.cancel_shielded_checkpoint yields to Trio's scheduler
+    # (a yield after which the task is rescheduled at once), learned from
+    # Trio rather than imported from its private modules. None (every yield
+    # then counts as blocking) if it ever yields something else.
+    coro = trio.lowlevel.cancel_shielded_checkpoint()  # noqa: ASYNC105 (driven by hand)
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return None
+    finally:
+        coro.close()
+
+
+_YIELD = _yield_trap()
+
+
 @types.coroutine
-def _drive(coro: Coroutine[Any, Any, None], trap: Any, context: contextvars.Context) -> Any:
+def _drive(
+    coro: Coroutine[Any, Any, None],
+    trap: Any,
+    context: contextvars.Context,
+    scope: trio.CancelScope,
+    block: Callable[[], None],
+) -> Any:
     # Drives ``coro`` on from a suspension (``trap``, what it yielded) in the
-    # current task, passing what Trio sends or throws in back and forth.
+    # current task, passing what Trio sends or throws in back and forth;
+    # ``block()`` once, before the first yield that may block (any but
+    # _YIELD, or any once ``scope`` is cancelled).
     send = coro.send
+    blocking = False
     while True:
+        if not blocking and (trap is not _YIELD or scope.cancel_called):
+            blocking = True
+            block()
         try:
             value = yield trap
         except GeneratorExit:
