@@ -602,3 +602,40 @@ async def test_a_disconnect_while_the_handler_yields_in_the_reader(
         "swallowed",
         "chat 2",
     ]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_handler_that_yields_in_a_long_loop_does_not_stop_the_reading(
+    autojump_clock: Any, net: MemoryNetwork, transport: str
+) -> None:
+    # It never blocks, but it must not keep the reader: the client's answer
+    # (read by the reader) is what ends the loop.
+    sio = triosio.Server()
+
+    @sio.on("connection")
+    def connection(socket: triosio.Socket) -> None:
+        @socket.on("warm")
+        async def warm() -> None:
+            pass
+
+        @socket.on("spin")
+        async def spin() -> str:
+            answers: list[Any] = []
+
+            async def ask() -> None:
+                answers.append(await socket.emit_with_ack("question", timeout=50))
+
+            socket.start_soon(ask)
+            for n in range(10_000):
+                if answers:
+                    return f"answered after {n} yields"
+                await trio.lowlevel.checkpoint()
+            return "never answered"
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net, transport=transport) as client:
+            client.on("question", lambda: "yes")
+            await client.emit("warm")
+            for _ in range(2):
+                answer = await client.emit_with_ack("spin")
+                assert answer.startswith("answered after")

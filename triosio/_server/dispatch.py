@@ -660,6 +660,9 @@ def _yield_trap() -> Any:
 
 
 _YIELD = _yield_trap()
+# How many times a handling may yield (without blocking) in the reader's task
+# before it gets the task to itself (the router yields once per 64 emits).
+_READER_YIELDS = 4
 
 
 @types.coroutine
@@ -673,13 +676,18 @@ def _drive(
     # Drives ``coro`` on from a suspension (``trap``, what it yielded) in the
     # current task, passing what Trio sends or throws in back and forth;
     # ``block()`` once, before the first yield that may block (any but
-    # _YIELD, or any once ``scope`` is cancelled).
+    # _YIELD, or any once ``scope`` is cancelled), or past _READER_YIELDS
+    # yields (a handler that only yields, in a long loop, must not keep its
+    # client's ACKs and PONGs unread).
     send = coro.send
     blocking = False
+    yields = 0
     while True:
-        if not blocking and (trap is not _YIELD or scope.cancel_called):
-            blocking = True
-            block()
+        if not blocking:
+            yields += 1
+            if trap is not _YIELD or scope.cancel_called or yields > _READER_YIELDS:
+                blocking = True
+                block()
         try:
             value = yield trap
         except GeneratorExit:
