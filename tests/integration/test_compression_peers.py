@@ -12,15 +12,14 @@ ack and as an event.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from proc_helpers import run_node
-from support import require_binary, require_node_modules
+from proc_helpers import bundle_page, run_node
+from support import require_node_modules
 
 import triosio
 
@@ -129,13 +128,7 @@ async def test_the_npm_client_over_polling_and_upgrade(tmp_path: Path) -> None:
 @pytest.mark.browser
 @pytest.mark.parametrize("transports", ["websocket", "polling"])
 async def test_the_browser(transports: str, tmp_path: Path) -> None:
-    chromium = require_binary("chromium")
-    modules = require_node_modules("playwright-core", "socket.io-client")
-    shutil.copy(modules / "socket.io-client" / "dist" / "socket.io.min.js", tmp_path)
-    (tmp_path / "index.html").write_text(
-        '<!doctype html><meta charset="utf-8"><title>compression</title>'
-        '<script src="/socket.io.min.js"></script>'
-    )
+    chromium = bundle_page(tmp_path, "compression")
     result, counts = await exchange(
         True,
         "compression_browser.js",

@@ -24,7 +24,14 @@ from collections.abc import Iterator
 
 import pytest
 import trio
-from cluster_peers import Admin, Observers, ServerProcess, require_binary, require_node_modules
+from cluster_peers import (
+    Admin,
+    Observers,
+    ServerProcess,
+    Ticks,
+    require_binary,
+    require_node_modules,
+)
 from redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.redis
@@ -46,11 +53,10 @@ def replicated_cluster() -> Iterator[RedisCluster]:
 
 async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisCluster) -> None:
     require_node_modules("socket.io-client")
-    kinds = ("triosio", "triosio")
     options = ("--adapter", "sharded", "--mode", "dynamic")
-    a = ServerProcess(kinds[0], "A", replicated_cluster.url, *options)
+    a = ServerProcess("triosio", "A", replicated_cluster.url, *options)
     try:
-        b = ServerProcess(kinds[1], "B", replicated_cluster.url, *options)
+        b = ServerProcess("triosio", "B", replicated_cluster.url, *options)
     except BaseException:
         a.stop()
         raise
@@ -62,52 +68,23 @@ async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisClust
                 await obs.connect(
                     client, server.url, {"name": client, "test": tag, "rooms": [room]}
                 )
-            seq = {"A": 0, "B": 0}
-
-            async def ticks(admin: Admin, name: str) -> None:
-                while True:
-                    await admin.op("emit", event="tick", args=[name, seq[name]])
-                    await admin.op("emit", rooms=[room], event="rtick", args=[name, seq[name]])
-                    seq[name] += 1
-                    await trio.sleep(0.02)
-
-            def ticks_from(client: str, name: str, event: str = "tick") -> list[int]:
-                return [args[1] for args in obs.received(client, event) if args[0] == name]
-
-            async with trio.open_nursery() as traffic:
-                traffic.start_soon(ticks, admin_a, "A")
-                traffic.start_soon(ticks, admin_b, "B")
-                for event in ("tick", "rtick"):
-                    await obs.wait(
-                        lambda e=event: (
-                            len(ticks_from("b1", "A", e)) > 5 and len(ticks_from("a1", "B", e)) > 5
-                        ),
-                        timeout=20,
-                    )
+            traffic = Ticks(obs, room)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(traffic.run, admin_a, "A")
+                nursery.start_soon(traffic.run, admin_b, "B")
+                await traffic.wait_crossing([("b1", "A"), ("a1", "B")], {"A": 5, "B": 5}, 20)
                 killed, promoted = await trio.to_thread.run_sync(
                     replicated_cluster.fail_over, "socket.io#/#"
                 )
                 assert promoted != killed
-                failed_over_at = dict(seq)
-                for event in ("tick", "rtick"):
-                    for client, name in (("b1", "A"), ("a1", "B")):
-                        try:
-                            await obs.wait(
-                                lambda e=event, c=client, n=name: any(
-                                    k > failed_over_at[n] for k in ticks_from(c, n, e)
-                                ),
-                                timeout=30,
-                            )
-                        except trio.TooSlowError:
-                            raise AssertionError(
-                                f"no {event} from {name} reached {client} after the failover "
-                                f"; logs:\n{a.log()[-3000:]}\n{b.log()[-3000:]}"
-                            ) from None
-                traffic.cancel_scope.cancel()
-
-            for client, name in (("a1", "A"), ("b1", "B")):
-                own = ticks_from(client, name)
-                assert own == list(range(len(own))), (client, own)
+                try:
+                    await traffic.wait_crossing([("b1", "A"), ("a1", "B")], dict(traffic.seq))
+                except AssertionError as exc:
+                    raise AssertionError(
+                        f"{exc}; logs:\n{a.log()[-3000:]}\n{b.log()[-3000:]}"
+                    ) from None
+                nursery.cancel_scope.cancel()
+            traffic.assert_own_in_order([("a1", "A"), ("b1", "B")])
             assert obs.disconnects == {}
         for server in (a, b):
             assert server.alive()
