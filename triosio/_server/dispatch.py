@@ -379,9 +379,11 @@ class Client:
 
         def block() -> None:
             blocked.append(True)
-            self._working = True
             self.session.hand_off_reading()
 
+        # Nothing else of this client's starts meanwhile (a polling request's
+        # events included): later events queue behind this one.
+        self._working = True
         tasks = socket._tasks
         tasks[scope] = trio.lowlevel.current_task()
         try:
@@ -390,20 +392,22 @@ class Client:
             finally:
                 del tasks[scope]
         except BaseException:
-            if blocked:
-                self._after_cancel()
+            self._queue_to_task()
             raise
-        if not blocked:
-            if scope.cancel_called:  # (while this task yielded as the reader)
-                self.session.hand_off_reading()
-        elif scope.cancel_called:  # the handler swallowed Cancelled
-            self._after_cancel()
-        else:
-            await self._work()
+        if blocked and not scope.cancel_called:
+            await self._work()  # this task's now: it handles the queue
+            return
+        if not blocked and scope.cancel_called:
+            # Disconnected while this task yielded as the reader: its scope
+            # is cancelled, so another task reads on.
+            self.session.hand_off_reading()
+        # (Or blocked, and the handler swallowed Cancelled.)
+        self._queue_to_task()
 
-    def _after_cancel(self) -> None:
-        # An adopted handling was cancelled (its task's scope stays so): what
-        # queued up behind it gets a task.
+    def _queue_to_task(self) -> None:
+        # What queued up behind an event handled in the reader's task goes to
+        # a task of its own (this one is the reader, or its scope is
+        # cancelled), if anything did.
         if self._queue:
             try:
                 self.session.nursery.start_soon(self._work)
