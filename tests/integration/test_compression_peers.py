@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 from proc_helpers import bundle_page, run_node
-from support import require_node_modules
+from support import relay, require_node_modules
 
 import triosio
 
@@ -44,31 +44,6 @@ def make_server(deflate: bool) -> triosio.Server:
         return value
 
     return sio
-
-
-async def relay(target: int, counts: Counter[str], *, task_status: Any) -> None:
-    """A TCP relay to ``target`` that counts the bytes each way."""
-
-    async def handle(client: trio.SocketStream) -> None:
-        async with (
-            client,
-            await trio.open_tcp_stream("127.0.0.1", target) as server,
-            trio.open_nursery() as nursery,
-        ):
-
-            async def pump(src: trio.SocketStream, dst: trio.SocketStream, key: str) -> None:
-                try:
-                    while data := await src.receive_some(65536):
-                        counts[key] += len(data)
-                        await dst.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(pump, client, server, "up")
-            nursery.start_soon(pump, server, client, "down")
-
-    await trio.serve_tcp(handle, 0, host="127.0.0.1", task_status=task_status)
 
 
 async def exchange(
