@@ -237,15 +237,10 @@ class RedisStreamsAdapter(ClusterAdapterNode):
     async def _take_session(
         self, nsp: str, pid: str, offset: str
     ) -> tuple[dict[str, Any], str, str | None] | None:
-        client = self._streams.client
-        if client is None:
-            raise RuntimeError("the adapter is not running")
-        if not self._streams.available:
-            # Not even tried: a connection coredis fails to open leaves
-            # unclosed streams behind (see RedisBus._probe).
-            raise RuntimeError(f"Redis at {safe_url(self.url)} is unreachable")
         stream = _stream_for(nsp, self.stream_name, self.stream_count)
-        taken = await _sessions.take_session(client, stream, nsp, pid, offset)
+        taken = await self._streams.call(
+            lambda client: _sessions.take_session(client, stream, nsp, pid, offset)
+        )
         if taken is None:
             return None
         return taken[0], taken[1], self._streams.started_after.get(stream.encode())

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
 
 import coredis
 import coredis.exceptions
+import outcome
 import trio
 from coredis.retry import NoRetryPolicy
 
@@ -43,6 +44,10 @@ from .stream_entries import decode_entry, encode_entry, is_ephemeral, stream_for
 
 log = logging.getLogger("triosio.redis")
 
+T = TypeVar("T")
+
+#: Seconds the writer may go on writing what was queued, once the adapter stops.
+_FLUSH_GRACE = 2.0
 #: XADDs per pipelined round trip.
 _CHUNK = 256
 
@@ -159,6 +164,9 @@ class RedisStreamsTransport:
         self.uncertain = 0
         #: The client the writer uses (for the session store too), once running.
         self.client: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._writing = False
+        self._idle: trio.Event | None = None
 
     # ------------------------------------------------------------ running
 
@@ -177,6 +185,13 @@ class RedisStreamsTransport:
             try:
                 await trio.sleep_forever()
             finally:
+                # What was queued before the end (sessions stored by a
+                # graceful shutdown, last broadcasts) is written first, briefly.
+                with trio.CancelScope(shield=True) as grace:
+                    grace.deadline = trio.current_time() + _FLUSH_GRACE
+                    while (self._outbox or self._writing) and not self._down:
+                        self._idle = trio.Event()
+                        await self._idle.wait()
                 tasks.cancel()
                 closing.deadline = trio.current_time() + 3.0
 
@@ -200,12 +215,14 @@ class RedisStreamsTransport:
                         await reader.__aenter__()
                     with tasks:
                         async with trio.open_nursery() as nursery:
+                            self._nursery = nursery
                             nursery.start_soon(self._writer, writer)
                             for reader, name in zip(readers, names, strict=True):
                                 nursery.start_soon(self._reader, reader, name.encode())
                             task_status.started()
                 finally:
                     self.client = None
+                    self._nursery = None
                     for reader in readers:
                         await reader.__aexit__(None, None, None)
 
@@ -270,8 +287,39 @@ class RedisStreamsTransport:
         if not self.available:
             raise RuntimeError(f"Redis at {safe_url(self._url)} is unreachable")
         done = trio.Event()
+        # Cancelled means it did not happen (and a writer woken while the
+        # adapter stops would open a connection only to have it cancelled).
+        await trio.lowlevel.checkpoint_if_cancelled()
         await self._outbox.put((_COMMAND, list(command), lambda _: done.set()))
         await done.wait()
+
+    async def call(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``await fn(client)`` in a task of the adapter, with the writer's client.
+
+        For the session store's reads: the connections they open belong to the
+        adapter's tasks, and close with them. A caller that stops waiting does
+        not stop the call.
+
+        Raises:
+            RuntimeError: the adapter is not running, or Redis is unreachable.
+        """
+        nursery, client = self._nursery, self.client
+        if nursery is None or client is None:
+            raise RuntimeError("the adapter is not running")
+        if not self.available:
+            # Not even tried: a connection coredis fails to open leaves
+            # unclosed streams behind (see RedisBus._probe).
+            raise RuntimeError(f"Redis at {safe_url(self._url)} is unreachable")
+        done = trio.Event()
+        result: list[outcome.Outcome[T]] = []
+
+        async def run() -> None:
+            result.append(await outcome.acapture(fn, client))
+            done.set()
+
+        nursery.start_soon(run)
+        await done.wait()
+        return result[0].unwrap()
 
     @property
     def available(self) -> bool:
@@ -306,11 +354,17 @@ class RedisStreamsTransport:
         max_len = str(self.max_len).encode()
         while True:
             if not backlog or self._outbox:
+                self._writing = bool(backlog)
+                if not backlog and self._idle is not None:
+                    self._idle.set()  # the end waits for this
                 backlog.extend(await self._outbox.get_batch())
+                self._writing = True
             if not self._bus.connected and not await self._bus.reachable():
                 # Probed first: a connection coredis fails to open leaves
                 # unclosed streams behind (see RedisBus._probe).
                 self._down = True
+                if self._idle is not None:
+                    self._idle.set()  # nothing will be written until it is back
                 await self._wait_for_redis(backoff)
                 continue
             chunk = [backlog.popleft() for _ in range(min(_CHUNK, len(backlog)))]
@@ -364,6 +418,8 @@ class RedisStreamsTransport:
                 # Never sent (no connection to send them on): they wait, first in line.
                 backlog.extendleft(reversed(chunk[len(requests) :]))
                 self._down = True
+                if self._idle is not None:
+                    self._idle.set()
                 log.debug("XADD failed: %s", _describe(exc))
                 client.connection_pool.disconnect()
                 await self._wait_for_redis(backoff)
