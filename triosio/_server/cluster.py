@@ -434,6 +434,7 @@ def _local_delivery(
     recovery = router.recovery
     assert recovery is not None
     placeholder = recovery.placeholder
+    compress = all(packet.compress for packet in packets)
 
     def deliver(offset: str | None) -> None:
         position = None if offset is None else stream_position(offset)
@@ -443,6 +444,9 @@ def _local_delivery(
             out = stamp(packets, placeholder, offset) or nsp.encode(
                 SioType.EVENT, [*data, offset], None
             )
+        if not compress:  # an emit's compress(False), kept
+            for packet in out:
+                packet.compress = False
         try:
             router.broadcast_nowait(nsp.name, out, rooms, exclude, position=position)
         except trio.ClosedResourceError:
