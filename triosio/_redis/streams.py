@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
 
 import coredis
 import coredis.exceptions
-import outcome
 import trio
 from coredis.retry import NoRetryPolicy
 
@@ -311,15 +310,24 @@ class RedisStreamsTransport:
             # unclosed streams behind (see RedisBus._probe).
             raise RuntimeError(f"Redis at {safe_url(self._url)} is unreachable")
         done = trio.Event()
-        result: list[outcome.Outcome[T]] = []
+        result: list[T] = []
+        error: list[Exception] = []
 
         async def run() -> None:
-            result.append(await outcome.acapture(fn, client))
-            done.set()
+            try:
+                result.append(await fn(client))
+            except Exception as exc:
+                error.append(exc)
+            finally:
+                done.set()
 
         nursery.start_soon(run)
         await done.wait()
-        return result[0].unwrap()
+        if error:
+            raise error[0]
+        if not result:
+            raise RuntimeError("the adapter stopped")
+        return result[0]
 
     @property
     def available(self) -> bool:
