@@ -42,6 +42,17 @@ seconds, on the Trio clock. At most ``max_sessions`` sessions and
 past that the oldest go. A recovery that would need a packet that went (or a
 session that went) fails cleanly: the client connects as a new socket
 (``recovered`` false), as it would after the window.
+
+**Across servers: a shared store.** With an adapter that keeps a log every
+server reads (the Redis Streams adapter's ``session_store``, a
+:class:`SessionStore`; the server sets :attr:`RecoveryState.store`), offsets
+are that log's entry ids, as with Node's adapter: recoverable packets are
+written there first and reach the router, offset in, from the adapter's task
+in stream order (:meth:`RecoveryState.log_at` keeps them at their stream
+position); sessions are stored there, not here; and a reconnecting client's
+session and missed packets are read from it (:class:`SharedSession`), then
+joined with this log so that nothing is missed or sent twice (see
+:meth:`RecoveryState.resume` and docs/architecture.md).
 """
 
 from __future__ import annotations
