@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from cluster_peers import Admin, RedisProcess, ServerProcess, require_binary, require_node_modules
 
 import triosio
@@ -344,3 +345,60 @@ async def test_redis_down_during_the_restore(redis: RedisProcess, peers: NodeCli
             redis.start()
         ticks = await peers.wait_events("c", "tick", 2)
         check_ticks(ticks[1:], ["after"])
+
+
+async def test_own_broadcasts_are_delivered_in_stream_order_even_before_their_answer() -> None:
+    # The reader may reach one of our entries before the writer has Redis's
+    # answer (two connections): it waits for the writer, then delivers ours
+    # up to there, in id order; one it passed without seeing (trimmed) is
+    # delivered too; an entry that was never a logged broadcast of ours does
+    # not wait once nothing is on its way. No Redis needed: the transport's
+    # own bookkeeping, driven as its writer and reader drive it.
+    from triosio._redis.streams import RedisStreamsTransport
+
+    transport = RedisStreamsTransport(
+        "redis://127.0.0.1:1/0",
+        stream_name="s",
+        stream_count=1,
+        channel_prefix="p",
+        max_len=10,
+        read_count=10,
+        block_ms=10,
+        only_plaintext=False,
+        requests_timeout=1.0,
+        max_queued=10,
+        reconnect=(0.1, 1.0),
+        connect_timeout=1.0,
+        redis_options={},
+    )
+    got: list[str | None] = []
+    stream = b"s"
+    transport._in_flight = 2  # the writer sent two logged broadcasts
+    async with trio.open_nursery() as nursery:
+        reached = trio.Event()
+
+        async def reader() -> None:
+            await transport._reached(stream, b"5-0")  # the second one, seen first
+            reached.set()
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [] and not reached.is_set()  # waiting for the writer
+        # The writer gets both answers, in order.
+        transport._in_flight -= 2
+        transport._handed(stream, b"4-0", got.append)
+        transport._handed(stream, b"5-0", got.append)
+        transport._wake_reader()
+        await reached.wait()
+    assert got == ["4-0", "5-0"]
+    # Not a logged broadcast of ours, nothing on its way: no wait.
+    with trio.fail_after(1):
+        await transport._reached(stream, b"6-0")
+    # Passed without being seen (trimmed before the reader got there).
+    transport._handed(stream, b"7-0", got.append)
+    transport._handed(stream, b"9-0", got.append)
+    transport._passed(stream, b"8-0")
+    assert got == ["4-0", "5-0", "7-0"]
+    # Refused by Redis (no id): at once, without an offset.
+    transport._handed(stream, None, got.append)
+    assert got == ["4-0", "5-0", "7-0", None]
