@@ -12,15 +12,14 @@ ack and as an event.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from proc_helpers import run_node
-from support import require_binary, require_node_modules
+from proc_helpers import bundle_page, run_node
+from support import relay, require_node_modules
 
 import triosio
 
@@ -45,31 +44,6 @@ def make_server(deflate: bool) -> triosio.Server:
         return value
 
     return sio
-
-
-async def relay(target: int, counts: Counter[str], *, task_status: Any) -> None:
-    """A TCP relay to ``target`` that counts the bytes each way."""
-
-    async def handle(client: trio.SocketStream) -> None:
-        async with (
-            client,
-            await trio.open_tcp_stream("127.0.0.1", target) as server,
-            trio.open_nursery() as nursery,
-        ):
-
-            async def pump(src: trio.SocketStream, dst: trio.SocketStream, key: str) -> None:
-                try:
-                    while data := await src.receive_some(65536):
-                        counts[key] += len(data)
-                        await dst.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(pump, client, server, "up")
-            nursery.start_soon(pump, server, client, "down")
-
-    await trio.serve_tcp(handle, 0, host="127.0.0.1", task_status=task_status)
 
 
 async def exchange(
@@ -129,13 +103,7 @@ async def test_the_npm_client_over_polling_and_upgrade(tmp_path: Path) -> None:
 @pytest.mark.browser
 @pytest.mark.parametrize("transports", ["websocket", "polling"])
 async def test_the_browser(transports: str, tmp_path: Path) -> None:
-    chromium = require_binary("chromium")
-    modules = require_node_modules("playwright-core", "socket.io-client")
-    shutil.copy(modules / "socket.io-client" / "dist" / "socket.io.min.js", tmp_path)
-    (tmp_path / "index.html").write_text(
-        '<!doctype html><meta charset="utf-8"><title>compression</title>'
-        '<script src="/socket.io.min.js"></script>'
-    )
+    chromium = bundle_page(tmp_path, "compression")
     result, counts = await exchange(
         True,
         "compression_browser.js",

@@ -6,19 +6,13 @@
 // Usage: node compression_browser.js PAGE_URL SIO_URL TRANSPORTS COUNT DOC_JSON_FILE
 // Prints one JSON line: {"ok": true, "transport": ..., "acks": n, "events": n}.
 const fs = require("fs");
-const { chromium } = require("playwright-core");
+const { launch } = require("./browser");
 
 const [pageUrl, sioUrl, transports, count, docFile] = process.argv.slice(2);
 const doc = JSON.parse(fs.readFileSync(docFile, "utf8"));
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const errors = [];
