@@ -347,6 +347,27 @@ async def test_redis_down_during_the_restore(redis: RedisProcess, peers: NodeCli
         check_ticks(ticks[1:], ["after"])
 
 
+async def test_a_restore_that_hangs_is_given_up(
+    redis: RedisProcess, peers: NodeClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis stops answering (CLIENT PAUSE) as the client comes back: its
+    # CONNECT waits at most the restore timeout, then gets a new socket.
+    monkeypatch.setattr("triosio._server.lifecycle.RESTORE_TIMEOUT", 0.5)
+    async with members(redis, 1) as (a,):
+        await connect(peers, a.url, rooms=["news"])
+        await until(lambda: a.sockets and "news" in a.sockets[0].rooms)
+        await a.tick(0)
+        await peers.wait_events("c", "tick", 1)
+        await drop(peers, "c", a.url)
+        await session_stored(redis)
+        redis.command(b"CLIENT", b"PAUSE", b"4000")
+        with trio.fail_after(RECONNECT_MS / 1000 + 2.5):  # well before the pause ends
+            await until(lambda: len(peers.of("c", "connect")) == 2)
+        first, again = peers.of("c", "connect")
+        assert not again["recovered"] and again["sid"] != first["sid"]
+        redis.command(b"CLIENT", b"UNPAUSE")
+
+
 async def test_own_broadcasts_are_delivered_in_stream_order_even_before_their_answer() -> None:
     # The reader may reach one of our entries before the writer has Redis's
     # answer (two connections): it waits for the writer, then delivers ours
