@@ -112,6 +112,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._queue = []
         self._queued_bytes = 0
         self._poll_wake = LazyEvent()
+        self._told: LazyEvent | None = None  # see _finish
         self._space = LazyEvent(True)
         self._ws = None
         self._reader = None
@@ -337,6 +338,20 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             log.exception("error in on_close of session %s", self.sid)
         finally:
             try:
+                if (
+                    reason is DisconnectReason.SERVER_SHUTTING_DOWN
+                    and ws is None
+                    and self._told is None
+                    and not self._getting
+                    and not self._upgrading
+                    and self.transport == "polling"
+                ):
+                    # No long-poll pending to carry the CLOSE: the client's
+                    # next GET may (within shutdown_timeout, this scope's
+                    # deadline), so that it hears "transport close" rather
+                    # than find the server gone ("transport error").
+                    told = self._told = LazyEvent()
+                    await told.wait()
                 if ws is not None:
                     # A framing error's own code (1002, 1007, 1009) overrides
                     # this one: the WebSocket keeps it (native_ws.py).

@@ -59,6 +59,7 @@ class SessionState:
         "_space",
         "_timer",
         "_timers",
+        "_told",
         "_upgrading",
         "_ws",
         "app_state",
@@ -100,6 +101,7 @@ class SessionState:
 
     # -- polling
     _poll_wake: LazyEvent
+    _told: LazyEvent | None
     _getting: bool  # a long-poll GET is pending
     _posting: bool  # a POST is being handled
 
