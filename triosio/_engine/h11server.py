@@ -198,7 +198,7 @@ class H11Exchange(Exchange):
             conn._raw = b""
             await conn.send_bytes(data)
             self.upgraded = True
-            return NativeWebSocket(conn.stream, trailing)
+            return NativeWebSocket(conn.stream, trailing, negotiated)
         try:
             data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
         except h11.LocalProtocolError as exc:
