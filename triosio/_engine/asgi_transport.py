@@ -87,7 +87,7 @@ class ASGIHTTPExchange(Exchange):
             if message["type"] == "http.disconnect":
                 return
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
+    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
         """Not a WebSocket request."""
         raise RuntimeError("accept_websocket() on an HTTP request")
 
@@ -132,7 +132,7 @@ class ASGIWebSocketExchange(Exchange):
         """Not used for WebSocket requests."""
         await trio.sleep_forever()
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
+    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
         """Accept the connection; the returned WebSocket lives until it closes."""
         message = await self._receive()
         if message["type"] != "websocket.connect":

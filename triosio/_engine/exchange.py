@@ -101,8 +101,13 @@ class Exchange(abc.ABC):
         """Return when the client closes its connection (used by long-polls)."""
 
     @abc.abstractmethod
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
-        """Complete the WebSocket handshake; the connection now belongs to the caller."""
+    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
+        """Complete the WebSocket handshake; the connection now belongs to the caller.
+
+        ``hold``: the answer may wait for the WebSocket's first write and go
+        out with it (the built-in server then makes one system call of the
+        two); the caller writes at once.
+        """
 
 
 class WebSocketClosed(Exception):

@@ -154,7 +154,7 @@ class H11Exchange(Exchange):
         """Return when the client closes its end (a pending long-poll aborted)."""
         await self._conn.wait_eof()
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
+    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
         """Answer 101 and return the WebSocket; the stream is given away.
 
         The opening handshake (RFC 6455 section 4.2) is checked and answered
@@ -181,10 +181,14 @@ class H11Exchange(Exchange):
             data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
         except h11.LocalProtocolError as exc:
             raise _Abort(f"cannot switch protocols: {exc}") from None
-        await conn.send_bytes(data or b"")
+        if not hold:
+            await conn.send_bytes(data or b"")
         self.upgraded = True
         trailing, _closed = conn.h11.trailing_data
-        return NativeWebSocket(conn.stream, bytes(trailing))
+        ws = NativeWebSocket(conn.stream, bytes(trailing))
+        if hold:
+            ws.hold(data or b"")
+        return ws
 
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

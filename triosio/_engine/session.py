@@ -54,7 +54,8 @@ class EngineApp(Protocol):
     """What the Engine.IO server reports to the layer above it (e.g. Socket.IO).
 
     All three run in the session's own task: ``on_open`` once the session is
-    open (start per-client tasks in ``session.nursery``), ``on_message`` for each
+    open (start per-client tasks in ``session.nursery``; on a WebSocket, the
+    client's messages are read once it returns), ``on_message`` for each
     message in arrival order (awaiting in it slows this client's reads down, and
     only this client's), ``on_close`` once, after the session's nursery is done.
     """
@@ -298,7 +299,6 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 opened = trio.current_time()
                 if websocket is not None:
                     self._switch_to(websocket)
-                    nursery.start_soon(self._read_websocket, websocket)
                 started()
                 try:
                     await self._app.on_open(self)
@@ -307,6 +307,11 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                     self.close_nowait(DisconnectReason.FORCED_CLOSE)
                 if self._reason is None:  # pings count from the handshake
                     self._timer = self._timers_at(opened + self._options.ping_interval, ping=True)
+                if websocket is not None and self._reason is None:
+                    # The reader runs in this task, not a task of its own: an
+                    # idle connection holds one task (its stack and context
+                    # are most of what the cyclic GC walks per connection).
+                    await self._read_websocket(websocket)
                 await self._close_event.wait()
         finally:
             self._nursery_open = False
