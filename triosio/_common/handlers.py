@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, TypeVar, overload
 
 Handler = Callable[..., Any]
@@ -39,6 +40,12 @@ def is_plain(handler: Handler) -> bool:
 
 def positional_count(handler: Handler) -> int | None:
     """How many positional arguments ``handler`` takes (None: any number)."""
+    if type(handler) is FunctionType and not handler.__dict__:
+        # A plain function (no __wrapped__ or __signature__ to follow): its
+        # code says it, without inspect.signature (a handler defined per
+        # connection is a new function each time: nothing to cache).
+        code = handler.__code__
+        return None if code.co_flags & inspect.CO_VARARGS else code.co_argcount
     try:
         sig = inspect.signature(handler)
     except (TypeError, ValueError):
