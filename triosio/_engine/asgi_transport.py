@@ -158,7 +158,7 @@ class ASGIWebSocket(WebSocket):
         self._drained.set()
         self.done = trio.Event()
         self._writer_running = False
-        self.start_writer: Callable[[], bool] | None = None
+        self.start_writer: Callable[[WebSocket], bool] | None = None
 
     async def receive(self, max_size: int) -> str | bytes:
         """The next message (see :meth:`WebSocket.receive`)."""

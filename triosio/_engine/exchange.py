@@ -139,13 +139,14 @@ class WebSocket(abc.ABC):
 
     __slots__ = ("_writer_running", "start_writer")
 
-    #: Called when a writer task is needed (see :meth:`set_writer_starter`).
-    #: Returns whether it started one. Subclasses set it to None in __init__.
-    start_writer: Callable[[], bool] | None
+    #: Called with this WebSocket when a writer task is needed (see
+    #: :meth:`set_writer_starter`). Returns whether it started one. Subclasses
+    #: set it to None in __init__.
+    start_writer: Callable[[WebSocket], bool] | None
     #: Whether a writer task runs (or was asked for). Subclasses set it in __init__.
     _writer_running: bool
 
-    def set_writer_starter(self, start: Callable[[], bool]) -> None:
+    def set_writer_starter(self, start: Callable[[WebSocket], bool]) -> None:
         """Give the WebSocket the way to start a writer task (the session's)."""
         self.start_writer = start
         if self.backlog or self.broken:
@@ -154,7 +155,7 @@ class WebSocket(abc.ABC):
     def _need_writer(self) -> None:
         if not self._writer_running and self.start_writer is not None:
             self._writer_running = True  # one writer at a time, from now on
-            if not self.start_writer():
+            if not self.start_writer(self):
                 self._writer_running = False  # no session to run it: close() flushes
 
     #: Bytes (or messages) queued and not yet handed to the transport.

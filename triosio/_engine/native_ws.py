@@ -99,7 +99,7 @@ class NativeWebSocket(WebSocket):
         # The client broke the framing rules: the code and reason to close with.
         self._failed: tuple[int, str] | None = None
         self._writer_running = False
-        self.start_writer: Callable[[], bool] | None = None
+        self.start_writer: Callable[[WebSocket], bool] | None = None
         self._head = b""  # see hold()
 
     # ------------------------------------------------------------- reading

@@ -284,10 +284,14 @@ class EngineServer:
     ) -> None:
         # Hold no reference to task_status for the session's life: through it,
         # trio keeps the finished HTTP task that started the session (memory).
-        status = [task_status]
+        # Started with start_soon (a WebSocket), there is none to call.
+        started = None
+        if task_status is not trio.TASK_STATUS_IGNORED:
+            status = [task_status]
+            started = lambda: status.pop().started()  # noqa: E731
         del task_status
         try:
-            await session.run(websocket=ws, started=lambda: status.pop().started())
+            await session.run(websocket=ws, started=started)
         except Exception:
             # A bug must cost one session, never the server (the session's own
             # callbacks are guarded; this is the last line).

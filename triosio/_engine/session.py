@@ -123,7 +123,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._finished = LazyEvent()
         self._nursery = None
         self._nursery_open = True
-        self._inbound = set()
+        self._inbound = {}  # a dict (as a set): untracked by the GC while empty
         self._inbound_idle = LazyEvent(True)
         self.app_state = None
 
@@ -289,8 +289,13 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run(self, *, websocket: WebSocket | None = None, started: Callable[[], None]) -> None:
-        """Run the session until it closes. Started by the engine server."""
+    async def run(
+        self, *, websocket: WebSocket | None = None, started: Callable[[], None] | None = None
+    ) -> None:
+        """Run the session until it closes. Started by the engine server.
+
+        ``started`` is called once the session is set up, and not kept.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -299,7 +304,9 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 opened = trio.current_time()
                 if websocket is not None:
                     self._switch_to(websocket)
-                started()
+                if started is not None:
+                    started()
+                    del started  # nothing of the starter is kept for the session's life
                 try:
                     await self._app.on_open(self)
                 except Exception:
@@ -376,13 +383,15 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
 
     def _writer_for(self, ws: WebSocket) -> None:
         # Writer tasks start on demand: when bytes queue up (or the socket breaks).
-        def start() -> bool:
-            if not self._nursery_open or self._nursery is None:
-                return False  # the session is past its nursery: close() flushes
-            self._nursery.start_soon(self._write_websocket, ws)
-            return True
+        # A bound method, not a closure: one object per connection, not three
+        # (each one the cyclic GC walks, see benchmarks/README.md).
+        ws.set_writer_starter(self._start_writer)
 
-        ws.set_writer_starter(start)
+    def _start_writer(self, ws: WebSocket) -> bool:
+        if not self._nursery_open or self._nursery is None:
+            return False  # the session is past its nursery: close() flushes
+        self._nursery.start_soon(self._write_websocket, ws)
+        return True
 
     def _switch_to(self, ws: WebSocket) -> None:
         self._writer_for(ws)

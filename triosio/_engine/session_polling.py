@@ -89,7 +89,7 @@ class SessionPolling(SessionState):
         scope = trio.CancelScope()
         if not self._inbound:
             self._inbound_idle.clear()
-        self._inbound.add(scope)
+        self._inbound[scope] = None
         try:
             with scope:
                 for packet in packets:
@@ -97,7 +97,7 @@ class SessionPolling(SessionState):
                         break
                     await self._on_packet(packet)
         finally:
-            self._inbound.discard(scope)
+            self._inbound.pop(scope, None)
             if not self._inbound:
                 self._inbound_idle.set()
 

@@ -80,7 +80,7 @@ class SessionState:
     _nursery: trio.Nursery | None
     _nursery_open: bool
     # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
-    _inbound: set[trio.CancelScope]
+    _inbound: dict[trio.CancelScope, None]  # POSTs being processed (as a set)
     _inbound_idle: LazyEvent
 
     # -- sending

@@ -75,7 +75,9 @@ class Client:
         self.session = session
         self.decoder = server.parser.decoder(server.limits)
         self.sockets: dict[str, Socket] = {}
-        self._seen: set[str] = set()
+        # The namespaces asked for (a dict of str to None, not a set: a dict of
+        # strings only is not tracked by the cyclic GC).
+        self._seen: dict[str, None] = {}
         # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
         self._connecting: list[str] = []
         #: Closes this connection's sockets (the only code that does).
@@ -169,7 +171,7 @@ class Client:
         elif ptype is SioType.CONNECT:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
-            self._seen.add(nsp)
+            self._seen[nsp] = None
             self._connecting.append(nsp)
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
@@ -493,7 +495,7 @@ class Client:
 
     def namespace_refused(self, name: str) -> None:
         """Namespace ``name`` refused the client: it may try again."""
-        self._seen.discard(name)
+        self._seen.pop(name, None)
 
     def stop_connect_timer(self) -> None:
         """A namespace connected: the connect timeout no longer applies."""

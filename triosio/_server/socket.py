@@ -189,7 +189,7 @@ class Socket(CatchAllRegistry):
         self.acks = PendingAcks(self.id)
         self.state = SocketState.CONNECTING
         self.reason: DisconnectReason | None = None
-        self._middlewares: list[Handler] = []
+        self._middlewares: tuple[Handler, ...] = ()  # copy on write (see _any)
         # Per-event token buckets (``on(..., rate_limit=...)``); empty: no check.
         self._rate_limits: dict[str, TokenBucket] = {}
         # Cancel scopes of this socket's handlers and tasks, with the task of each.
@@ -408,7 +408,7 @@ class Socket(CatchAllRegistry):
         ``args`` is a list the middleware may change. Raising drops the event and
         reports the exception to this socket's ``error`` handlers (or the log).
         """
-        self._middlewares.append(middleware)
+        self._middlewares = (*self._middlewares, middleware)
         return middleware
 
     # ------------------------------------------------------------ tasks
