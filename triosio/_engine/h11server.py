@@ -617,15 +617,16 @@ async def serve_stream(
     *,
     prefix: bytes = b"",
     sticky: Sticky | None = None,
+    client: tuple[str, int] | None = None,
 ) -> None:
     """Serve one connection; close it unless a WebSocket (or the acceptor) took it over.
 
     ``prefix``: bytes already read from the connection (by the acceptor).
+    ``client``: the peer's address, if known already (else asked of the socket).
     """
-    client: tuple[str, int] | None = None
     secure = isinstance(stream, trio.SSLStream)
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    if isinstance(inner, trio.SocketStream):
+    if client is None and isinstance(inner, trio.SocketStream):
         try:
             peer = inner.socket.getpeername()
             client = (str(peer[0]), int(peer[1]))
