@@ -246,3 +246,14 @@ async def test_fallbacks_still_upgrade_or_answer_as_before() -> None:
             answer = await _exchange(srv, UPGRADE.replace(b"Host: 127.0.0.1:5000\r\n", b""))
             assert answer.startswith(b"HTTP/1.1 400 ")
             assert srv.engine.sessions == {}
+
+
+def test_response_heads_refuse_what_h11_refuses() -> None:
+    from triosio._engine.h11server import _Abort, _head_bytes
+
+    assert _head_bytes(400, [("content-type", "text/plain"), ("x", "")]) == (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nx: \r\n\r\n"
+    )
+    for name, value in [("x", "a\r\nset-cookie: 1"), ("x y", "v"), ("x", " v"), ("x", "v\x00")]:
+        with pytest.raises(_Abort):
+            _head_bytes(400, [(name, value)])

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ class H11Exchange(Exchange):
         ]
         self.responded = True
         if conn.fast:
-            data = _head_bytes(101, response)
+            data = _head_bytes(101, response, trusted=3)
         else:
             try:
                 data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
@@ -212,11 +213,15 @@ _FAST_HEAD = re.compile(
 _FAST_REFUSED = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 
 
-def _head_bytes(status: int, headers: Headers) -> bytes:
-    """A response head, written as h11 writes one (for the fast path)."""
+def _head_bytes(status: int, headers: Headers, trusted: int = 0) -> bytes:
+    """A response head, written as h11 writes one (for the fast path).
+
+    Each header is checked as h11 checks them, except the first ``trusted``
+    (made here, of known-good characters).
+    """
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
-    for name, value in headers:
-        if not _SAFE_FIELD.fullmatch(name) or not _SAFE_VALUE.fullmatch(value):
+    for i, (name, value) in enumerate(headers):
+        if i >= trusted and not (_SAFE_FIELD.fullmatch(name) and _SAFE_VALUE.fullmatch(value)):
             raise _Abort(f"cannot send header {name!r}")
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
@@ -333,6 +338,20 @@ class H11Connection:
             self._eof = True
         self.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
         return len(data)
+
+    def _read_now(self) -> bytes | None:
+        """What a plain TCP socket holds already (b"" at EOF), or None."""
+        stream = self.stream
+        if type(stream) is not trio.SocketStream:
+            return None
+        try:
+            data = os.read(stream.socket.fileno(), _RECV_SIZE)
+        except OSError:  # BlockingIOError: nothing yet; else receive_some says
+            return None
+        if not data:
+            self._eof = True
+            self.h11.receive_data(b"")
+        return data
 
     async def _receive_raw(self) -> bytes:
         try:
@@ -451,19 +470,23 @@ class H11Connection:
         deadline = trio.current_time() + timeout
         if self._try_fast:
             self._try_fast = False
-            with trio.move_on_at(deadline):
-                data = await self._receive_raw()
-                if not data:
-                    return None
-                request = self._fast_head(data)
-                if request is not None:
-                    return request
-                # Anything else, malformed input included, goes to h11 as before.
-                self.h11.receive_data(data)
-                started = True
-                deadline = trio.current_time() + self.limits.head_timeout
-            if not started:
-                return None  # idle until idle_timeout: closed without an answer
+            # The request is usually in the socket already when this task
+            # starts: read it without a cancel scope and a wait, if so.
+            data = self._read_now()
+            if data is None:
+                with trio.move_on_at(deadline):
+                    data = await self._receive_raw()
+                if data is None:
+                    return None  # idle until idle_timeout: closed without an answer
+            if not data:
+                return None
+            request = self._fast_head(data)
+            if request is not None:
+                return request
+            # Anything else, malformed input included, goes to h11 as before.
+            self.h11.receive_data(data)
+            started = True
+            deadline = trio.current_time() + self.limits.head_timeout
         while True:
             try:
                 event = self.h11.next_event()
