@@ -73,12 +73,25 @@ class Handshake:
             query=request.query,
             auth=auth,
             address=request.client[0] if request.client else "",
-            time=time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(request.time)),
+            time=_time_text(int(request.time)),
             issued=int(request.time * 1000),
             url=request.url,
             secure=request.secure,
             xdomain=request.header("origin") is not None,
         )
+
+
+_last_time: tuple[int, str] = (-1, "")
+
+
+def _time_text(seconds: int) -> str:
+    # Formatted once per second, not per connection (localtime and strftime
+    # cost a few microseconds, each connection's handshake pays them).
+    global _last_time
+    if _last_time[0] != seconds:
+        text = time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(seconds))
+        _last_time = (seconds, text)
+    return _last_time[1]
 
 
 class HeaderMap(Mapping[str, str]):
