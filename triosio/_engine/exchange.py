@@ -41,6 +41,9 @@ class Request:
     client: tuple[str, int] | None = None
     secure: bool = False
     time: float = field(default_factory=time.time)
+    # The parsed query string, once asked for (the engine and each socket's
+    # handshake ask; parse_qsl is a few microseconds per connection).
+    _query: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower case), or ``None``."""
@@ -51,11 +54,18 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
-        """The query parameters (the first value of each name)."""
-        out: dict[str, str] = {}
-        for key, value in parse_qsl(self.query_string, keep_blank_values=True):
-            out.setdefault(key, value)
-        return out
+        """The query parameters (the first value of each name).
+
+        Parsed once and shared (with each socket's handshake): read it, do
+        not change it.
+        """
+        parsed = self._query
+        if parsed is None:
+            parsed = {}
+            for key, value in parse_qsl(self.query_string, keep_blank_values=True):
+                parsed.setdefault(key, value)
+            object.__setattr__(self, "_query", parsed)  # frozen: a cache, not state
+        return parsed
 
     @property
     def url(self) -> str:

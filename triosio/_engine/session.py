@@ -101,7 +101,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._batch = batch
         self._timers = timers
         self._timer = None
-        self._held = []
+        self._held = None  # a list while a WriteBatch holds sends
         self.request = request
         self.transport = transport
         self._options = options
@@ -124,7 +124,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._nursery = None
         self._nursery_open = True
         self._inbound = {}  # a dict (as a set): untracked by the GC while empty
-        self._inbound_idle = LazyEvent(True)
+        self._inbound_idle = None  # made by the first POST
         self.app_state = None
 
     # ------------------------------------------------------------ properties
@@ -190,9 +190,12 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 self.close_nowait(DisconnectReason.SLOW_CLIENT)
                 return False
             if self._batch.depth:
-                if not self._held:
+                held = self._held
+                if held:
+                    held.extend(packets)
+                else:
                     self._batch.pending.append(self)
-                self._held.extend(packets)
+                    self._held = list(packets)
             else:
                 ws.write_nowait(packets)
             return True
@@ -213,7 +216,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
 
     def flush_batch(self) -> None:
         """Write what was held during a :class:`WriteBatch` (one write)."""
-        held, self._held = self._held, []
+        held, self._held = self._held, None
         ws = self._ws
         if ws is not None and held and self._reason is None:
             ws.write_nowait(held)
@@ -337,7 +340,8 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             ws.write_nowait([P.CLOSE])
         # The application hears of the close after the last of this client's
         # messages was handled (a POST may still be unwinding in its own task).
-        await self._inbound_idle.wait()
+        if self._inbound_idle is not None:
+            await self._inbound_idle.wait()
         try:
             await self._app.on_close(self, reason)
         except Exception:

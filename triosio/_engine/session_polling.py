@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from .._common.sync import LazyEvent
 from .._errors import DisconnectReason
 from .._proto.eio import EioPacket
 from . import packet as P
@@ -88,7 +89,10 @@ class SessionPolling(SessionState):
             return
         scope = trio.CancelScope()
         if not self._inbound:
-            self._inbound_idle.clear()
+            if self._inbound_idle is None:
+                self._inbound_idle = LazyEvent()
+            else:
+                self._inbound_idle.clear()
         self._inbound[scope] = None
         try:
             with scope:
@@ -98,7 +102,7 @@ class SessionPolling(SessionState):
                     await self._on_packet(packet)
         finally:
             self._inbound.pop(scope, None)
-            if not self._inbound:
+            if not self._inbound and self._inbound_idle is not None:
                 self._inbound_idle.set()
 
     def begin_post(self) -> None:

@@ -81,11 +81,11 @@ class SessionState:
     _nursery_open: bool
     # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
     _inbound: dict[trio.CancelScope, None]  # POSTs being processed (as a set)
-    _inbound_idle: LazyEvent
+    _inbound_idle: LazyEvent | None  # set while no POST is processed
 
     # -- sending
     _batch: WriteBatch
-    _held: list[OutPacket]  # sends held during a WriteBatch (WebSocket)
+    _held: list[OutPacket] | None  # sends held during a WriteBatch (WebSocket)
     _queue: list[OutPacket]  # the polling queue
     _queued_bytes: int
     _space: LazyEvent  # set while the polling queue is below its limits

@@ -78,8 +78,9 @@ class Client:
         # The namespaces asked for (a dict of str to None, not a set: a dict of
         # strings only is not tracked by the cyclic GC).
         self._seen: dict[str, None] = {}
-        # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
-        self._connecting: list[str] = []
+        # Namespaces being connected: a tuple, copied on change (it holds a
+        # handful at most; the empty tuple costs nothing per connection).
+        self._connecting: tuple[str, ...] = ()
         #: Closes this connection's sockets (the only code that does).
         self.closer = Closer(self)
         # A list, not a deque (624 bytes empty); it holds at most
@@ -172,7 +173,7 @@ class Client:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
             self._seen[nsp] = None
-            self._connecting.append(nsp)
+            self._connecting = (*self._connecting, nsp)
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
@@ -507,7 +508,7 @@ class Client:
             await lifecycle.connect(self, packet)
         finally:
             if packet.nsp in self._connecting:
-                self._connecting.remove(packet.nsp)
+                self._connecting = tuple(n for n in self._connecting if n != packet.nsp)
 
 
 class EngineBridge:
