@@ -1,9 +1,11 @@
 """A private Redis Cluster for the tests: three ``redis-server`` masters on loopback.
 
 Each node has its own free port and temporary directory (``cluster-enabled
-yes``); ``redis-cli --cluster create`` forms the cluster (no replicas), and
-:class:`RedisCluster` waits until every node reports ``cluster_state:ok``.
-A node can be restarted (same port, same ``nodes.conf``): it rejoins.
+yes``); ``redis-cli --cluster create`` forms the cluster (no replicas unless
+asked: then each master gets that many), and :class:`RedisCluster` waits until
+every node reports ``cluster_state:ok``. A node can be restarted (same port,
+same ``nodes.conf``): it rejoins; or killed for good, so that its replica
+takes over (:meth:`RedisCluster.fail_over`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ def _cluster_port() -> int:
 
 
 class RedisClusterNode:
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, node_timeout_ms: int = 2000) -> None:
         self.binary = binary
+        self.node_timeout_ms = node_timeout_ms
         self.port = _cluster_port()
         self.dir = tempfile.TemporaryDirectory(prefix="triosio-rcluster-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,8 +51,9 @@ class RedisClusterNode:
                 "--dir", self.dir.name,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--save", "",
+                "--repl-diskless-sync-delay", "0",
                 "--appendonly", "no",
             ],
             stdout=subprocess.DEVNULL,
@@ -70,21 +74,39 @@ class RedisClusterNode:
 class RedisCluster:
     """Three masters forming one cluster; ``url`` names the first node."""
 
-    def __init__(self, server_binary: str, cli_binary: str, size: int = 3) -> None:
+    def __init__(
+        self,
+        server_binary: str,
+        cli_binary: str,
+        size: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = 2000,
+    ) -> None:
         self.cli = cli_binary
         self.nodes: list[RedisClusterNode] = []
+        self.dead: set[int] = set()
         try:
-            for _ in range(size):
-                self.nodes.append(RedisClusterNode(server_binary))
+            for _ in range(size * (1 + replicas)):
+                self.nodes.append(RedisClusterNode(server_binary, node_timeout_ms))
             for node in self.nodes:
                 self._wait(node, lambda out: out.startswith("PONG"), "PING")
             subprocess.run(
                 [self.cli, "--cluster", "create",
                  *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
             self.wait_ok()
+            if replicas:
+                # A replica that never synced is not promoted (its data is too
+                # old, cluster-replica-validity-factor): wait for every link.
+                for node in self.nodes:
+                    self._wait(
+                        node,
+                        lambda out: "role:master" in out or "master_link_status:up" in out,
+                        "info",
+                        "replication",
+                    )
         except BaseException:
             self.stop()
             raise
@@ -111,16 +133,22 @@ class RedisCluster:
                 raise RuntimeError(f"redis cluster node {node.port}: no {args} in time")
             time.sleep(0.05)
 
-    def wait_ok(self) -> None:
-        """Until every node says ``cluster_state:ok``."""
-        for node in self.nodes:
-            self._wait(node, lambda out: "cluster_state:ok" in out, "cluster", "info")
+    def wait_ok(self, timeout: float = 20) -> None:
+        """Until every live node says ``cluster_state:ok``."""
+        for i, node in enumerate(self.nodes):
+            if i not in self.dead:
+                self._wait(
+                    node, lambda out: "cluster_state:ok" in out, "cluster", "info", timeout=timeout
+                )
 
     def owner_of(self, channel: str) -> int:
         """The index of the node that serves ``channel``'s hash slot."""
-        slot = int(self._cli(self.nodes[0], "cluster", "keyslot", channel).strip())
-        for line in self._cli(self.nodes[0], "cluster", "nodes").splitlines():
+        asked = next(n for i, n in enumerate(self.nodes) if i not in self.dead)
+        slot = int(self._cli(asked, "cluster", "keyslot", channel).strip())
+        for line in self._cli(asked, "cluster", "nodes").splitlines():
             fields = line.split()
+            if "fail" in fields[2]:
+                continue
             port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
             for part in fields[8:]:
                 low, _, high = part.partition("-")
@@ -135,6 +163,25 @@ class RedisCluster:
         node.start()
         self._wait(node, lambda out: out.startswith("PONG"), "PING")
         self.wait_ok()
+
+    def fail_over(self, channel: str, timeout: float = 30) -> tuple[int, int]:
+        """Kill the master of ``channel``'s slot for good (SIGKILL); wait for its
+        replica to take over. Returns (the killed node, the new master)."""
+        old = self.owner_of(channel)
+        self.nodes[old].kill()
+        self.dead.add(old)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.wait_ok(timeout=1)
+                new = self.owner_of(channel)
+                if new != old:
+                    return old, new
+            except (RuntimeError, ValueError, IndexError):
+                pass  # not settled yet
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica took {channel!r} over in time")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for node in self.nodes:

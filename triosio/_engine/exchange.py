@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from .deflate import PerMessageDeflate
 from .packet import OutPacket
 
 Headers = list[tuple[str, str]]
@@ -111,12 +112,16 @@ class Exchange(abc.ABC):
         """Return when the client closes its connection (used by long-polls)."""
 
     @abc.abstractmethod
-    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
+    ) -> WebSocket:
         """Complete the WebSocket handshake; the connection now belongs to the caller.
 
-        ``hold``: the answer may wait for the WebSocket's first write and go
-        out with it (the built-in server then makes one system call of the
-        two); the caller writes at once.
+        ``deflate``: accept the client's permessage-deflate offer with these
+        options (where the transport does the framing itself). ``hold``: the
+        answer may wait for the WebSocket's first write and go out with it
+        (the built-in server then makes one system call of the two); the
+        caller writes at once.
         """
 
 

@@ -28,6 +28,7 @@ from urllib.parse import unquote_plus
 import h11
 import trio
 
+from .deflate import PerMessageDeflate, negotiate
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .native_ws import NativeWebSocket
 
@@ -159,12 +160,15 @@ class H11Exchange(Exchange):
         """Return when the client closes its end (a pending long-poll aborted)."""
         await self._conn.wait_eof()
 
-    async def accept_websocket(self, headers: Headers, *, hold: bool = False) -> WebSocket:
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
+    ) -> WebSocket:
         """Answer 101 and return the WebSocket; the stream is given away.
 
         The opening handshake (RFC 6455 section 4.2) is checked and answered
         here, on the request h11 already parsed; the frames are read by
-        :class:`~triosio._engine.wsframes.FrameReader`.
+        :class:`~triosio._engine.wsframes.FrameReader`. With ``deflate``, the
+        client's permessage-deflate offer, if any is acceptable, is accepted.
         """
         conn = self._conn
         problem = _handshake_problem(self.request)
@@ -181,6 +185,12 @@ class H11Exchange(Exchange):
             ("sec-websocket-accept", accept.decode("ascii")),
             *headers,
         ]
+        negotiated = None
+        if deflate is not None:
+            agreed = negotiate(self.request.header("sec-websocket-extensions"), deflate)
+            if agreed is not None:
+                response.append(("sec-websocket-extensions", agreed[0]))
+                negotiated = agreed[1]
         self.responded = True
         if conn.fast:
             data = _head_bytes(101, response, trusted=3)
@@ -193,7 +203,7 @@ class H11Exchange(Exchange):
             await conn.send_bytes(data or b"")
         self.upgraded = True
         trailing = conn.rest if conn.fast else bytes(conn.h11.trailing_data[0])
-        ws = NativeWebSocket(conn.stream, trailing)
+        ws = NativeWebSocket(conn.stream, trailing, negotiated)
         if hold:
             ws.hold(data or b"")
         return ws

@@ -29,7 +29,8 @@ import trio
 from .._common.sync import WriteBatch
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
-from .exchange import Exchange, Headers, RequestAborted, WebSocket
+from .deflate import HTTPCompression, choose_encoding, http_compress
+from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .heartbeats import HeartbeatTimers
 from .options import EngineOptions, cors_headers, preflight_headers, request_allowed
 from .packet import OutPacket
@@ -231,7 +232,7 @@ class EngineServer:
             # session takes the WebSocket over: the client hears OPEN once the
             # session is set up. (Its task starts when this one is done with the
             # connection: what the client sends meanwhile waits in the socket.)
-            ws = await exchange.accept_websocket(headers, hold=True)
+            ws = await exchange.accept_websocket(headers, self.options.deflate, hold=True)
             session.send_nowait([self._open_packet(sid, ())], force=True)
             self.sessions[sid] = session
             await self._start_soon(session, ws)
@@ -328,7 +329,15 @@ class EngineServer:
                 await _json_error(exchange, 3, cors)
             elif packets is not None:
                 body = _payload(packets).encode("utf-8")
-                await exchange.respond(200, cors + _TEXT_HEADERS, body)
+                headers = cors + _TEXT_HEADERS
+                compression = self.options.compression
+                if (
+                    compression is not None
+                    and len(body) >= compression.threshold
+                    and any(p.compress for p in packets)
+                ):
+                    body, headers = _compressed(exchange.request, body, headers, compression)
+                await exchange.respond(200, headers, body)
         finally:
             self._polls -= 1
             if self._polls == 0:
@@ -402,7 +411,7 @@ class EngineServer:
     # ------------------------------------------------------------ upgrade
 
     async def _upgrade(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
-        ws = await exchange.accept_websocket(cors)
+        ws = await exchange.accept_websocket(cors, self.options.deflate)
         if not self._may_upgrade() or not session.can_upgrade():
             # A second WebSocket for an upgraded (or upgrading) session: accepted,
             # then closed, leaving the first one alone.
@@ -415,6 +424,18 @@ _TEXT_HEADERS: Headers = [
     ("content-type", "text/plain; charset=UTF-8"),
     ("cache-control", "no-store"),
 ]
+
+
+def _compressed(
+    request: Request, body: bytes, headers: Headers, compression: HTTPCompression
+) -> tuple[bytes, Headers]:
+    # As engine.io's httpCompression: gzip or deflate if the client takes it.
+    # (Vary tells caches the body depends on Accept-Encoding.)
+    encoding = choose_encoding(request.header("accept-encoding"))
+    if encoding is None:
+        return body, headers
+    body = http_compress(body, encoding, compression.level)
+    return body, [*headers, ("content-encoding", encoding), ("vary", "Accept-Encoding")]
 
 
 def _payload(packets: Sequence[OutPacket]) -> str:

@@ -57,6 +57,10 @@ _MAY_HOLD_BINARY = frozenset(
 )
 
 
+#: Most SPUBLISH commands in one pipeline.
+_PIPELINE = 256
+
+
 def _has_binary(value: Any) -> bool:
     if isinstance(value, bytes | bytearray | memoryview):
         return True
@@ -378,19 +382,28 @@ class ShardedTransport:
         self._outbox.put_nowait((channel, encode(message)))
 
     async def _writer(self) -> None:
+        # What has queued goes in pipelines (coredis groups a pipeline's commands
+        # by node, one round trip each), not one awaited SPUBLISH per message.
+        # Order holds: a pipeline keeps its order per node (so per channel),
+        # and the next batch waits for this one.
         while True:
-            batch = await self._outbox.get_batch()
-            for index, (channel, payload) in enumerate(batch):
+            batch = list(await self._outbox.get_batch())
+            for start in range(0, len(batch), _PIPELINE):
+                chunk = batch[start : start + _PIPELINE]
                 try:
-                    # One at a time, awaited: the order of what this server
-                    # publishes is the order the others see (per shard channel).
-                    await self._client.spublish(channel, payload)
+                    if len(chunk) == 1:
+                        await self._client.spublish(*chunk[0])
+                    else:
+                        async with self._client.pipeline(transaction=False) as pipe:
+                            for channel, payload in chunk:
+                                pipe.spublish(channel, payload)
                 except Exception as exc:
                     if not _link_error(exc):
                         log.warning("Redis refused a publish: %s", _describe(exc))
                         continue
+                    # Which of the pipeline's went out is unknown: at most once.
                     self._fail(exc)
-                    self.dropped += len(batch) - index
+                    self.dropped += len(batch) - start
                     break
 
     async def server_count(self, nsp: str) -> int:

@@ -43,7 +43,15 @@ class BroadcastOperator:
     ``socket.broadcast`` and the like; each method returns a new operator.
     """
 
-    __slots__ = ("_exclude", "_local", "_namespaces", "_rooms", "_timeout", "_volatile")
+    __slots__ = (
+        "_compress",
+        "_exclude",
+        "_local",
+        "_namespaces",
+        "_rooms",
+        "_timeout",
+        "_volatile",
+    )
 
     def __init__(
         self,
@@ -54,8 +62,10 @@ class BroadcastOperator:
         volatile: bool = False,
         local: bool = False,
         timeout: float | None = None,
+        compress: bool = True,
     ) -> None:
         self._namespaces = namespaces
+        self._compress = compress
         self._rooms = rooms
         self._exclude = exclude
         self._volatile = volatile
@@ -70,6 +80,7 @@ class BroadcastOperator:
         volatile: bool | None = None,
         local: bool | None = None,
         timeout: float | None = None,
+        compress: bool | None = None,
     ) -> BroadcastOperator:
         return BroadcastOperator(
             self._namespaces,
@@ -78,6 +89,7 @@ class BroadcastOperator:
             volatile=self._volatile if volatile is None else volatile,
             local=self._local if local is None else local,
             timeout=self._timeout if timeout is None else timeout,
+            compress=self._compress if compress is None else compress,
         )
 
     # ------------------------------------------------------------ targeting
@@ -103,8 +115,11 @@ class BroadcastOperator:
         return self._with(local=True)
 
     def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self
+        """``compress(False)``: never compress these packets (this server's clients).
+
+        Packets are compressed by default where the transport negotiated it.
+        """
+        return self._with(compress=compress)
 
     def timeout(self, seconds: float) -> BroadcastOperator:
         """The acknowledgement timeout for :meth:`emit_with_ack`."""
@@ -125,6 +140,10 @@ class BroadcastOperator:
         # placeholder the router writes the packet's offset over: still one
         # encoding, shared by every recipient.
         encoded = [(nsp, self._encode(nsp, event, args, volatile)) for nsp in self._namespaces]
+        if not self._compress:
+            for _, (packets, _logged) in encoded:
+                for packet in packets:
+                    packet.compress = False
         rooms, exclude = self._rooms, self._exclude
         for i, (nsp, (packets, logged)) in enumerate(encoded):
             router = nsp.server.router
@@ -190,6 +209,9 @@ class BroadcastOperator:
                 ack = BroadcastAck(nsp.next_ack_id())
                 collectors.append(ack)
                 packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
+                if not self._compress:
+                    for packet in packets:
+                        packet.compress = False
                 await nsp.server.router.broadcast(
                     nsp.name, packets, self._rooms, self._exclude, self._volatile, ack
                 )

@@ -425,12 +425,16 @@ def _patched(packet: OutPacket, placeholder: str, offset: str) -> OutPacket | No
         at = data.rfind(placeholder)
         if at < 0:
             return None
-        return OutPacket(packet.type, data[:at] + offset + data[at + len(placeholder) :])
+        return OutPacket(
+            packet.type, data[:at] + offset + data[at + len(placeholder) :], packet.compress
+        )
     raw = placeholder.encode("ascii")
     at = data.rfind(raw)
     if at < 0:
         return None
-    return OutPacket(packet.type, data[:at] + offset.encode("ascii") + data[at + len(raw) :])
+    return OutPacket(
+        packet.type, data[:at] + offset.encode("ascii") + data[at + len(raw) :], packet.compress
+    )
 
 
 def _nothing() -> None:

@@ -288,7 +288,7 @@ class Server:
         return self._main.local
 
     def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
+        """``compress(False)``: never compress these packets."""
         return self._main.compress(compress)
 
     def timeout(self, seconds: float) -> BroadcastOperator:

@@ -296,7 +296,13 @@ class Socket(CatchAllRegistry):
         await self._emit("message", args, None, volatile=False)
 
     async def _emit(
-        self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        ack_id: int | None,
+        *,
+        volatile: bool,
+        compress: bool = True,
     ) -> None:
         check_event_name(event)
         self._check_open()
@@ -309,6 +315,9 @@ class Socket(CatchAllRegistry):
             packets = self.nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None)
         else:
             packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
+        if not compress:
+            for packet in packets:
+                packet.compress = False
         if self._any_outgoing:
             for listener in list(self._any_outgoing):
                 try:
@@ -333,6 +342,11 @@ class Socket(CatchAllRegistry):
             AckTimeout: no ack within ``timeout`` seconds.
             Disconnected: the socket disconnected first.
         """
+        return await self._emit_with_ack(event, args, timeout, True)
+
+    async def _emit_with_ack(
+        self, event: str, args: tuple[Any, ...], timeout: float | None, compress: bool
+    ) -> Any:
         ack_id = self.nsp.next_ack_id()
         result: list[Any] = []
         done = trio.Event()
@@ -347,7 +361,7 @@ class Socket(CatchAllRegistry):
         self.acks.expect(ack_id, receive)
         try:
             try:
-                await self._emit(event, args, ack_id, volatile=False)
+                await self._emit(event, args, ack_id, volatile=False, compress=compress)
             except Disconnected:
                 outcome = AckOutcome.DISCONNECTED
                 raise
@@ -375,9 +389,14 @@ class Socket(CatchAllRegistry):
         """``await socket.volatile.emit(...)``: dropped if the client cannot take it now."""
         return _SocketVolatile(self)
 
-    def compress(self, compress: bool) -> Socket:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self
+    def compress(self, compress: bool) -> Socket | _SocketUncompressed:
+        """``await socket.compress(False).emit(...)``: never compress this packet.
+
+        Packets are compressed by default where the transport negotiated it
+        (permessage-deflate, or a polling response at or above its threshold);
+        ``compress(True)`` is the socket itself.
+        """
+        return self if compress else _SocketUncompressed(self)
 
     # ------------------------------------------------------------ broadcasting
 
@@ -508,3 +527,19 @@ class _SocketVolatile:
 
     async def emit(self, event: str, *args: Any) -> None:
         await self._socket._emit(event, args, None, volatile=True)
+
+
+class _SocketUncompressed:
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: Socket) -> None:
+        self._socket = socket
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self._socket._emit(event, args, None, volatile=False, compress=False)
+
+    async def send(self, *args: Any) -> None:
+        await self._socket._emit("message", args, None, volatile=False, compress=False)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self._socket._emit_with_ack(event, args, timeout, False)
