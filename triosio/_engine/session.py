@@ -35,7 +35,7 @@ from typing import Protocol
 
 import trio
 
-from .._common.sync import LazyEvent, WriteBatch
+from .._common.sync import LazyEvent, WriteBatch, set_once, waitable
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
@@ -119,8 +119,9 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._pong_deadline = None
         self._ping_held = False
         self._reason = None
-        self._close_event = LazyEvent()
-        self._finished = LazyEvent()
+        # Made on demand (set_once / waitable): an idle session holds neither.
+        self._close_event = None
+        self._finished = None
         self._nursery = None
         self._nursery_open = True
         self._inbound = {}  # a dict (as a set): untracked by the GC while empty
@@ -271,7 +272,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         if self._reason is not None:
             return
         self._reason = reason
-        self._close_event.set()
+        self._close_event = set_once(self._close_event)
         self._poll_wake.set()
         self._space.set()
         HeartbeatTimers.cancel(self._timer)
@@ -284,11 +285,12 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
     async def close(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
         """Close the session and wait until it is fully closed."""
         self.close_nowait(reason)
-        await self._finished.wait()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the session is fully closed."""
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -322,7 +324,8 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                     # idle connection holds one task (its stack and context
                     # are most of what the cyclic GC walks per connection).
                     await self._read_websocket(websocket)
-                await self._close_event.wait()
+                closing = self._close_event = waitable(self._close_event)
+                await closing.wait()
         finally:
             self._nursery_open = False
             with trio.CancelScope(shield=True) as scope:
@@ -353,7 +356,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                     # this one: the WebSocket keeps it (native_ws.py).
                     await ws.close(_CLOSE_CODES.get(reason, 1000))
             finally:
-                self._finished.set()
+                self._finished = set_once(self._finished)
 
     # ------------------------------------------------------------ incoming
 

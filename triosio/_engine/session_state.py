@@ -75,8 +75,8 @@ class SessionState:
 
     # -- closing
     _reason: DisconnectReason | None  # the first close reason; None while open
-    _close_event: LazyEvent
-    _finished: LazyEvent
+    _close_event: LazyEvent | None  # see sync.set_once / waitable
+    _finished: LazyEvent | None
     _nursery: trio.Nursery | None
     _nursery_open: bool
     # Cancel scopes of POST bodies being handled (in HTTP connection tasks).

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._common.handlers import call_handler, positional_count
+from .._common.sync import set_once
 from .._errors import ConnectionRefused, DisconnectReason, LifecycleError
 from .._proto.sio import SioPacket, SioType
 from .recovery import Restored, recovery_request
@@ -328,7 +329,7 @@ class Closer:
                         server.hooks.socket_disconnected(socket, reason)
                 await _socket_event(socket, "disconnect", reason)
             finally:
-                socket._finished.set()
+                socket._finished = set_once(socket._finished)
         if scope.cancelled_caught:
             log.warning("socket %s: disconnect handlers cut short after %s s", socket.id, timeout)
 

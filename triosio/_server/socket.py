@@ -13,7 +13,7 @@ import trio
 
 from .._common import ids
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
-from .._common.sync import LazyEvent
+from .._common.sync import LazyEvent, waitable
 from .._errors import AckTimeout, Disconnected, DisconnectReason
 from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
@@ -210,7 +210,7 @@ class Socket(CatchAllRegistry):
         # Set once the connection handlers have run: events wait for it.
         self._ready = LazyEvent()
         # Set once the disconnect handlers have run.
-        self._finished = LazyEvent()
+        self._finished: LazyEvent | None = None  # made on demand (sync.waitable)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
@@ -489,11 +489,13 @@ class Socket(CatchAllRegistry):
             # (nothing can cancel in between) the close sequence starts.
             await router.emit(self, self.nsp.encode(SioType.DISCONNECT, None, None), False)
             self.client.closer.request(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, caller)
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
 
     async def wait_disconnected(self) -> DisconnectReason:
         """Wait until this socket is disconnected; return why."""
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
         assert self.reason is not None
         return self.reason
 
