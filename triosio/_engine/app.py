@@ -408,6 +408,10 @@ async def _accept_batches(
         async with listener:
             while True:
                 await trio.lowlevel.wait_readable(raw)
+                if listener.socket.fileno() < 0:
+                    # The listener was closed (by its owner): accept no more,
+                    # as trio's accept() would raise ClosedResourceError.
+                    return
                 for _ in range(_ACCEPT_BATCH):
                     try:
                         conn, address = raw.accept()
