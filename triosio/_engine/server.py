@@ -104,7 +104,8 @@ class EngineServer:
 
         Each client is sent a CLOSE packet: over its WebSocket, or as the answer
         to its pending long-poll GET (which this waits for as well, with any
-        POST being answered).
+        POST being answered), or to its next GET when none is pending (waited
+        for within ``shutdown_timeout``).
         """
         self._shutting_down = True
         sessions = list(self.sessions.values())
@@ -152,6 +153,16 @@ class EngineServer:
             return
         if sid is not None:
             session = self.sessions.get(sid)
+            if (
+                session is not None
+                and session.awaits_last_poll
+                and request.method == "GET"
+                and transport == "polling"
+            ):
+                # The server is shutting down; this client's next GET is what
+                # its closing session waits for, to carry the CLOSE.
+                await self._poll(exchange, session, cors)
+                return
             if session is None or session.overdue():
                 # A closing session is already gone for new requests, as in the
                 # reference (it stays in the table only while it says goodbye).

@@ -328,7 +328,15 @@ class Socket(CatchAllRegistry):
         hooks = server.hooks
         if not volatile and not self.session.has_space():
             await wait_for_space(self.session, hooks)
-        await server.router.emit(self, packets, volatile, logged)
+        store = recovery.store if logged and recovery is not None else None
+        if store is not None:
+            # Recovery with a shared store: through the cluster's log, as a
+            # broadcast to its own room (as Node does), for its offset.
+            await server.cluster.publish_logged(
+                self.nsp, store, [event, *args], packets, frozenset((self.id,)), frozenset()
+            )
+        else:
+            await server.router.emit(self, packets, volatile, logged)
         if hooks is not None:
             hooks.event_sent(self, event, args, packets)
 
