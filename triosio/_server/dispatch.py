@@ -82,9 +82,12 @@ class Client:
         self.session = session
         self.decoder = server.parser.decoder(server.limits)
         self.sockets: dict[str, Socket] = {}
-        self._seen: set[str] = set()
-        # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
-        self._connecting: list[str] = []
+        # The namespaces asked for (a dict of str to None, not a set: a dict of
+        # strings only is not tracked by the cyclic GC).
+        self._seen: dict[str, None] = {}
+        # Namespaces being connected: a tuple, copied on change (it holds a
+        # handful at most; the empty tuple costs nothing per connection).
+        self._connecting: tuple[str, ...] = ()
         #: Closes this connection's sockets (the only code that does).
         self.closer = Closer(self)
         # A list, not a deque (624 bytes empty); it holds at most
@@ -95,9 +98,7 @@ class Client:
         # Handler tasks running (async_handlers), and an event set when one ends.
         self._running = 0
         self._finished = LazyEvent()
-        # The connect timeout's entry in the engine's timer heap: a task per
-        # connection sleeping for it cost a task, a cancel scope and a deadline
-        # per handshake (see benchmarks/README.md, connect-5k).
+        # The connect timeout's entry in the server's timer heap (no task).
         self._timer: TimerEntry | None = None
         # The client's token bucket (Server(rate_limit=...)); None: no limit.
         limit = server.rate_limit
@@ -107,11 +108,14 @@ class Client:
 
     def start(self) -> None:
         """The session opened: start the connect timeout."""
+        # A timer entry, not a task sleeping in a cancel scope: a task, a
+        # deadline and a cancellation per connection were measured at about
+        # 6 % of the CPU of a connection (benchmarks/README.md).
         session = self.session
-        self._timer = session.timers.at(trio.current_time() + self.server.connect_timeout, self)
+        self._timer = session.call_at(trio.current_time() + self.server.connect_timeout, self)
 
     def on_timer(self, now: float) -> None:
-        """The connect timeout expired (called by the engine's timer heap)."""
+        """The connect timeout fell due (called by the server's timer task)."""
         self._timer = None
         if not self.sockets and not self.session.closed:
             log.info("session %s connected no namespace in time; closing", self.session.sid)
@@ -190,8 +194,8 @@ class Client:
         elif ptype is SioType.CONNECT:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
-            self._seen.add(nsp)
-            self._connecting.append(nsp)
+            self._seen[nsp] = None
+            self._connecting = (*self._connecting, nsp)
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
@@ -234,9 +238,8 @@ class Client:
         what it had queued, and closes the sockets still connected. Handlers
         that run meanwhile may close more.
         """
-        HeartbeatTimers.cancel(self._timer)  # the heap must not keep this client
-        self._timer = None
         self.decoder.reset()
+        self.stop_connect_timer()  # the heap must not keep this client alive
         closer = self.closer
         while True:
             for socket in list(self.sockets.values()):
@@ -604,7 +607,7 @@ class Client:
 
     def namespace_refused(self, name: str) -> None:
         """Namespace ``name`` refused the client: it may try again."""
-        self._seen.discard(name)
+        self._seen.pop(name, None)
 
     def stop_connect_timer(self) -> None:
         """A namespace connected: the connect timeout no longer applies."""
@@ -616,7 +619,7 @@ class Client:
             await lifecycle.connect(self, packet)
         finally:
             if packet.nsp in self._connecting:
-                self._connecting.remove(packet.nsp)
+                self._connecting = tuple(n for n in self._connecting if n != packet.nsp)
 
 
 class EngineBridge:
