@@ -156,6 +156,7 @@ class Socket(CatchAllRegistry):
     # log position from which everything for it was sent to it, set by the
     # router as it registers the socket).
     __slots__ = (
+        "_early_rooms",
         "_finished",
         "_mark",
         "_middlewares",
@@ -188,6 +189,9 @@ class Socket(CatchAllRegistry):
         self.session: EngineSession = client.session
         self.handshake = handshake
         self._mark = 0
+        # Rooms joined before registration (in a middleware): the connecting
+        # task's, until the router takes them with the socket (register).
+        self._early_rooms: tuple[str, ...] = ()
         if restored is not None:
             self.id = restored.sid
             self.pid: str | None = restored.pid
@@ -263,6 +267,8 @@ class Socket(CatchAllRegistry):
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this socket is in, its own id included (a snapshot)."""
+        if self.state is SocketState.CONNECTING:
+            return frozenset((self.id, *self._early_rooms))
         return self.nsp.server.router.rooms_of(self.nsp.name, self.id)
 
     @property
@@ -434,6 +440,19 @@ class Socket(CatchAllRegistry):
         await self._rooms(_flatten(rooms), join=False)
 
     async def _rooms(self, rooms: list[str], *, join: bool) -> None:
+        if self.state is SocketState.CONNECTING:
+            # In a middleware, as in the reference: the socket is in these
+            # rooms from its registration on, before its CONNECT reply goes out.
+            await trio.lowlevel.checkpoint()
+            if self.state is SocketState.CONNECTING:
+                early = dict.fromkeys(self._early_rooms)
+                for room in rooms:
+                    if join:
+                        early[room] = None
+                    else:
+                        early.pop(room, None)
+                self._early_rooms = tuple(early)
+                return
         router = self.nsp.server.router
         if join:
             await router.join(self, rooms)
