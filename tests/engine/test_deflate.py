@@ -335,8 +335,10 @@ async def _open(srv: object, extensions: list[object]) -> tuple[object, str]:
         {},
         {"client_no_context_takeover": True, "server_no_context_takeover": True},
         {"client_max_window_bits": 10, "server_max_window_bits": 11},
+        # The smallest windows zlib makes a raw deflate stream with.
+        {"client_max_window_bits": 9, "server_max_window_bits": 9},
     ],
-    ids=["defaults", "no context takeover", "small windows"],
+    ids=["defaults", "no context takeover", "small windows", "9-bit windows"],
 )
 @pytest.mark.parametrize("server_takeover", [False, True], ids=["shared", "per-connection"])
 async def test_messages_go_compressed_both_ways(
