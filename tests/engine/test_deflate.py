@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import zlib
 
 import pytest
@@ -38,7 +39,7 @@ from triosio._engine.deflate import (
 )
 from triosio._engine.options import EngineOptions
 from triosio._engine.packet import OutPacket
-from triosio._engine.wsframes import FrameError, FrameReader
+from triosio._engine.wsframes import FrameError, FrameReader, deflate_bound
 from triosio._proto.eio import EioType
 
 TEXT, BINARY, CONTINUATION, PING = 0x1, 0x2, 0x0, 0x9
@@ -260,6 +261,46 @@ def test_a_compressed_fragmented_message_is_reassembled_then_inflated() -> None:
     assert reader.next() == "4" + DOCUMENT
 
 
+@pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "fragmented"])
+def test_incompressible_data_under_the_limit_passes_even_if_bigger_once_compressed(
+    fragmented: bool,
+) -> None:
+    # Deflate grows random bytes a little: the limit holds once inflated, not
+    # on the wire (a client such as ws compresses whatever is over 1 KiB).
+    data = os.urandom(9_995)
+    compressed = deflate_message(data, 15, -1, 8)
+    assert len(compressed) > 10_000
+    reader = _reader()
+    reader.max_message_size = 10_000
+    if fragmented:
+        half = len(compressed) // 2
+        reader.feed(
+            frame(BINARY, compressed[:half], fin=False, rsv=RSV1)
+            + frame(CONTINUATION, compressed[half:])
+        )
+    else:
+        reader.feed(frame(BINARY, compressed, rsv=RSV1))
+    assert reader.next() == data
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_frame_over_the_bound_is_refused_from_its_header(compressed: bool) -> None:
+    reader = _reader()
+    reader.max_message_size = 10_000
+    limit = deflate_bound(10_000) if compressed else 10_000
+    # Only the header (and the mask) is fed: refused before any payload is buffered.
+    head = frame(BINARY, b"\0" * (limit + 1), rsv=RSV1 if compressed else 0)[:8]
+    reader.feed(head)
+    with pytest.raises(FrameError) as info:
+        reader.next()
+    assert info.value.code == 1009
+    # Within the bound a compressed frame's payload is awaited, an uncompressed one not.
+    reader = _reader()
+    reader.max_message_size = 10_000
+    reader.feed(frame(BINARY, b"\0" * limit, rsv=RSV1 if compressed else 0)[:8])
+    assert reader.next() is None
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [
@@ -294,8 +335,10 @@ async def _open(srv: object, extensions: list[object]) -> tuple[object, str]:
         {},
         {"client_no_context_takeover": True, "server_no_context_takeover": True},
         {"client_max_window_bits": 10, "server_max_window_bits": 11},
+        # The smallest windows zlib makes a raw deflate stream with.
+        {"client_max_window_bits": 9, "server_max_window_bits": 9},
     ],
-    ids=["defaults", "no context takeover", "small windows"],
+    ids=["defaults", "no context takeover", "small windows", "9-bit windows"],
 )
 @pytest.mark.parametrize("server_takeover", [False, True], ids=["shared", "per-connection"])
 async def test_messages_go_compressed_both_ways(
@@ -318,6 +361,22 @@ async def test_messages_go_compressed_both_ways(
             assert await ws.receive() == "4short"  # type: ignore[attr-defined]
             await ws.close()  # type: ignore[attr-defined]
             assert await srv.app.wait_closed(sid) is DisconnectReason.TRANSPORT_CLOSE
+
+
+async def test_a_big_incompressible_message_from_a_deflating_client() -> None:
+    # wsproto compresses every message: random bytes just under the limit take
+    # a little more than the limit on the wire, and still go through.
+    data = os.urandom(9_995)
+    with trio.fail_after(10):
+        async with running_server(per_message_deflate=True, max_http_buffer_size=10_000) as srv:
+            ws, sid = await _open(srv, [WsprotoDeflate()])
+            await ws.send(data)  # type: ignore[attr-defined]
+            assert await ws.receive() == data  # type: ignore[attr-defined]
+            # One byte over the limit once inflated: refused (1009).
+            await ws.send(os.urandom(10_001))  # type: ignore[attr-defined]
+            await ws.receive_until_closed()  # type: ignore[attr-defined]
+            assert ws.closed.code == 1009  # type: ignore[attr-defined]
+            assert await srv.app.wait_closed(sid) is DisconnectReason.PAYLOAD_TOO_LARGE
 
 
 async def test_without_the_option_every_offer_is_declined() -> None:

@@ -68,7 +68,9 @@ class FrameReader:
     Args:
         max_message_size: Largest message (all its fragments), in bytes; a
             frame that would exceed it is refused (code 1009) from its header,
-            before its payload is buffered.
+            before its payload is buffered. A compressed message is refused
+            from its header past :func:`deflate_bound` of it, and once inflated
+            past it.
     """
 
     __slots__ = ("_buffer", "_deflated", "_kind", "_parts", "inflater", "max_message_size")
@@ -144,7 +146,12 @@ class FrameReader:
             if opcode < CLOSE:
                 so_far = 0 if self._parts is None else len(self._parts)
                 if so_far + length > self.max_message_size:
-                    raise FrameError(1009, "message too big")
+                    # A compressed message is limited once inflated; on the
+                    # wire it may be a little bigger than the limit (deflate
+                    # grows incompressible data by a few bytes per block).
+                    compressed = deflated or (opcode == CONTINUATION and self._deflated)
+                    if not compressed or so_far + length > deflate_bound(self.max_message_size):
+                        raise FrameError(1009, "message too big")
             end = start + 4 + length
             if size < end:
                 return None
@@ -180,6 +187,15 @@ class FrameReader:
                 return whole.decode("utf-8")
             except UnicodeDecodeError:
                 raise FrameError(1007, "text message is not valid UTF-8") from None
+
+
+def deflate_bound(size: int) -> int:
+    """Most bytes a message of ``size`` bytes may take compressed (permessage-deflate).
+
+    zlib adds at most 5 bytes per stored block of 16 KiB or more, plus a few
+    for the stream's end; 1/1024 and 64 bytes leave room for other encoders.
+    """
+    return size + (size >> 10) + 64
 
 
 def _control(opcode: int, payload: bytes) -> Control:
