@@ -1,9 +1,11 @@
 """A private Redis Cluster for the tests: three ``redis-server`` masters on loopback.
 
 Each node has its own free port and temporary directory (``cluster-enabled
-yes``); ``redis-cli --cluster create`` forms the cluster (no replicas), and
-:class:`RedisCluster` waits until every node reports ``cluster_state:ok``.
-A node can be restarted (same port, same ``nodes.conf``): it rejoins.
+yes``); ``redis-cli --cluster create`` forms the cluster (no replicas unless
+asked), and :class:`RedisCluster` waits until every node reports
+``cluster_state:ok``. A node can be restarted (same port, same ``nodes.conf``):
+it rejoins; or, with replicas, a master killed for good and its replica
+promoted (:meth:`RedisCluster.fail_over`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ def _cluster_port() -> int:
 
 
 class RedisClusterNode:
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, node_timeout_ms: int = 2000) -> None:
         self.binary = binary
+        self.node_timeout_ms = node_timeout_ms
         self.port = _cluster_port()
         self.dir = tempfile.TemporaryDirectory(prefix="triosio-rcluster-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,7 +51,9 @@ class RedisClusterNode:
                 "--dir", self.dir.name,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                # A replica takes over however long ago it last heard its master.
+                "--cluster-replica-validity-factor", "0",
                 "--save", "",
                 "--appendonly", "no",
             ],
@@ -68,20 +73,28 @@ class RedisClusterNode:
 
 
 class RedisCluster:
-    """Three masters forming one cluster; ``url`` names the first node."""
+    """Three masters (``replicas`` each) forming one cluster; ``url`` names the first node."""
 
-    def __init__(self, server_binary: str, cli_binary: str, size: int = 3) -> None:
+    def __init__(
+        self,
+        server_binary: str,
+        cli_binary: str,
+        size: int = 3,
+        *,
+        replicas: int = 0,
+        node_timeout_ms: int = 2000,
+    ) -> None:
         self.cli = cli_binary
         self.nodes: list[RedisClusterNode] = []
         try:
-            for _ in range(size):
-                self.nodes.append(RedisClusterNode(server_binary))
+            for _ in range(size * (1 + replicas)):
+                self.nodes.append(RedisClusterNode(server_binary, node_timeout_ms))
             for node in self.nodes:
                 self._wait(node, lambda out: out.startswith("PONG"), "PING")
             subprocess.run(
                 [self.cli, "--cluster", "create",
                  *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
             self.wait_ok()
@@ -116,11 +129,32 @@ class RedisCluster:
         for node in self.nodes:
             self._wait(node, lambda out: "cluster_state:ok" in out, "cluster", "info")
 
+    def url_of(self, index: int) -> str:
+        return f"redis://127.0.0.1:{self.nodes[index].port}"
+
+    def alive(self) -> list[int]:
+        """The indexes of the nodes still running."""
+        return [i for i, n in enumerate(self.nodes) if n.proc is not None and n.proc.poll() is None]
+
+    def masters(self) -> list[int]:
+        """The indexes of the nodes that are masters serving slots (as a live node sees it)."""
+        ask = self.nodes[self.alive()[0]]
+        found = []
+        for line in self._cli(ask, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
+                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                found.append(next(i for i, n in enumerate(self.nodes) if n.port == port))
+        return sorted(found)
+
     def owner_of(self, channel: str) -> int:
         """The index of the node that serves ``channel``'s hash slot."""
-        slot = int(self._cli(self.nodes[0], "cluster", "keyslot", channel).strip())
-        for line in self._cli(self.nodes[0], "cluster", "nodes").splitlines():
+        ask = self.nodes[self.alive()[0]]
+        slot = int(self._cli(ask, "cluster", "keyslot", channel).strip())
+        for line in self._cli(ask, "cluster", "nodes").splitlines():
             fields = line.split()
+            if "fail" in fields[2]:
+                continue
             port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
             for part in fields[8:]:
                 low, _, high = part.partition("-")
@@ -135,6 +169,40 @@ class RedisCluster:
         node.start()
         self._wait(node, lambda out: out.startswith("PONG"), "PING")
         self.wait_ok()
+
+    def fail_over(self, index: int, timeout: float = 20) -> int:
+        """Kill master ``index`` (SIGKILL) for good; wait for its replica to serve its slots.
+
+        Returns the index of the promoted replica.
+        """
+        lost = self.nodes[index]
+        lost_id = self._cli(lost, "cluster", "myid").strip()
+        replicas = [
+            i
+            for i, node in enumerate(self.nodes)
+            if i != index
+            and any(
+                "myself,slave" in line and lost_id in line
+                for line in self._cli(node, "cluster", "nodes").splitlines()
+            )
+        ]
+        assert replicas, f"node {lost.port} has no replica"
+        lost.kill()
+        deadline = time.monotonic() + timeout
+        while True:
+            promoted = [
+                i
+                for i in replicas
+                if "myself,master" in self._cli(self.nodes[i], "cluster", "nodes")
+            ]
+            if promoted and all(
+                "cluster_state:ok" in self._cli(self.nodes[i], "cluster", "info")
+                for i in self.alive()
+            ):
+                return promoted[0]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica of {lost.port} took over in {timeout} s")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:
