@@ -1,18 +1,26 @@
 """A master of the Redis Cluster killed for good; its replica takes over.
 
 Three masters and three replicas on loopback (``cluster-node-timeout`` 1 s);
-a triosio server (``ShardedRedisAdapter``) and a Node server
+a triosio server A (``ShardedRedisAdapter``) and a server B, triosio or Node
 (``createShardedAdapter``), both in dynamic mode, broadcast ticks every 20 ms,
 to everyone (the namespace's channel) and to a room (the room's channel). The
 master serving the namespace's channel is killed (SIGKILL) and not started
-again: once its replica is promoted, both adapters find the new master (their
-subscriptions and their publishes), and ticks cross again both ways on both
-channels. Sharded pub/sub is at most once: ticks published during the failover
-may be lost, none arrives twice or out of order.
+again: once its replica is promoted, the triosio adapters find the new master
+(their subscriptions and their publishes) by themselves, and ticks cross again
+both ways on both channels, without any client disconnected. Sharded pub/sub
+is at most once: ticks published during the failover may be lost, none arrives
+twice or out of order.
+
+node-redis 4 (under ``createShardedAdapter``) reads the cluster's slots again
+only on ``MOVED``/``ASK``: after a master's death it retries the dead address
+for ever (redis/node-redis#2141, #2806). So in the mixed case the Node server is
+restarted after the failover, as its operators must; the triosio server, never
+restarted, then exchanges ticks with it on both channels.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -47,7 +55,7 @@ def replicated_cluster() -> Iterator[RedisCluster]:
 
 
 def _increasing(values: list[int]) -> bool:
-    return all(a < b for a, b in zip(values, values[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(values))
 
 
 @pytest.mark.parametrize("kind_b", ["triosio", "node"])
@@ -60,20 +68,19 @@ async def test_a_master_fails_over_to_its_replica(
     # The servers' seed node survives (a deployment lists several seeds).
     seed = cluster.url_of(next(i for i in cluster.masters() if i != victim))
     options = ("--adapter", "sharded", "--mode", "dynamic")
-    a = ServerProcess("triosio", "A", seed, *options)
-    try:
-        b = ServerProcess(kind_b, "B", seed, *options)
-    except BaseException:
-        a.stop()
-        raise
+    servers = {"A": ServerProcess("triosio", "A", seed, *options)}
     tag = uuid.uuid4().hex[:8]
     room = f"room-{tag}"
+    seq = {"A": 0, "B": 0}
     try:
-        async with Observers.open() as obs, Admin.open(a) as admin_a, Admin.open(b) as admin_b:
-            clients = {"a1": a, "a2": a, "b1": b, "b2": b}
-            for client, server in clients.items():
-                await obs.connect(client, server.url, {"name": client, "rooms": [room]})
-            seq = {"A": 0, "B": 0}
+        servers["B"] = ServerProcess(kind_b, "B", seed, *options)
+        async with Observers.open() as obs:
+            clients: dict[str, str] = {}  # client -> its server's name
+
+            async def join(name: str, *names: str) -> None:
+                for client in names:
+                    await obs.connect(client, servers[name].url, {"name": client, "rooms": [room]})
+                    clients[client] = name
 
             async def ticks(admin: Admin, name: str) -> None:
                 while True:
@@ -85,53 +92,72 @@ async def test_a_master_fails_over_to_its_replica(
             def ticks_from(client: str, name: str, event: str) -> list[int]:
                 return [args[1] for args in obs.received(client, event) if args[0] == name]
 
-            def all_after(mark: dict[str, int]) -> bool:
-                return all(
-                    any(n > mark[name] for n in ticks_from(client, name, event))
+            def missing_after(mark: dict[str, int]) -> list[tuple[str, str, str]]:
+                return [
+                    (client, name, event)
                     for client in clients
                     for name in ("A", "B")
                     for event in ("tick", "rtick")
-                )
+                    if not any(n > mark[name] for n in ticks_from(client, name, event))
+                ]
 
-            async with trio.open_nursery() as traffic:
+            async def all_cross_after(mark: dict[str, int], timeout: float) -> None:
+                try:
+                    await obs.wait(lambda: not missing_after(mark), timeout=timeout)
+                except trio.TooSlowError:
+                    logs = "\n".join(f"{n}:\n{s.log()}" for n, s in servers.items())
+                    missing = missing_after(mark)
+                    raise AssertionError(f"no tick after {mark}: {missing}\n{logs}") from None
+
+            await join("A", "a1", "a2")
+            await join("B", "b1", "b2")
+            async with (
+                Admin.open(servers["A"]) as admin_a,
+                Admin.open(servers["B"]) as admin_b,
+                trio.open_nursery() as traffic,
+            ):
                 traffic.start_soon(ticks, admin_a, "A")
                 traffic.start_soon(ticks, admin_b, "B")
-                await obs.wait(lambda: all_after({"A": 3, "B": 3}))
+                await all_cross_after({"A": 3, "B": 3}, timeout=15)
                 promoted = await trio.to_thread.run_sync(cluster.fail_over, victim)
                 assert cluster.owner_of("socket.io#/#") == promoted
-                # Both adapters notice the failover when their connections
-                # to the dead master break, then find the new one.
-                failed_over_at = dict(seq)
-                try:
-                    await obs.wait(lambda: all_after(failed_over_at), timeout=20)
-                except trio.TooSlowError:
-                    missing = [
-                        (client, name, event)
-                        for client in clients
-                        for name in ("A", "B")
-                        for event in ("tick", "rtick")
-                        if not any(n > failed_over_at[name] for n in ticks_from(client, name, event))
-                    ]
-                    raise AssertionError(
-                        f"no tick after the failover: {missing}\nA:\n{a.log()}\nB:\n{b.log()}"
-                    ) from None
+                if kind_b == "triosio":
+                    # The adapters notice the failover when their connections
+                    # to the dead master break, then find the new one.
+                    await all_cross_after(dict(seq), timeout=20)
                 traffic.cancel_scope.cancel()
+            if kind_b == "node":
+                # See the module's docstring: node-redis 4 stays on the dead master.
+                servers["B"].stop()
+                for client in ("b1", "b2"):
+                    del clients[client]
+                servers["B"] = ServerProcess(kind_b, "B", seed, *options)
+                await join("B", "b3", "b4")
+                async with (
+                    Admin.open(servers["A"]) as admin_a,
+                    Admin.open(servers["B"]) as admin_b,
+                    trio.open_nursery() as traffic,
+                ):
+                    traffic.start_soon(ticks, admin_a, "A")
+                    traffic.start_soon(ticks, admin_b, "B")
+                    await all_cross_after(dict(seq), timeout=20)
+                    traffic.cancel_scope.cancel()
 
-            for client in clients:
+            for client, home in clients.items():
                 for name in ("A", "B"):
                     for event in ("tick", "rtick"):
                         got = ticks_from(client, name, event)
                         # At most once: gaps during the failover, never twice.
                         assert _increasing(got), (client, name, event, got)
-                        if clients[client].name == name:
+                        if name == home:
                             # A server's own clients are served without Redis.
-                            assert got == list(range(len(got))), (client, name, event)
-            assert obs.disconnects == {}
-        for server in (a, b):
+                            assert got == list(range(got[0], got[0] + len(got))), (client, event)
+            assert not set(obs.disconnects) & set(clients), obs.disconnects
+        for server in servers.values():
             assert server.alive()
             log = server.log()
             for bad in ("Traceback", "ERROR", "malformed"):
                 assert bad not in log, log
     finally:
-        b.stop()
-        a.stop()
+        for server in servers.values():
+            server.stop()
