@@ -152,3 +152,32 @@ def test_sync_sharded_emitter_follows_moved_and_a_node_restart(
         emitter.to(rooms[2]).emit("again", "after-restart")
         _wait_for(sub, b"after-restart")
         sub.close()
+
+
+def test_sync_sharded_emitter_through_a_slot_migration(redis_cluster: RedisCluster) -> None:
+    # Why ShardedEmitter has no ASK: during a migration, Redis serves a shard
+    # channel's SPUBLISH on the slot's source node (channels are not keys that
+    # move), and answers MOVED once the slot has moved, which it follows.
+    from triosio.redis import ShardedEmitter
+
+    room = "migrating"
+    channel = f"socket.io#/#{room}#"
+    source = redis_cluster.owner_of(channel)
+    target = (source + 1) % 3
+    slot = redis_cluster._cli(redis_cluster.nodes[0], "cluster", "keyslot", channel).strip()
+    ids = [redis_cluster._cli(n, "cluster", "myid").strip() for n in redis_cluster.nodes]
+    nodes = redis_cluster.nodes
+    assert redis_cluster._cli(nodes[target], "cluster", "setslot", slot, "importing", ids[source])
+    assert redis_cluster._cli(nodes[source], "cluster", "setslot", slot, "migrating", ids[target])
+    with ShardedEmitter(redis_cluster.url, subscription_mode="dynamic") as emitter:
+        sub = _ssubscribe(nodes[source].port, channel.encode())
+        emitter.to(room).emit("hi", "while-migrating")
+        _wait_for(sub, b"while-migrating")
+        sub.close()
+        for node in nodes:
+            redis_cluster._cli(node, "cluster", "setslot", slot, "node", ids[target])
+        assert redis_cluster.owner_of(channel) == target
+        sub = _ssubscribe(nodes[target].port, channel.encode())
+        emitter.to(room).emit("hi", "after-migrating")
+        _wait_for(sub, b"after-migrating")
+        sub.close()
