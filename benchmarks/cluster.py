@@ -21,6 +21,10 @@ The setups, each with fresh processes on loopback and a private ``redis-server``
   subscriber and decode on B, then B's fan-out).
 - **two processes, streams**: the same with ``RedisStreamsAdapter``: A adds each
   tick to a Redis stream (XADD), B reads it (XREAD) and fans out.
+- **two processes, streams + recovery**: the same with connection state recovery
+  on (``ConnectionStateRecovery()``) on both servers: each tick is delivered once
+  its stream entry id is known (its offset: A's reader hands A's router its own
+  ticks; B encodes each with its offset) and kept in the router's short log.
 - **two processes, sharded**: the same with ``ShardedRedisAdapter`` on a private
   Redis Cluster of three masters (``SPUBLISH`` on A, ``SSUBSCRIBE`` on B; redis CPU
   is the three nodes' sum).
@@ -91,11 +95,12 @@ def serve(port: int, redis_url: str | None, relay: bool, kind: str = "pubsub") -
 
         if kind == "sharded":
             adapter = ShardedRedisAdapter(redis_url, requests_timeout=600)
-        elif kind == "streams":
+        elif kind in ("streams", "streams+recovery"):
             adapter = RedisStreamsAdapter(redis_url, requests_timeout=600)
         else:
             adapter = RedisAdapter(redis_url, requests_timeout=600)
-    sio = triosio.Server(adapter=adapter)
+    recovery = triosio.ConnectionStateRecovery() if kind.endswith("+recovery") else None
+    sio = triosio.Server(adapter=adapter, connection_state_recovery=recovery)
 
     @sio.on("connection")
     async def connected(socket: triosio.Socket, auth: Any) -> None:
@@ -319,6 +324,7 @@ SETUPS: dict[str, tuple[str, str | None, int]] = {
     "one process + adapter": ("triosio", "pubsub", 1),
     "two processes": ("triosio", "pubsub", 2),
     "two processes, streams": ("triosio", "streams", 2),
+    "two processes, streams + recovery": ("triosio", "streams+recovery", 2),
     "two Node processes, pub/sub": ("node", "pubsub", 2),
     "two Node processes, streams": ("node", "streams", 2),
     "two processes, sharded": ("triosio", "sharded", 2),
@@ -527,7 +533,11 @@ def main() -> None:
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--redis")
     serve_cmd.add_argument("--relay", action="store_true")
-    serve_cmd.add_argument("--adapter", choices=("pubsub", "streams", "sharded"), default="pubsub")
+    serve_cmd.add_argument(
+        "--adapter",
+        choices=("pubsub", "streams", "streams+recovery", "sharded"),
+        default="pubsub",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=None)

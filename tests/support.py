@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
@@ -178,3 +180,29 @@ def require_import(name: str) -> Any:
         return importlib.import_module(name)
     except ImportError as exc:
         require(False, f"{name} ({exc})")
+
+
+async def relay(target: int, counts: Counter[str], *, task_status: Any) -> None:
+    """A loopback TCP relay to ``target`` that counts the bytes each way
+    (``counts["up"]``: to the server, ``counts["down"]``: from it)."""
+
+    async def handle(client: trio.SocketStream) -> None:
+        async with (
+            client,
+            await trio.open_tcp_stream("127.0.0.1", target) as server,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def pump(src: trio.SocketStream, dst: trio.SocketStream, key: str) -> None:
+                try:
+                    while data := await src.receive_some(65536):
+                        counts[key] += len(data)
+                        await dst.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pump, client, server, "up")
+            nursery.start_soon(pump, server, client, "down")
+
+    await trio.serve_tcp(handle, 0, host="127.0.0.1", task_status=task_status)

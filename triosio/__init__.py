@@ -20,6 +20,8 @@ from ._client.stream import EventStreamOverflow as EventStreamOverflow
 from ._engine.app import App as App
 from ._engine.app import StaticFiles as StaticFiles
 from ._engine.app import serve as serve
+from ._engine.deflate import HTTPCompression as HTTPCompression
+from ._engine.deflate import PerMessageDeflate as PerMessageDeflate
 from ._engine.exchange import Request as Request
 from ._engine.h11server import HTTPLimits as HTTPLimits
 from ._engine.options import CookieOptions as CookieOptions
@@ -94,6 +96,7 @@ __all__ = [
     "Event",
     "EventStream",
     "EventStreamOverflow",
+    "HTTPCompression",
     "HTTPLimits",
     "Handshake",
     "IntegerTooLong",
@@ -116,6 +119,7 @@ __all__ = [
     "NestingTooDeep",
     "ParentNamespace",
     "PayloadTooLarge",
+    "PerMessageDeflate",
     "ProtocolError",
     "RateLimit",
     "RemoteProtocolError",

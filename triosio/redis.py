@@ -28,7 +28,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, final
 
+from ._server.cluster import Deliver, SessionStore, SharedSession
+
 try:
+    from ._cluster.ca_messages import broadcast as _broadcast_message
     from ._cluster.ca_node import ClusterAdapterNode
     from ._cluster.node import ClusterNode
     from ._redis import sessions as _sessions
@@ -202,26 +205,100 @@ class RedisStreamsAdapter(ClusterAdapterNode):
         self.stream_count = stream_count
         self._streams = transport
 
-    # Connection state recovery across processes. What the server's recovery
-    # hook will call (issue 14); the session store is Node's (see _redis/sessions.py).
+    # Connection state recovery across processes: the server's shared store
+    # (``session_store``); sessions and offsets as Node's adapter keeps them
+    # (see _redis/sessions.py and docs/architecture.md).
+
+    @property
+    def session_store(self) -> SessionStore:
+        """What a server with connection state recovery keeps its sessions in.
+
+        With it, offsets are the stream's entry ids, and a client that drops
+        from one server (triosio or Node) is recovered by another.
+        """
+        return _StreamsStore(self)
 
     async def _persist_session(self, session: Mapping[str, Any], ttl_ms: int) -> None:
-        """Keep a dropped socket's ``{sid, pid, rooms, data}`` in Redis for ``ttl_ms``."""
-        client = self._streams.client
-        if client is None:
+        """Keep a dropped socket's ``{sid, pid, rooms, data}`` in Redis for ``ttl_ms``.
+
+        Written by the adapter's writer task, after the broadcasts queued before.
+        """
+        if self._streams.client is None:
             raise RuntimeError("the adapter is not running")
-        await _sessions.persist_session(client, session, ttl_ms)
+        key = _sessions.session_key(session["pid"])
+        value = _sessions.encode_session(session)
+        await self._streams.send_command(b"SET", key, value, b"PX", str(ttl_ms).encode())
 
     async def _restore_session(self, nsp: str, pid: str, offset: str) -> dict[str, Any] | None:
         """Take the session of ``pid`` back, with the broadcasts of ``nsp`` after ``offset``."""
-        client = self._streams.client
-        if client is None:
-            raise RuntimeError("the adapter is not running")
+        taken = await self._take_session(nsp, pid, offset)
+        return None if taken is None else taken[0]
+
+    async def _take_session(
+        self, nsp: str, pid: str, offset: str
+    ) -> tuple[dict[str, Any], str, str | None] | None:
         stream = _stream_for(nsp, self.stream_name, self.stream_count)
-        return await _sessions.restore_session(client, stream, nsp, pid, offset)
+        taken = await self._streams.call(
+            lambda client: _sessions.take_session(client, stream, nsp, pid, offset)
+        )
+        if taken is None:
+            return None
+        return taken[0], taken[1], self._streams.started_after.get(stream.encode())
+
+    async def _publish_logged(
+        self,
+        nsp: str,
+        data: list[Any],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        deliver: Deliver,
+    ) -> None:
+        uid = self._link(nsp).uid
+        await self._streams.publish_logged(
+            _broadcast_message(uid, nsp, data, rooms, exclude, False), deliver
+        )
 
     def __repr__(self) -> str:
         return (
             f"<RedisStreamsAdapter {safe_url(self.url)} stream={self.stream_name!r}"
             f" count={self.stream_count}>"
         )
+
+
+@final
+class _StreamsStore:
+    """:class:`RedisStreamsAdapter` as a server's shared session store."""
+
+    __slots__ = ("_adapter",)
+
+    def __init__(self, adapter: RedisStreamsAdapter) -> None:
+        self._adapter = adapter
+
+    async def persist_session(self, session: Mapping[str, Any], ttl_ms: int) -> None:
+        await self._adapter._persist_session(session, ttl_ms)
+
+    async def restore_session(self, nsp: str, pid: str, offset: str) -> SharedSession | None:
+        taken = await self._adapter._take_session(nsp, pid, offset)
+        if taken is None:
+            return None
+        session, upto, floor = taken
+        return SharedSession(
+            sid=session["sid"],
+            pid=session["pid"],
+            rooms=frozenset(session["rooms"]),
+            data=session["data"],
+            offset=offset,
+            missed=[(str(p[-1]), p) for p in session["missedPackets"]],
+            upto=upto,
+            floor=floor,
+        )
+
+    async def publish_logged(
+        self,
+        nsp: str,
+        data: list[Any],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        deliver: Deliver,
+    ) -> None:
+        await self._adapter._publish_logged(nsp, data, rooms, exclude, deliver)

@@ -6,6 +6,7 @@ The behaviour itself is defined in benchmarks/README.md ("The benchmark servers"
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ def now_ms() -> float:
     return time.time() * 1000.0
 
 
+# A realistic 10 KiB JSON document (benchmarks/compression.py broadcasts it).
+DOCUMENT = json.dumps(
+    [
+        {"id": i, "user": f"user{i % 17}", "text": f"message number {i}", "tags": ["a", "b"]}
+        for i in range(150)
+    ]
+)
+
+
 @dataclass(frozen=True)
 class BroadcastPlan:
     """A `bench_broadcast` request: n ticks, flat out (rate 0) or at `rate` per second."""
@@ -49,7 +59,7 @@ class BroadcastPlan:
             n=int(opts["n"]),
             rate=float(opts.get("rate") or 0.0),
             room=str(room) if room else None,
-            payload="x" * int(opts.get("size") or 0),
+            payload=DOCUMENT if opts.get("document") else "x" * int(opts.get("size") or 0),
         )
 
     def due(self, start: float, seq: int) -> float:

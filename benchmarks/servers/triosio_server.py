@@ -35,9 +35,17 @@ def build(ping_interval: float, ping_timeout: float, async_echo: bool = False) -
     recovery = (
         triosio.ConnectionStateRecovery() if os.environ.get("TRIOSIO_RECOVERY") == "1" else None
     )
+    extra: dict[str, Any] = {}
+    # TRIOSIO_DEFLATE=shared|takeover: permessage-deflate on (benchmarks/compression.py).
+    deflate = os.environ.get("TRIOSIO_DEFLATE", "")
+    if deflate:
+        extra["per_message_deflate"] = triosio.PerMessageDeflate(
+            server_no_context_takeover=deflate != "takeover"
+        )
     sio = triosio.Server(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        **extra,
         **({"connection_state_recovery": recovery} if recovery is not None else {}),
     )
 

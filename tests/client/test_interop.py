@@ -7,9 +7,11 @@ asserts on timing (that is done under MockClock in test_reconnection.py).
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from client_fixtures import (
 )
 from real_peers import ServerProcess, root_conftest
 from recorder import SEED_EVENTS, Recorder
+from support import relay
 
 import triosio
 from triosio import ConnectError, DisconnectReason
@@ -361,3 +364,31 @@ async def test_first_connect_fails_at_once_without_retry_connect() -> None:
     with trio.fail_after(10), pytest.raises(ConnectError, match="cannot connect"):
         async with triosio.connect(url):
             pytest.fail("nothing listens there")
+
+
+async def test_long_polls_come_compressed(server: ServerProcess) -> None:
+    # The client says it takes gzip/deflate: each server (engine.io's
+    # httpCompression, python-engineio's, triosio's) compresses long-poll
+    # answers of 1 KiB and more, counted on the wire through a relay.
+    assert server.scheme == "http"  # the relay carries plain TCP
+    document = [{"id": i, "text": f"message number {i}", "tags": ["a", "b"]} for i in range(200)]
+    size = len(json.dumps(document, separators=(",", ":")))
+    counts: Counter[str] = Counter()
+    recorder = Recorder()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(relay, server.port, counts)
+            url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+            async with triosio.Manager(url, transports=("polling",)) as manager:
+                sock = manager.socket("/")
+                recorder.socket(sock)
+                recorder.on(sock, "echo", "echo")
+                await sock.connect()
+                for _ in range(5):
+                    await sock.emit("echo-back", document)
+                    count = recorder.count("echo", "echo") + 1
+                    await recorder.wait_for(lambda c=count: recorder.count("echo", "echo") >= c)
+                assert [e.args for e in recorder.entries("echo", "echo")] == [(document,)] * 5
+            nursery.cancel_scope.cancel()
+    assert counts["up"] > 5 * size  # what the client POSTs goes as it is
+    assert counts["down"] < 5 * size / 3, counts

@@ -203,6 +203,10 @@ class WSClient:
         self._parts: list[Any] = []
         #: Headers of the 101 answer (beyond the handshake's own).
         self.accept_headers: list[tuple[str, str]] = []
+        #: Bytes read from the server after the handshake (what went on the wire).
+        self.wire_bytes = 0
+        #: The extensions the server accepted (wsproto's objects).
+        self.extensions: list[Any] = []
 
     @classmethod
     async def open(
@@ -211,9 +215,10 @@ class WSClient:
         target: str,
         headers: Sequence[tuple[str, str]] = (),
         host: str = "127.0.0.1",
+        extensions: Sequence[Any] = (),
     ) -> WSClient:
         try:
-            return await cls._open(stream, target, headers, host)
+            return await cls._open(stream, target, headers, host, extensions)
         except BaseException:
             await stream.aclose()
             raise
@@ -225,10 +230,14 @@ class WSClient:
         target: str,
         headers: Sequence[tuple[str, str]],
         host: str,
+        extensions: Sequence[Any] = (),
     ) -> WSClient:
         conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
         extra = [(k.encode(), v.encode()) for k, v in headers]
-        await stream.send_all(conn.send(wse.Request(host=host, target=target, extra_headers=extra)))
+        request = wse.Request(
+            host=host, target=target, extra_headers=extra, extensions=list(extensions)
+        )
+        await stream.send_all(conn.send(request))
         client = cls(stream, conn)
         status = 0
         body = bytearray()
@@ -238,6 +247,7 @@ class WSClient:
                     client.accept_headers = [
                         (k.decode().lower(), v.decode()) for k, v in event.extra_headers
                     ]
+                    client.extensions = list(event.extensions)
                     return client
                 if isinstance(event, wse.RejectConnection):
                     status = event.status_code
@@ -297,6 +307,7 @@ class WSClient:
                 self.closed = WSClosed(None, "eof")
                 await self.stream.aclose()
                 raise self.closed
+            self.wire_bytes += len(data)
             self.conn.receive_data(data)
 
     async def receive_until_closed(self) -> list[str | bytes]:
@@ -399,8 +410,13 @@ class RunningServer:
         finally:
             await client.aclose()
 
-    async def ws(self, target: str, headers: Sequence[tuple[str, str]] = ()) -> WSClient:
-        return await WSClient.open(await self.connect(), target, headers)
+    async def ws(
+        self,
+        target: str,
+        headers: Sequence[tuple[str, str]] = (),
+        extensions: Sequence[Any] = (),
+    ) -> WSClient:
+        return await WSClient.open(await self.connect(), target, headers, extensions=extensions)
 
     async def handshake(
         self, headers: Sequence[tuple[str, str]] = ()

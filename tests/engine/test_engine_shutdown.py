@@ -228,3 +228,38 @@ async def test_no_resource_warning_after_abrupt_ends() -> None:
             gc.collect()
     leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaked == []
+
+
+async def test_a_poller_between_two_gets_still_hears_the_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # At shutdown no GET of this client is pending (it is between two polls):
+    # its session waits for the next GET to carry CLOSE (the npm client then
+    # reports "transport close", not "transport error"), within shutdown_timeout.
+    async with running_server(memory=True, shutdown_timeout=2.0) as srv:
+        sid, _ = await srv.handshake()
+        done = trio.Event()
+
+        async def shut_down() -> None:
+            await srv.engine.shutdown()
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(shut_down)
+            await trio.sleep(0.5)
+            assert not done.is_set()  # waiting for the client's next GET
+            response = await srv.get(poll_url(sid))
+            assert (response.status, response.text) == (200, "1")
+            with trio.fail_after(0.1):
+                await done.wait()
+        assert srv.app.closed[-1][1] is DisconnectReason.SERVER_SHUTTING_DOWN
+
+
+async def test_a_poller_that_never_comes_back_holds_shutdown_no_longer_than_its_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_server(memory=True, shutdown_timeout=2.0) as srv:
+        await srv.handshake()
+        started = trio.current_time()
+        await srv.engine.shutdown()
+        assert 2.0 <= trio.current_time() - started < 2.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
+from support import require_binary, require_node_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +77,16 @@ async def run_node(
             f"node {script} failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
         )
     return str(result.stdout.decode())
+
+
+def bundle_page(directory: Path, title: str) -> str:
+    """An ``index.html`` loading the npm socket.io-client browser bundle, both
+    written into ``directory`` (to be served); returns the Chromium binary."""
+    chromium = require_binary("chromium")
+    modules = require_node_modules("playwright-core", "socket.io-client")
+    shutil.copy(modules / "socket.io-client" / "dist" / "socket.io.min.js", directory)
+    (directory / "index.html").write_text(
+        f'<!doctype html><meta charset="utf-8"><title>{title}</title>'
+        '<script src="/socket.io.min.js"></script>'
+    )
+    return chromium

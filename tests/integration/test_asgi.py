@@ -30,6 +30,12 @@ def make_server() -> triosio.Server:
         async def shout(text: str) -> None:
             await sio.to("all").emit("heard", text)
 
+        @socket.on("ask")
+        async def ask(text: str) -> Any:
+            # Waits for its own client's answer: the WebSocket must be read
+            # meanwhile (the reader hands its reading off to a new task).
+            return await socket.emit_with_ack("question", text, timeout=5)
+
     return sio
 
 
@@ -78,6 +84,18 @@ async def test_events_acks_and_broadcasts(asgi_url: str, transports: list[str]) 
             await got.wait()
             assert heard == ["hello"]
             assert one.manager.transport == transports[-1] or transports == ["polling", "websocket"]
+
+
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"], ["polling", "websocket"]])
+async def test_a_handler_waiting_for_its_own_clients_answer(
+    asgi_url: str, transports: list[str]
+) -> None:
+    with trio.fail_after(20):
+        async with triosio.connect(asgi_url, transports=transports) as one:
+            one.on("question", lambda text: text.upper())
+            for text in ("a", "b", "c"):
+                assert await one.emit_with_ack("ask", text, timeout=5) == text.upper()
+            assert await one.emit_with_ack("echo", 1, timeout=5) == 1
 
 
 async def test_other_paths_go_to_the_other_app(asgi_url: str) -> None:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import trio
-from proc_helpers import run_node
-from support import require_binary, require_node_modules
+from proc_helpers import bundle_page, run_node
 
 import triosio
 
@@ -20,13 +18,7 @@ COUNT = 20
 @pytest.mark.browser
 @pytest.mark.parametrize("transports", ["polling,websocket", "websocket", "polling"])
 async def test_the_browser_client_recovers(transports: str, tmp_path: Path) -> None:
-    chromium = require_binary("chromium")
-    modules = require_node_modules("playwright-core", "socket.io-client")
-    shutil.copy(modules / "socket.io-client" / "dist" / "socket.io.min.js", tmp_path)
-    (tmp_path / "index.html").write_text(
-        '<!doctype html><meta charset="utf-8"><title>recovery</title>'
-        '<script src="/socket.io.min.js"></script>'
-    )
+    chromium = bundle_page(tmp_path, "recovery")
     sio = triosio.Server(connection_state_recovery=triosio.ConnectionStateRecovery())
     sockets: list[triosio.Socket] = []
 
@@ -77,4 +69,3 @@ async def test_the_browser_client_recovers(transports: str, tmp_path: Path) -> N
     old, back = sockets
     assert back.recovered and back.id == old.id and back.data == {"n": 1}
     assert rooms == [{old.id, "news"}]
-

@@ -6,11 +6,10 @@
 //   SOCKET_IDS: comma-separated ids of namespace "/" that the UI must list.
 // Prints one JSON line: {"ok": true, ...} or {"ok": false, "error": ...}.
 const path = require("path");
-const { chromium } = require("playwright-core");
+const { launch } = require("./browser");
 
 const [uiUrl, serverUrl, username, password, socketIds, disconnectId, shotDir] =
   process.argv.slice(2);
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const TIMEOUT = 20000;
 
 async function show(page, route) {
@@ -23,12 +22,7 @@ async function texts(page, selector) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   const errors = [];
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

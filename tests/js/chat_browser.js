@@ -2,10 +2,9 @@
 // two pages join one room, one sends a message, the other must show it.
 // Usage: node chat_browser.js URL TRANSPORTS SCREENSHOT_PATH|-
 // Prints one JSON line: {"ok": true, ...} or {"ok": false, "error": ...}.
-const { chromium } = require("playwright-core");
+const { launch } = require("./browser");
 
 const [url, transports, shot] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 async function open(browser, name, room) {
   const page = await browser.newPage();
@@ -21,12 +20,7 @@ async function open(browser, name, room) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const room = "room-" + transports.replace(/,/g, "-");
     const alice = await open(browser, "alice", room);

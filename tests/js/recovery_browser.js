@@ -4,18 +4,12 @@
 // it, reconnects and must recover (same id, `recovered`, the missed events).
 // Usage: node recovery_browser.js URL TRANSPORTS COUNT
 // Prints one JSON line: {"ok": true, connects: [...], ticks: [...]} or {"ok": false, "error": ...}.
-const { chromium } = require("playwright-core");
+const { launch } = require("./browser");
 
 const [url, transports, count] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const errors = [];

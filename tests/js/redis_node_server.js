@@ -6,6 +6,7 @@
 //
 //   node redis_node_server.js --redis redis://127.0.0.1:PORT/0 --name B [--key socket.io]
 //        [--adapter pubsub|streams|sharded] [--stream-count N] [--mode static|dynamic|...]
+//        [--recovery SECONDS]  (connectionStateRecovery, maxDisconnectionDuration)
 // (sharded: createShardedAdapter on a Redis Cluster whose one node --redis names)
 //
 // Prints {"port": N} on one line once it listens on 127.0.0.1 (a free port).
@@ -29,6 +30,7 @@ const requestsTimeout = Number(arg("requests-timeout", "5")) * 1000;
 const adapterKind = arg("adapter", "pubsub");
 const streamCount = Number(arg("stream-count", "1"));
 const subscriptionMode = arg("mode", "dynamic");
+const recovery = arg("recovery");
 
 async function main() {
   const pub =
@@ -49,6 +51,9 @@ async function main() {
           : createAdapter(pub, sub, { key, requestsTimeout }),
     pingInterval: 5000,
     pingTimeout: 5000,
+    ...(recovery
+      ? { connectionStateRecovery: { maxDisconnectionDuration: Number(recovery) * 1000 } }
+      : {}),
   });
   const received = [];
 

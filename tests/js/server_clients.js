@@ -25,6 +25,8 @@
 //   emitWithAck {client, event, args, timeout} -> the ack's args, or error "timeout"
 //   disconnect {client}                     -> null (socket.disconnect())
 //   closeEngine {client}                    -> null (close the Engine.IO connection)
+//   moveTo {client, url}                    -> null (its next reconnection goes to url:
+//                                              another server of a cluster)
 //   counts {}                               -> {client: {event: how many}} (quiet clients)
 //   transport {client}                      -> the transport's name
 //   block {ms}                              -> null, after blocking node's event loop for ms
@@ -173,6 +175,10 @@ async function run(cmd) {
       return null;
     case "closeEngine":
       get(cmd.client).io.engine.close();
+      return null;
+    case "moveTo":
+      // The Manager opens each new Engine.IO connection on its uri.
+      get(cmd.client).io.uri = cmd.url;
       return null;
     case "counts":
       return Object.fromEntries(counts);

@@ -8,6 +8,8 @@
   cluster operations on that server (see ``cluster_server.py``).
 - :class:`Observers`: socket.io-client sockets in one node process
   (``tests/js/redis_clients.js``), recording what each receives.
+- :class:`Ticks`: servers broadcasting numbered ticks under a fault, and what
+  their observers got of them.
 
 Every process is stopped by its PID, by whoever started it.
 """
@@ -386,6 +388,54 @@ class Observers:
                 f"expected {count}; all it got: {self.events.get(client)}"
             ) from None
         return self.received(client, event)
+
+
+class Ticks:
+    """Numbered ticks broadcast by servers (through their :class:`Admin`) every
+    20 ms, to everyone (``tick``) and to ``room`` (``rtick``), for the fault tests."""
+
+    def __init__(self, obs: Observers, room: str) -> None:
+        self.obs = obs
+        self.room = room
+        self.seq: dict[str, int] = {}
+
+    async def run(self, admin: Admin, name: str) -> None:
+        """Broadcast ``name``'s ticks until cancelled."""
+        self.seq[name] = 0
+        while True:
+            n = self.seq[name]
+            await admin.op("emit", event="tick", args=[name, n])
+            await admin.op("emit", rooms=[self.room], event="rtick", args=[name, n])
+            self.seq[name] = n + 1
+            await trio.sleep(0.02)
+
+    def got(self, client: str, name: str, event: str = "tick") -> list[int]:
+        """The numbers of ``name``'s ``event`` ticks that ``client`` received."""
+        return [args[1] for args in self.obs.received(client, event) if args[0] == name]
+
+    async def wait_crossing(
+        self, pairs: list[tuple[str, str]], after: dict[str, int], timeout: float = 30
+    ) -> None:
+        """Until each (client, server) pair got a tick of each kind numbered past ``after``."""
+        for event in ("tick", "rtick"):
+            for client, name in pairs:
+                try:
+                    await self.obs.wait(
+                        lambda e=event, c=client, n=name: any(  # type: ignore[misc]
+                            k > after.get(n, -1) for k in self.got(c, n, e)
+                        ),
+                        timeout=timeout,
+                    )
+                except trio.TooSlowError:
+                    raise AssertionError(
+                        f"no {event} from {name} reached {client} past {after.get(name)}"
+                    ) from None
+
+    def assert_own_in_order(self, pairs: list[tuple[str, str]]) -> None:
+        """Each server's own client got every one of its ticks, in order."""
+        for client, name in pairs:
+            own = self.got(client, name)
+            assert own == list(range(len(own))), (client, own)
 
 
 async def eventually(

@@ -2,10 +2,10 @@
 
 Each node has its own free port and temporary directory (``cluster-enabled
 yes``); ``redis-cli --cluster create`` forms the cluster (no replicas unless
-asked), and :class:`RedisCluster` waits until every node reports
-``cluster_state:ok``. A node can be restarted (same port, same ``nodes.conf``):
-it rejoins; or, with replicas, a master killed for good and its replica
-promoted (:meth:`RedisCluster.fail_over`).
+asked: then each master gets that many), and :class:`RedisCluster` waits until
+every node reports ``cluster_state:ok``. A node can be restarted (same port,
+same ``nodes.conf``): it rejoins; or killed for good, so that its replica
+takes over (:meth:`RedisCluster.fail_over`).
 """
 
 from __future__ import annotations
@@ -52,9 +52,8 @@ class RedisClusterNode:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms),
-                # A replica takes over however long ago it last heard its master.
-                "--cluster-replica-validity-factor", "0",
                 "--save", "",
+                "--repl-diskless-sync-delay", "0",
                 "--appendonly", "no",
             ],
             stdout=subprocess.DEVNULL,
@@ -73,19 +72,19 @@ class RedisClusterNode:
 
 
 class RedisCluster:
-    """Three masters (``replicas`` each) forming one cluster; ``url`` names the first node."""
+    """Three masters forming one cluster; ``url`` names the first node."""
 
     def __init__(
         self,
         server_binary: str,
         cli_binary: str,
         size: int = 3,
-        *,
         replicas: int = 0,
         node_timeout_ms: int = 2000,
     ) -> None:
         self.cli = cli_binary
         self.nodes: list[RedisClusterNode] = []
+        self.dead: set[int] = set()
         try:
             for _ in range(size * (1 + replicas)):
                 self.nodes.append(RedisClusterNode(server_binary, node_timeout_ms))
@@ -98,6 +97,16 @@ class RedisCluster:
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
             self.wait_ok()
+            if replicas:
+                # A replica that never synced is not promoted (its data is too
+                # old, cluster-replica-validity-factor): wait for every link.
+                for node in self.nodes:
+                    self._wait(
+                        node,
+                        lambda out: "role:master" in out or "master_link_status:up" in out,
+                        "info",
+                        "replication",
+                    )
         except BaseException:
             self.stop()
             raise
@@ -124,34 +133,19 @@ class RedisCluster:
                 raise RuntimeError(f"redis cluster node {node.port}: no {args} in time")
             time.sleep(0.05)
 
-    def wait_ok(self) -> None:
-        """Until every node says ``cluster_state:ok``."""
-        for node in self.nodes:
-            self._wait(node, lambda out: "cluster_state:ok" in out, "cluster", "info")
-
-    def url_of(self, index: int) -> str:
-        return f"redis://127.0.0.1:{self.nodes[index].port}"
-
-    def alive(self) -> list[int]:
-        """The indexes of the nodes still running."""
-        return [i for i, n in enumerate(self.nodes) if n.proc is not None and n.proc.poll() is None]
-
-    def masters(self) -> list[int]:
-        """The indexes of the nodes that are masters serving slots (as a live node sees it)."""
-        ask = self.nodes[self.alive()[0]]
-        found = []
-        for line in self._cli(ask, "cluster", "nodes").splitlines():
-            fields = line.split()
-            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
-                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                found.append(next(i for i, n in enumerate(self.nodes) if n.port == port))
-        return sorted(found)
+    def wait_ok(self, timeout: float = 20) -> None:
+        """Until every live node says ``cluster_state:ok``."""
+        for i, node in enumerate(self.nodes):
+            if i not in self.dead:
+                self._wait(
+                    node, lambda out: "cluster_state:ok" in out, "cluster", "info", timeout=timeout
+                )
 
     def owner_of(self, channel: str) -> int:
         """The index of the node that serves ``channel``'s hash slot."""
-        ask = self.nodes[self.alive()[0]]
-        slot = int(self._cli(ask, "cluster", "keyslot", channel).strip())
-        for line in self._cli(ask, "cluster", "nodes").splitlines():
+        asked = next(n for i, n in enumerate(self.nodes) if i not in self.dead)
+        slot = int(self._cli(asked, "cluster", "keyslot", channel).strip())
+        for line in self._cli(asked, "cluster", "nodes").splitlines():
             fields = line.split()
             if "fail" in fields[2]:
                 continue
@@ -170,39 +164,24 @@ class RedisCluster:
         self._wait(node, lambda out: out.startswith("PONG"), "PING")
         self.wait_ok()
 
-    def fail_over(self, index: int, timeout: float = 20) -> int:
-        """Kill master ``index`` (SIGKILL) for good; wait for its replica to serve its slots.
-
-        Returns the index of the promoted replica.
-        """
-        lost = self.nodes[index]
-        lost_id = self._cli(lost, "cluster", "myid").strip()
-        replicas = [
-            i
-            for i, node in enumerate(self.nodes)
-            if i != index
-            and any(
-                "myself,slave" in line and lost_id in line
-                for line in self._cli(node, "cluster", "nodes").splitlines()
-            )
-        ]
-        assert replicas, f"node {lost.port} has no replica"
-        lost.kill()
+    def fail_over(self, channel: str, timeout: float = 30) -> tuple[int, int]:
+        """Kill the master of ``channel``'s slot for good (SIGKILL); wait for its
+        replica to take over. Returns (the killed node, the new master)."""
+        old = self.owner_of(channel)
+        self.nodes[old].kill()
+        self.dead.add(old)
         deadline = time.monotonic() + timeout
         while True:
-            promoted = [
-                i
-                for i in replicas
-                if "myself,master" in self._cli(self.nodes[i], "cluster", "nodes")
-            ]
-            if promoted and all(
-                "cluster_state:ok" in self._cli(self.nodes[i], "cluster", "info")
-                for i in self.alive()
-            ):
-                return promoted[0]
+            try:
+                self.wait_ok(timeout=1)
+                new = self.owner_of(channel)
+                if new != old:
+                    return old, new
+            except (RuntimeError, ValueError, IndexError):
+                pass  # not settled yet
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no replica of {lost.port} took over in {timeout} s")
-            time.sleep(0.05)
+                raise RuntimeError(f"no replica took {channel!r} over in time")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for node in self.nodes:

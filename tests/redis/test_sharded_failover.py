@@ -1,26 +1,24 @@
-"""A master of the Redis Cluster killed for good; its replica takes over.
+"""A Redis Cluster failover under the sharded adapters' traffic.
 
-Three masters and three replicas on loopback (``cluster-node-timeout`` 1 s);
-a triosio server A (``ShardedRedisAdapter``) and a server B, triosio or Node
-(``createShardedAdapter``), both in dynamic mode, broadcast ticks every 20 ms,
-to everyone (the namespace's channel) and to a room (the room's channel). The
-master serving the namespace's channel is killed (SIGKILL) and not started
-again: once its replica is promoted, the triosio adapters find the new master
-(their subscriptions and their publishes) by themselves, and ticks cross again
-both ways on both channels, without any client disconnected. Sharded pub/sub
-is at most once: ticks published during the failover may be lost, none arrives
-twice or out of order.
+Three masters with one replica each (six ``redis-server`` processes on
+loopback, ``cluster-node-timeout`` 1 s). Two triosio servers with the sharded
+adapter (dynamic mode). Both broadcast ticks every 20 ms to everyone (the
+namespace's channel) and to a room (the room's own channel). The master that
+serves the namespace's channel is killed for good (SIGKILL); its replica is
+promoted. Then ticks cross again both ways, on both channels; each server's
+own ticks reached its own client in order, none lost (local delivery never
+depends on Redis); no client was disconnected; and nothing was logged as an
+error. What was published while no master served the slot is lost: sharded
+pub/sub is at most once (docs/scaling.md).
 
-node-redis 4 (under ``createShardedAdapter``) reads the cluster's slots again
-only on ``MOVED``/``ASK``: after a master's death it retries the dead address
-for ever (redis/node-redis#2141, #2806). So in the mixed case the Node server is
-restarted after the failover, as its operators must; the triosio server, never
-restarted, then exchanges ticks with it on both channels.
+Not with Node's ``createShardedAdapter`` beside: tried, its cluster client
+(node-redis 4.7) kept reconnecting to the dead master and never read the new
+slot map, so nothing reached or left the Node server through Redis after the
+failover (docs/scaling.md says so); the triosio side is what is checked here.
 """
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -30,14 +28,13 @@ from cluster_peers import (
     Admin,
     Observers,
     ServerProcess,
+    Ticks,
     require_binary,
     require_node_modules,
 )
 from redis_cluster import RedisCluster
 
 pytestmark = pytest.mark.redis
-
-NODE_PACKAGES = ("socket.io", "socket.io-client", "@socket.io/redis-adapter", "redis")
 
 
 @pytest.fixture
@@ -54,110 +51,99 @@ def replicated_cluster() -> Iterator[RedisCluster]:
         nodes.stop()
 
 
-def _increasing(values: list[int]) -> bool:
-    return all(a < b for a, b in itertools.pairwise(values))
-
-
-@pytest.mark.parametrize("kind_b", ["triosio", "node"])
-async def test_a_master_fails_over_to_its_replica(
-    replicated_cluster: RedisCluster, kind_b: str
-) -> None:
-    require_node_modules(*NODE_PACKAGES)
-    cluster = replicated_cluster
-    victim = cluster.owner_of("socket.io#/#")
-    # The servers' seed node survives (a deployment lists several seeds).
-    seed = cluster.url_of(next(i for i in cluster.masters() if i != victim))
+async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisCluster) -> None:
+    require_node_modules("socket.io-client")
     options = ("--adapter", "sharded", "--mode", "dynamic")
-    servers = {"A": ServerProcess("triosio", "A", seed, *options)}
+    a = ServerProcess("triosio", "A", replicated_cluster.url, *options)
+    try:
+        b = ServerProcess("triosio", "B", replicated_cluster.url, *options)
+    except BaseException:
+        a.stop()
+        raise
     tag = uuid.uuid4().hex[:8]
     room = f"room-{tag}"
-    seq = {"A": 0, "B": 0}
     try:
-        servers["B"] = ServerProcess(kind_b, "B", seed, *options)
-        async with Observers.open() as obs:
-            clients: dict[str, str] = {}  # client -> its server's name
-
-            async def join(name: str, *names: str) -> None:
-                for client in names:
-                    await obs.connect(client, servers[name].url, {"name": client, "rooms": [room]})
-                    clients[client] = name
-
-            async def ticks(admin: Admin, name: str) -> None:
-                while True:
-                    await admin.op("emit", event="tick", args=[name, seq[name]])
-                    await admin.op("emit", rooms=[room], event="rtick", args=[name, seq[name]])
-                    seq[name] += 1
-                    await trio.sleep(0.02)
-
-            def ticks_from(client: str, name: str, event: str) -> list[int]:
-                return [args[1] for args in obs.received(client, event) if args[0] == name]
-
-            def missing_after(mark: dict[str, int]) -> list[tuple[str, str, str]]:
-                return [
-                    (client, name, event)
-                    for client in clients
-                    for name in ("A", "B")
-                    for event in ("tick", "rtick")
-                    if not any(n > mark[name] for n in ticks_from(client, name, event))
-                ]
-
-            async def all_cross_after(mark: dict[str, int], timeout: float) -> None:
+        async with Observers.open() as obs, Admin.open(a) as admin_a, Admin.open(b) as admin_b:
+            for client, server in (("a1", a), ("b1", b)):
+                await obs.connect(
+                    client, server.url, {"name": client, "test": tag, "rooms": [room]}
+                )
+            traffic = Ticks(obs, room)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(traffic.run, admin_a, "A")
+                nursery.start_soon(traffic.run, admin_b, "B")
+                await traffic.wait_crossing([("b1", "A"), ("a1", "B")], {"A": 5, "B": 5}, 20)
+                killed, promoted = await trio.to_thread.run_sync(
+                    replicated_cluster.fail_over, "socket.io#/#"
+                )
+                assert promoted != killed
                 try:
-                    await obs.wait(lambda: not missing_after(mark), timeout=timeout)
-                except trio.TooSlowError:
-                    logs = "\n".join(f"{n}:\n{s.log()}" for n, s in servers.items())
-                    missing = missing_after(mark)
-                    raise AssertionError(f"no tick after {mark}: {missing}\n{logs}") from None
-
-            await join("A", "a1", "a2")
-            await join("B", "b1", "b2")
-            async with (
-                Admin.open(servers["A"]) as admin_a,
-                Admin.open(servers["B"]) as admin_b,
-                trio.open_nursery() as traffic,
-            ):
-                traffic.start_soon(ticks, admin_a, "A")
-                traffic.start_soon(ticks, admin_b, "B")
-                await all_cross_after({"A": 3, "B": 3}, timeout=15)
-                promoted = await trio.to_thread.run_sync(cluster.fail_over, victim)
-                assert cluster.owner_of("socket.io#/#") == promoted
-                if kind_b == "triosio":
-                    # The adapters notice the failover when their connections
-                    # to the dead master break, then find the new one.
-                    await all_cross_after(dict(seq), timeout=20)
-                traffic.cancel_scope.cancel()
-            if kind_b == "node":
-                # See the module's docstring: node-redis 4 stays on the dead master.
-                servers["B"].stop()
-                for client in ("b1", "b2"):
-                    del clients[client]
-                servers["B"] = ServerProcess(kind_b, "B", seed, *options)
-                await join("B", "b3", "b4")
-                async with (
-                    Admin.open(servers["A"]) as admin_a,
-                    Admin.open(servers["B"]) as admin_b,
-                    trio.open_nursery() as traffic,
-                ):
-                    traffic.start_soon(ticks, admin_a, "A")
-                    traffic.start_soon(ticks, admin_b, "B")
-                    await all_cross_after(dict(seq), timeout=20)
-                    traffic.cancel_scope.cancel()
-
-            for client, home in clients.items():
-                for name in ("A", "B"):
-                    for event in ("tick", "rtick"):
-                        got = ticks_from(client, name, event)
-                        # At most once: gaps during the failover, never twice.
-                        assert _increasing(got), (client, name, event, got)
-                        if name == home:
-                            # A server's own clients are served without Redis.
-                            assert got == list(range(got[0], got[0] + len(got))), (client, event)
-            assert not set(obs.disconnects) & set(clients), obs.disconnects
-        for server in servers.values():
+                    await traffic.wait_crossing([("b1", "A"), ("a1", "B")], dict(traffic.seq))
+                except AssertionError as exc:
+                    raise AssertionError(
+                        f"{exc}; logs:\n{a.log()[-3000:]}\n{b.log()[-3000:]}"
+                    ) from None
+                nursery.cancel_scope.cancel()
+            traffic.assert_own_in_order([("a1", "A"), ("b1", "B")])
+            assert obs.disconnects == {}
+        for server in (a, b):
             assert server.alive()
             log = server.log()
             for bad in ("Traceback", "ERROR", "malformed"):
                 assert bad not in log, log
     finally:
-        for server in servers.values():
+        b.stop()
+        a.stop()
+
+
+async def test_a_failover_beside_a_node_server(replicated_cluster: RedisCluster) -> None:
+    # node-redis 4 (under createShardedAdapter) reads the cluster's slots again
+    # only on MOVED / ASK: after a master's death it retries the dead address
+    # for ever (redis/node-redis#2141, #2806), so its server is restarted after
+    # the failover, as its operators must. The triosio server is not: it found
+    # the promoted replica by itself, and exchanges ticks with the new Node
+    # server on both kinds of channel.
+    require_node_modules("socket.io", "socket.io-client", "@socket.io/redis-adapter", "redis")
+    options = ("--adapter", "sharded", "--mode", "dynamic")
+    url = replicated_cluster.url
+    servers = [ServerProcess("triosio", "A", url, *options)]
+    tag = uuid.uuid4().hex[:8]
+    room = f"room-{tag}"
+    try:
+        servers.append(ServerProcess("node", "B", url, *options))
+        a, b = servers
+        async with Observers.open() as obs, Admin.open(a) as admin_a:
+            auth = {"test": tag, "rooms": [room]}
+            await obs.connect("a1", a.url, {"name": "a1", **auth})
+            await obs.connect("b1", b.url, {"name": "b1", **auth})
+            traffic = Ticks(obs, room)
+            async with trio.open_nursery() as outer:
+                outer.start_soon(traffic.run, admin_a, "A")
+                async with Admin.open(b) as admin_b, trio.open_nursery() as inner:
+                    inner.start_soon(traffic.run, admin_b, "B")
+                    await traffic.wait_crossing([("b1", "A"), ("a1", "B")], {"A": 5, "B": 5}, 20)
+                    await trio.to_thread.run_sync(replicated_cluster.fail_over, "socket.io#/#")
+                    inner.cancel_scope.cancel()
+                b.stop()
+                servers.append(c := ServerProcess("node", "C", url, *options))
+                await obs.connect("c1", c.url, {"name": "c1", **auth})
+                after = dict(traffic.seq)
+                async with Admin.open(c) as admin_c, trio.open_nursery() as inner:
+                    inner.start_soon(traffic.run, admin_c, "C")
+                    try:
+                        await traffic.wait_crossing([("c1", "A"), ("a1", "C")], after, 20)
+                    except AssertionError as exc:
+                        raise AssertionError(
+                            f"{exc}; logs:\n{a.log()[-3000:]}\n{c.log()[-3000:]}"
+                        ) from None
+                    inner.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+            traffic.assert_own_in_order([("a1", "A"), ("c1", "C")])
+            assert "a1" not in obs.disconnects and "c1" not in obs.disconnects
+        assert a.alive() and c.alive()
+        log = a.log()
+        for bad in ("Traceback", "ERROR", "malformed"):
+            assert bad not in log, log
+    finally:
+        for server in servers:
             server.stop()

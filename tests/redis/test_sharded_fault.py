@@ -20,6 +20,7 @@ from cluster_peers import (
     Admin,
     Observers,
     ServerProcess,
+    Ticks,
     eventually,
     require_binary,
     require_node_modules,
@@ -54,40 +55,16 @@ async def test_a_cluster_node_restarted_during_traffic(redis_cluster: RedisClust
             for client, server in (("a1", a), ("b1", b)):
                 auth = {"name": client, "test": tag, "rooms": [room]}
                 await obs.connect(client, server.url, auth)
-            seq = {"A": 0, "B": 0}
-
-            async def ticks(admin: Admin, name: str) -> None:
-                while True:
-                    await admin.op("emit", event="tick", args=[name, seq[name]])
-                    await admin.op("emit", rooms=[room], event="rtick", args=[name, seq[name]])
-                    seq[name] += 1
-                    await trio.sleep(0.02)
-
-            def ticks_from(client: str, name: str, event: str = "tick") -> list[int]:
-                return [args[1] for args in obs.received(client, event) if args[0] == name]
-
-            async with trio.open_nursery() as traffic:
-                traffic.start_soon(ticks, admin_a, "A")
-                traffic.start_soon(ticks, admin_b, "B")
-                await obs.wait(
-                    lambda: len(ticks_from("b1", "A")) > 5 and len(ticks_from("a1", "B")) > 5
-                )
+            traffic = Ticks(obs, room)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(traffic.run, admin_a, "A")
+                nursery.start_soon(traffic.run, admin_b, "B")
+                await traffic.wait_crossing([("b1", "A"), ("a1", "B")], {"A": 5, "B": 5}, 20)
                 owner = redis_cluster.owner_of("socket.io#/#")
                 await trio.to_thread.run_sync(redis_cluster.restart, owner)
-                restarted_at = dict(seq)
-                for event in ("tick", "rtick"):
-                    await obs.wait(
-                        lambda e=event: (
-                            any(n > restarted_at["A"] for n in ticks_from("b1", "A", e))
-                            and any(n > restarted_at["B"] for n in ticks_from("a1", "B", e))
-                        ),
-                        timeout=30,
-                    )
-                traffic.cancel_scope.cancel()
-
-            for client, name in (("a1", "A"), ("b1", "B")):
-                own = ticks_from(client, name)
-                assert own == list(range(len(own))), (client, own)
+                await traffic.wait_crossing([("b1", "A"), ("a1", "B")], dict(traffic.seq))
+                nursery.cancel_scope.cancel()
+            traffic.assert_own_in_order([("a1", "A"), ("b1", "B")])
             assert obs.disconnects == {}
 
             async def fetched() -> bool:

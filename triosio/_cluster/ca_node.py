@@ -167,14 +167,14 @@ class ClusterAdapterNode:
             link = self._links.get(message.nsp)
             if link is None or message.uid == link.uid:
                 return  # another namespace's, or our own echo
-            await self._serve(link, message)
+            await self._serve(link, message, offset)
         except WireError as exc:
             self._malformed.report(where, str(exc))
         except Exception:
             # Never let one message stop the transport.
             log.exception("error handling a message on %s", where.decode("utf-8", "replace"))
 
-    async def _serve(self, link: _Link, message: Message) -> None:
+    async def _serve(self, link: _Link, message: Message, offset: str | None = None) -> None:
         port, kind = self._port, message.type
         assert port is not None and self._nursery is not None
         if kind in cm.RESPONSES:
@@ -185,7 +185,13 @@ class ClusterAdapterNode:
                 return
             try:
                 await port.deliver(
-                    link.name, message.data, message.rooms, message.exclude, message.volatile, plain
+                    link.name,
+                    message.data,
+                    message.rooms,
+                    message.exclude,
+                    message.volatile,
+                    plain,
+                    offset,
                 )
             except LocalProtocolError as exc:
                 raise WireError(f"cannot pass the broadcast on: {exc}") from None

@@ -128,6 +128,11 @@ class HandlerRegistry:
         entries = self._handlers.get(event)
         if not entries:
             return []
+        if len(entries) == 1:  # the usual case, on every event
+            fn, once = entries[0]
+            if once:
+                del self._handlers[event]
+            return [fn]
         found = [fn for fn, _ in entries]
         if any(once for _, once in entries):
             remaining = [entry for entry in entries if not entry[1]]

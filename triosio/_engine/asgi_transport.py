@@ -15,6 +15,7 @@ from typing import Any, final
 
 import trio
 
+from .deflate import PerMessageDeflate
 from .exchange import Exchange, Headers, Request, WebSocket, WebSocketClosed
 from .packet import OutPacket
 
@@ -87,7 +88,9 @@ class ASGIHTTPExchange(Exchange):
             if message["type"] == "http.disconnect":
                 return
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None
+    ) -> WebSocket:
         """Not a WebSocket request."""
         raise RuntimeError("accept_websocket() on an HTTP request")
 
@@ -132,8 +135,14 @@ class ASGIWebSocketExchange(Exchange):
         """Not used for WebSocket requests."""
         await trio.sleep_forever()
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
-        """Accept the connection; the returned WebSocket lives until it closes."""
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None
+    ) -> WebSocket:
+        """Accept the connection; the returned WebSocket lives until it closes.
+
+        ``deflate`` is not used: the ASGI server frames the messages, and
+        negotiates compression itself (uvicorn's ``ws_per_message_deflate``).
+        """
         message = await self._receive()
         if message["type"] != "websocket.connect":
             raise WebSocketClosed(1006, "the client left during the handshake")

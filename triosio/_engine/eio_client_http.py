@@ -6,11 +6,16 @@ POST can be in flight together, as a browser's connection pool allows.
 
 Streams come from the client's *connector* (see :data:`Connector`), so the same
 code runs over TCP, TLS and in-memory streams.
+
+Responses may come gzip- or deflate-encoded (``Accept-Encoding`` says the client
+takes them, as browsers do; engine.io and triosio servers compress long-poll
+answers of 1 KiB and more): they are inflated within the same ``max_body``.
 """
 
 from __future__ import annotations
 
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable
 
 import h11
@@ -132,6 +137,8 @@ class HttpConnection:
         stream, conn = self._stream, self._h11
         assert conn is not None
         all_headers = [*headers, ("Content-Length", str(len(body)))]
+        if not any(name.lower() == "accept-encoding" for name, _ in headers):
+            all_headers.append(("Accept-Encoding", "gzip, deflate"))
         started = False
         try:
             data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
@@ -186,7 +193,29 @@ class HttpConnection:
             conn.start_next_cycle()
         else:
             await self.aclose()
-        return status, response_headers, b"".join(chunks)
+        return status, response_headers, self._decoded(response_headers, b"".join(chunks))
+
+    def _decoded(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        encoding = next((v for k, v in headers if k.lower() == b"content-encoding"), b"")
+        encoding = encoding.strip().lower()
+        if encoding in (b"", b"identity"):
+            return body
+        if encoding not in (b"gzip", b"x-gzip", b"deflate"):
+            raise HttpError(f"unknown Content-Encoding {encoding.decode('latin-1')!r}")
+        # 47: zlib's header detection (gzip or zlib); a "deflate" body without
+        # the zlib header (some servers send raw deflate) is tried raw.
+        for bits in (47, -15):
+            inflater = zlib.decompressobj(bits)
+            try:
+                out = inflater.decompress(body, self._max_body + 1)
+            except zlib.error:
+                continue
+            if len(out) > self._max_body or inflater.unconsumed_tail:
+                raise HttpError(f"response body above {self._max_body} bytes once inflated")
+            if not inflater.eof:
+                raise HttpError("truncated compressed response body")
+            return out
+        raise HttpError(f"invalid {encoding.decode('latin-1')} response body")
 
     async def aclose(self) -> None:
         """Close the connection (the next request opens a new one)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from .deflate import PerMessageDeflate
 from .packet import OutPacket
 
 Headers = list[tuple[str, str]]
@@ -101,8 +102,14 @@ class Exchange(abc.ABC):
         """Return when the client closes its connection (used by long-polls)."""
 
     @abc.abstractmethod
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
-        """Complete the WebSocket handshake; the connection now belongs to the caller."""
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None
+    ) -> WebSocket:
+        """Complete the WebSocket handshake; the connection now belongs to the caller.
+
+        ``deflate``: accept the client's permessage-deflate offer with these
+        options (where the transport does the framing itself).
+        """
 
 
 class WebSocketClosed(Exception):

@@ -26,6 +26,7 @@ from urllib.parse import unquote_plus
 import h11
 import trio
 
+from .deflate import PerMessageDeflate, negotiate
 from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .native_ws import NativeWebSocket
 
@@ -154,12 +155,15 @@ class H11Exchange(Exchange):
         """Return when the client closes its end (a pending long-poll aborted)."""
         await self._conn.wait_eof()
 
-    async def accept_websocket(self, headers: Headers) -> WebSocket:
+    async def accept_websocket(
+        self, headers: Headers, deflate: PerMessageDeflate | None = None
+    ) -> WebSocket:
         """Answer 101 and return the WebSocket; the stream is given away.
 
         The opening handshake (RFC 6455 section 4.2) is checked and answered
         here, on the request h11 already parsed; the frames are read by
-        :class:`~triosio._engine.wsframes.FrameReader`.
+        :class:`~triosio._engine.wsframes.FrameReader`. With ``deflate``, the
+        client's permessage-deflate offer, if any is acceptable, is accepted.
         """
         conn = self._conn
         problem = _handshake_problem(self.request)
@@ -176,6 +180,12 @@ class H11Exchange(Exchange):
             ("sec-websocket-accept", accept.decode("ascii")),
             *headers,
         ]
+        negotiated = None
+        if deflate is not None:
+            agreed = negotiate(self.request.header("sec-websocket-extensions"), deflate)
+            if agreed is not None:
+                response.append(("sec-websocket-extensions", agreed[0]))
+                negotiated = agreed[1]
         self.responded = True
         try:
             data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
@@ -184,7 +194,7 @@ class H11Exchange(Exchange):
         await conn.send_bytes(data or b"")
         self.upgraded = True
         trailing, _closed = conn.h11.trailing_data
-        return NativeWebSocket(conn.stream, bytes(trailing))
+        return NativeWebSocket(conn.stream, bytes(trailing), negotiated)
 
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -3,7 +3,11 @@
 Reading goes through :class:`~triosio._engine.wsframes.FrameReader` (it checks
 masking, UTF-8, fragmentation and control frames as RFC 6455 requires).
 Writing needs no parser: the frames of a broadcast are built once per packet
-(:attr:`OutPacket.ws_frame`) and the same bytes go to every recipient.
+(:attr:`OutPacket.ws_frame`) and the same bytes go to every recipient. With
+permessage-deflate (:mod:`~triosio._engine.deflate`) a message at or above the
+threshold goes compressed: compressed once per packet for every recipient when
+the server keeps no context (the default), else by this connection's own
+compressor.
 
 On a plain TCP stream the bytes are written with a direct non-blocking
 ``os.write`` on the socket when nothing is queued, which costs no task switch;
@@ -35,6 +39,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from .._common.sync import LazyEvent
+from .deflate import Deflater, Inflater, Negotiated
 from .exchange import WebSocket, WebSocketClosed
 from .packet import OutPacket, close_frame, ws_frame_header
 from .wsframes import CLOSE, PING, Control, FrameError, FrameReader
@@ -50,11 +55,14 @@ class NativeWebSocket(WebSocket):
     Args:
         stream: The connection. This object owns it from now on.
         initial: Bytes the client sent right after its handshake, if any.
+        deflate: What permessage-deflate negotiated, or None (uncompressed).
     """
 
     __slots__ = (
         "_close_sent",
         "_closed",
+        "_deflate",
+        "_deflater",
         "_direct",
         "_drained",
         "_failed",
@@ -69,9 +77,17 @@ class NativeWebSocket(WebSocket):
         "broken",
     )
 
-    def __init__(self, stream: trio.abc.Stream, initial: bytes = b"") -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, initial: bytes = b"", deflate: Negotiated | None = None
+    ) -> None:
         self._stream = stream
         self._reader = FrameReader()
+        self._deflate = deflate
+        # With server context takeover: made at the first compressed message
+        # (zlib's compressor takes about 256 KiB), none for idle connections.
+        self._deflater: Deflater | None = None
+        if deflate is not None:
+            self._reader.inflater = Inflater(deflate)
         if initial:
             self._reader.feed(initial)
         self._fd = _fileno(stream)
@@ -169,10 +185,35 @@ class NativeWebSocket(WebSocket):
 
     def write_nowait(self, packets: Sequence[OutPacket]) -> None:
         """Write the packets' frames in order, without waiting."""
-        if len(packets) == 1:
+        if self._deflate is not None:
+            self._write_raw(b"".join([self._frame(p) for p in packets]))
+        elif len(packets) == 1:
             self._write_raw(packets[0].ws_frame)
         else:
             self._write_raw(b"".join([p.ws_frame for p in packets]))
+
+    def _frame(self, packet: OutPacket) -> bytes:
+        # The packet's frame, compressed if it may be and is big enough.
+        deflate = self._deflate
+        assert deflate is not None
+        frame = packet.ws_frame
+        if not packet.compress:
+            return frame
+        marker = frame[1]
+        if len(frame) - (2 if marker < 126 else 4 if marker == 126 else 10) < deflate.threshold:
+            return frame
+        if not deflate.server_takeover:
+            return packet.ws_deflated_frame(deflate.server_bits, deflate.level, deflate.mem_level)
+        deflater = self._deflater
+        if deflater is None:
+            deflater = self._deflater = Deflater(deflate)
+        compressed = deflater.deflate(packet.ws_payload())
+        return ws_frame_header(frame[0] | 0x40, len(compressed)) + compressed
+
+    @property
+    def compressing(self) -> bool:
+        """Whether permessage-deflate was negotiated on this connection."""
+        return self._deflate is not None
 
     def _write_raw(self, data: bytes) -> None:
         if self.broken or self._closed or not data:

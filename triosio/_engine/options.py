@@ -18,6 +18,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .._common import ids
+from .deflate import HTTPCompression, PerMessageDeflate
 from .exchange import Headers, Request
 
 log = logging.getLogger("triosio.engine")
@@ -92,6 +93,12 @@ class EngineOptions:
         shutdown_timeout: Seconds a closing session may spend saying goodbye.
         session_id_generator: Makes session ids (default: 120 random bits from
             :mod:`secrets`, URL-safe base64, 20 characters).
+        per_message_deflate: WebSocket compression (RFC 7692): ``False`` (the
+            default, as in the reference), ``True`` for the defaults of
+            :class:`PerMessageDeflate`, or an instance of it.
+        http_compression: gzip/deflate of long-polling responses: ``True``
+            (the default, as in the reference: bodies of 1 KiB and more, when
+            the client accepts it), ``False``, or an :class:`HTTPCompression`.
     """
 
     path: str = "/engine.io/"
@@ -110,6 +117,24 @@ class EngineOptions:
     max_buffered_bytes: int = 4 * 1024 * 1024
     shutdown_timeout: float = 2.0
     session_id_generator: Callable[[], str] = field(default=lambda: ids.token_urlsafe(15))
+    per_message_deflate: bool | PerMessageDeflate = False
+    http_compression: bool | HTTPCompression = True
+
+    @property
+    def deflate(self) -> PerMessageDeflate | None:
+        """The permessage-deflate options in force, or None when it is off."""
+        value = self.per_message_deflate
+        if value is True:
+            return _DEFAULT_DEFLATE
+        return value or None
+
+    @property
+    def compression(self) -> HTTPCompression | None:
+        """The polling responses' compression in force, or None when it is off."""
+        value = self.http_compression
+        if value is True:
+            return _DEFAULT_HTTP_COMPRESSION
+        return value or None
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -119,10 +144,17 @@ class EngineOptions:
         for name in ("ping_interval", "ping_timeout", "upgrade_timeout", "shutdown_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not isinstance(self.per_message_deflate, (bool, PerMessageDeflate)):
+            raise TypeError("per_message_deflate must be a bool or a PerMessageDeflate")
+        if not isinstance(self.http_compression, (bool, HTTPCompression)):
+            raise TypeError("http_compression must be a bool or an HTTPCompression")
         unknown = set(self.transports) - {"polling", "websocket"}
         if unknown or not self.transports:
             raise ValueError(f"transports must be 'polling' and/or 'websocket', not {unknown}")
 
+
+_DEFAULT_DEFLATE = PerMessageDeflate()
+_DEFAULT_HTTP_COMPRESSION = HTTPCompression()
 
 # ------------------------------------------------------------ request policy
 

@@ -2,9 +2,10 @@
 
 A broadcast hands the *same* :class:`OutPacket` objects to every recipient, so the
 Socket.IO encoding, the Engine.IO encoding and the WebSocket framing (RFC 6455
-section 5.2: a server's frames are never masked, and we never compress, so the
-bytes are identical for every client) are each computed at most once per packet,
-whatever the number of recipients.
+section 5.2: a server's frames are never masked, and a message compressed without
+context takeover is the same for every client, so the bytes are identical for
+every recipient) are each computed at most once per packet, whatever the number
+of recipients.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import base64
 import struct
 
 from .._proto.eio import EioType
+from .deflate import deflate_message
 
 _TEXT = 0x81  # FIN + opcode 1
 _BINARY = 0x82  # FIN + opcode 2
+_RSV1 = 0x40  # a compressed message's first frame (RFC 7692 section 6)
 
 
 def ws_frame_header(opcode_byte: int, length: int) -> bytes:
@@ -41,15 +44,20 @@ class OutPacket:
         data: ``str`` for a text packet, ``bytes`` for a binary MESSAGE.
     """
 
-    __slots__ = ("_frame", "_poll", "data", "size", "type")
+    __slots__ = ("_deflated", "_frame", "_poll", "compress", "data", "size", "type")
 
-    def __init__(self, ptype: EioType, data: str | bytes = "") -> None:
+    def __init__(self, ptype: EioType, data: str | bytes = "", compress: bool = True) -> None:
         self.type = ptype
         self.data = data
         # An estimate that is cheap to compute; used for queue byte limits.
         self.size = len(data) + 1
+        #: Whether this packet may be compressed (an emit's ``compress`` flag).
+        self.compress = compress
         self._frame: bytes | None = None
         self._poll: str | None = None
+        # The compressed frame, with the (window bits, level, memory level) it
+        # was made with: in practice one setting per server.
+        self._deflated: tuple[tuple[int, int, int], bytes] | None = None
 
     @property
     def ws_message(self) -> str | bytes:
@@ -71,6 +79,24 @@ class OutPacket:
                 payload = (_TYPE_CHARS[self.type] + data).encode("utf-8")
                 frame = ws_frame_header(_TEXT, len(payload)) + payload
             self._frame = frame
+        return frame
+
+    def ws_payload(self) -> bytes:
+        """The WebSocket message's payload (the frame without its header)."""
+        frame = self.ws_frame
+        length = frame[1]
+        return frame[2 if length < 126 else 4 if length == 126 else 10 :]
+
+    def ws_deflated_frame(self, bits: int, level: int, mem_level: int) -> bytes:
+        """The frame of this message compressed on its own (RFC 7692), computed once."""
+        key = (bits, level, mem_level)
+        cached = self._deflated
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        frame = self.ws_frame
+        compressed = deflate_message(self.ws_payload(), bits, level, mem_level)
+        frame = ws_frame_header(frame[0] | _RSV1, len(compressed)) + compressed
+        self._deflated = (key, frame)
         return frame
 
     @property

@@ -29,7 +29,8 @@ import trio
 from .._common.sync import WriteBatch
 from .._errors import DisconnectReason, PayloadTooLarge, RemoteProtocolError
 from .._proto.eio import EioType, Handshake, PayloadReader, encode_open
-from .exchange import Exchange, Headers, RequestAborted, WebSocket
+from .deflate import HTTPCompression, choose_encoding, http_compress
+from .exchange import Exchange, Headers, Request, RequestAborted, WebSocket
 from .heartbeats import HeartbeatTimers
 from .options import EngineOptions, cors_headers, preflight_headers, request_allowed
 from .packet import OutPacket
@@ -103,7 +104,8 @@ class EngineServer:
 
         Each client is sent a CLOSE packet: over its WebSocket, or as the answer
         to its pending long-poll GET (which this waits for as well, with any
-        POST being answered).
+        POST being answered), or to its next GET when none is pending (waited
+        for within ``shutdown_timeout``).
         """
         self._shutting_down = True
         sessions = list(self.sessions.values())
@@ -151,6 +153,16 @@ class EngineServer:
             return
         if sid is not None:
             session = self.sessions.get(sid)
+            if (
+                session is not None
+                and session.awaits_last_poll
+                and request.method == "GET"
+                and transport == "polling"
+            ):
+                # The server is shutting down; this client's next GET is what
+                # its closing session waits for, to carry the CLOSE.
+                await self._poll(exchange, session, cors)
+                return
             if session is None or session.overdue():
                 # A closing session is already gone for new requests, as in the
                 # reference (it stays in the table only while it says goodbye).
@@ -227,7 +239,7 @@ class EngineServer:
             sid, request, transport, self.options, self.app, self.write_batch, self._heartbeats
         )
         if transport == "websocket":
-            ws = await exchange.accept_websocket(headers)
+            ws = await exchange.accept_websocket(headers, self.options.deflate)
             # Queued, not written: the session writes it when it takes the
             # WebSocket over, so the client hears OPEN once the session is set up.
             session.send_nowait([self._open_packet(sid, ())], force=True)
@@ -304,7 +316,15 @@ class EngineServer:
                 await _json_error(exchange, 3, cors)
             elif packets is not None:
                 body = _payload(packets).encode("utf-8")
-                await exchange.respond(200, cors + _TEXT_HEADERS, body)
+                headers = cors + _TEXT_HEADERS
+                compression = self.options.compression
+                if (
+                    compression is not None
+                    and len(body) >= compression.threshold
+                    and any(p.compress for p in packets)
+                ):
+                    body, headers = _compressed(exchange.request, body, headers, compression)
+                await exchange.respond(200, headers, body)
         finally:
             self._polls -= 1
             if self._polls == 0:
@@ -378,7 +398,7 @@ class EngineServer:
     # ------------------------------------------------------------ upgrade
 
     async def _upgrade(self, exchange: Exchange, session: EngineSession, cors: Headers) -> None:
-        ws = await exchange.accept_websocket(cors)
+        ws = await exchange.accept_websocket(cors, self.options.deflate)
         if not self._may_upgrade() or not session.can_upgrade():
             # A second WebSocket for an upgraded (or upgrading) session: accepted,
             # then closed, leaving the first one alone.
@@ -391,6 +411,18 @@ _TEXT_HEADERS: Headers = [
     ("content-type", "text/plain; charset=UTF-8"),
     ("cache-control", "no-store"),
 ]
+
+
+def _compressed(
+    request: Request, body: bytes, headers: Headers, compression: HTTPCompression
+) -> tuple[bytes, Headers]:
+    # As engine.io's httpCompression: gzip or deflate if the client takes it.
+    # (Vary tells caches the body depends on Accept-Encoding.)
+    encoding = choose_encoding(request.header("accept-encoding"))
+    if encoding is None:
+        return body, headers
+    body = http_compress(body, encoding, compression.level)
+    return body, [*headers, ("content-encoding", encoding), ("vary", "Accept-Encoding")]
 
 
 def _payload(packets: Sequence[OutPacket]) -> str:

@@ -29,6 +29,7 @@ to WebSocket (``session_upgrade.py``); their shared fields are declared in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -56,7 +57,9 @@ class EngineApp(Protocol):
     All three run in the session's own task: ``on_open`` once the session is
     open (start per-client tasks in ``session.nursery``), ``on_message`` for each
     message in arrival order (awaiting in it slows this client's reads down, and
-    only this client's), ``on_close`` once, after the session's nursery is done.
+    only this client's, unless it hands the reading off: see
+    :meth:`EngineSession.hand_off_reading`), ``on_close`` once, after the
+    session's nursery is done.
     """
 
     async def on_open(self, session: EngineSession) -> None:
@@ -109,8 +112,11 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._queue = []
         self._queued_bytes = 0
         self._poll_wake = LazyEvent()
+        self._told: LazyEvent | None = None  # see _finish
         self._space = LazyEvent(True)
         self._ws = None
+        self._reader = None
+        self._reader_scope = None
         self._probing = False
         self._upgrading = False
         self._getting = False
@@ -332,6 +338,20 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             log.exception("error in on_close of session %s", self.sid)
         finally:
             try:
+                if (
+                    reason is DisconnectReason.SERVER_SHUTTING_DOWN
+                    and ws is None
+                    and self._told is None
+                    and not self._getting
+                    and not self._upgrading
+                    and self.transport == "polling"
+                ):
+                    # No long-poll pending to carry the CLOSE: the client's
+                    # next GET may (within shutdown_timeout, this scope's
+                    # deadline), so that it hears "transport close" rather
+                    # than find the server gone ("transport error").
+                    told = self._told = LazyEvent()
+                    await told.wait()
                 if ws is not None:
                     # A framing error's own code (1002, 1007, 1009) overrides
                     # this one: the WebSocket keeps it (native_ws.py).
@@ -392,27 +412,72 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         if ws.broken and ws is self._ws:
             self.close_nowait(DisconnectReason.TRANSPORT_ERROR)
 
-    async def _read_websocket(self, ws: WebSocket) -> None:
+    # The application may run a handler in the reader's task and, if the
+    # handler blocks, keep the task for it: it hands the reading off to a new
+    # task (hand_off_reading), and the old reader stops once ``on_message``
+    # returns. Readers started so run in a cancel scope of their own, which
+    # the application may cancel to stop that handler (reader_scope); the
+    # first reader has none (a scope entered for the life of every connection
+    # costs ~0.6 KiB, for applications that never need it).
+
+    def reader_scope(self) -> trio.CancelScope | None:
+        """From ``on_message``: the cancel scope of the WebSocket's reader task,
+        when this is that task and it has one (else None)."""
+        reader = self._reader
+        if reader is None or reader is not trio.lowlevel.current_task():
+            return None
+        return self._reader_scope
+
+    def hand_off_reading(self) -> bool:
+        """From ``on_message`` in the WebSocket's reader task: start a new
+        reader (with a cancel scope of its own) and let this task stop reading
+        once ``on_message`` returns, so it may block in it meanwhile.
+
+        Returns False, doing nothing, from any other task (a polling request's)
+        or when the session is closing.
+        """
+        reader = self._reader
+        ws = self._ws
+        if (
+            reader is None
+            or reader is not trio.lowlevel.current_task()
+            or ws is None
+            or self._reason is not None
+            or not self._nursery_open
+            or self._nursery is None
+        ):
+            return False
+        self._reader = None
+        self._nursery.start_soon(self._read_websocket, ws, trio.CancelScope())
+        return True
+
+    async def _read_websocket(self, ws: WebSocket, scope: trio.CancelScope | None = None) -> None:
+        me = trio.lowlevel.current_task()
+        self._reader = me
+        self._reader_scope = scope
         limit = self._options.max_http_buffer_size
         on_message = self._app.on_message
         try:
-            while self._reason is None:
-                message = await ws.receive(limit)
-                if type(message) is str and message[:1] == "4" and self._pong_deadline is None:
-                    # A text MESSAGE with no PONG due, the common case: what
-                    # _on_packet does for it, without building the packet.
-                    try:
-                        await on_message(self, message[1:])
-                    except Exception:
-                        self._app_failed()
-                    continue
-                await self._on_packet(decode_ws(message))
+            with scope if scope is not None else _NO_SCOPE:
+                while self._reason is None and self._reader is me:
+                    message = await ws.receive(limit)
+                    if type(message) is str and message[:1] == "4" and self._pong_deadline is None:
+                        # A text MESSAGE with no PONG due, the common case: what
+                        # _on_packet does for it, without building the packet.
+                        try:
+                            await on_message(self, message[1:])
+                        except Exception:
+                            self._app_failed()
+                        continue
+                    await self._on_packet(decode_ws(message))
         except WebSocketClosed as exc:
             self.close_nowait(_reason_for_close_code(exc.code))
         except RemoteProtocolError as exc:
             log.info("session %s: invalid packet: %s", self.sid, exc)
             self.close_nowait(DisconnectReason.PARSE_ERROR)
 
+
+_NO_SCOPE = contextlib.nullcontext()
 
 _SAY_CLOSE = frozenset(
     {

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from .._common.sync import LazyEvent
 from .._errors import DisconnectReason
 from .._proto.eio import EioPacket
 from . import packet as P
@@ -29,6 +30,10 @@ class PollOverlap(Exception):
 # asked (its CLOSE packet) → NOOP, as the reference server; otherwise → CLOSE.
 def _poll_terminator(reason: DisconnectReason) -> OutPacket:
     return P.NOOP if reason is DisconnectReason.TRANSPORT_CLOSE else P.CLOSE
+
+
+# A CLOSE (or NOOP) went out in a long-poll's answer: shared, already set.
+_TOLD = LazyEvent(True)
 
 
 class SessionPolling(SessionState):
@@ -58,6 +63,10 @@ class SessionPolling(SessionState):
             while True:
                 reason = self._reason
                 if reason is not None:
+                    if self._told is None:
+                        self._told = _TOLD  # (so a closing session waits for no GET)
+                    else:
+                        self._told.set()  # the closing session waits for this
                     return [*self.take_queued(), _poll_terminator(reason)]
                 if self._queue:
                     return self.take_queued()
@@ -67,6 +76,12 @@ class SessionPolling(SessionState):
                 await self._poll_wake.wait()
         finally:
             self._getting = False
+
+    @property
+    def awaits_last_poll(self) -> bool:
+        """Whether the session, closing at shutdown, waits for a GET to carry its CLOSE."""
+        told = self._told
+        return told is not None and not told.is_set()
 
     def take_queued(self) -> list[OutPacket]:
         """Take what is queued now, without waiting (e.g. for the handshake response)."""

@@ -53,10 +53,13 @@ class SessionState:
         "_probing",
         "_queue",
         "_queued_bytes",
+        "_reader",
+        "_reader_scope",
         "_reason",
         "_space",
         "_timer",
         "_timers",
+        "_told",
         "_upgrading",
         "_ws",
         "app_state",
@@ -90,9 +93,15 @@ class SessionState:
     _queued_bytes: int
     _space: LazyEvent  # set while the polling queue is below its limits
     _ws: WebSocket | None  # the WebSocket, once the session is on one
+    # The task reading the WebSocket (None before, and between a hand-off and
+    # the new reader's start), and the cancel scope it runs in (None for the
+    # first reader: see EngineSession.hand_off_reading).
+    _reader: trio.lowlevel.Task | None
+    _reader_scope: trio.CancelScope | None
 
     # -- polling
     _poll_wake: LazyEvent
+    _told: LazyEvent | None
     _getting: bool  # a long-poll GET is pending
     _posting: bool  # a POST is being handled
 

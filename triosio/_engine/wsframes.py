@@ -1,8 +1,9 @@
 """Server-side WebSocket frame reading (RFC 6455 section 5), sans-I/O.
 
 Bytes from a client in, whole messages and control frames out. It checks what
-the RFC requires of a client's frames: every frame masked, no reserved bits (we
-negotiate no extension), known opcodes, control frames short and unfragmented,
+the RFC requires of a client's frames: every frame masked, no reserved bits
+(but RSV1 on the first frame of a compressed message when permessage-deflate
+was negotiated, RFC 7692 section 6), known opcodes, control frames short and unfragmented,
 continuation frames only inside a fragmented message, minimal length
 encodings, text that is valid UTF-8, and close codes and reasons that are
 valid. Any violation raises :class:`FrameError` with the close code to answer.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from .deflate import InflateError, Inflater
 
 TEXT = 0x1
 BINARY = 0x2
@@ -68,14 +71,19 @@ class FrameReader:
             before its payload is buffered.
     """
 
-    __slots__ = ("_buffer", "_kind", "_parts", "max_message_size")
+    __slots__ = ("_buffer", "_deflated", "_kind", "_parts", "inflater", "max_message_size")
 
     def __init__(self, max_message_size: int = 1_000_000) -> None:
         self.max_message_size = max_message_size
         self._buffer = bytearray()
-        # A fragmented message in progress: its opcode and the bytes so far.
+        # A fragmented message in progress: its opcode and the bytes so far,
+        # and whether it is compressed.
         self._kind = 0
         self._parts: bytearray | None = None
+        self._deflated = False
+        #: Set when permessage-deflate was negotiated: RSV1 then marks a
+        #: compressed message, inflated here (within ``max_message_size``).
+        self.inflater: Inflater | None = None
 
     def feed(self, data: bytes | bytearray) -> None:
         """Add bytes read from the client."""
@@ -94,8 +102,13 @@ class FrameReader:
                 return None
             b0 = buffer[0]
             b1 = buffer[1]
+            deflated = False
             if b0 & 0x70:
-                raise FrameError(1002, "reserved bits set (no extension was negotiated)")
+                if b0 & 0x30 or self.inflater is None:
+                    raise FrameError(1002, "reserved bits set (no extension was negotiated)")
+                if (b0 & 0x0F) in (CONTINUATION, CLOSE, PING, PONG):
+                    raise FrameError(1002, "RSV1 set on a continuation or control frame")
+                deflated = True
             if not b1 & 0x80:
                 raise FrameError(1002, "a client frame must be masked")
             fin = b0 & 0x80
@@ -147,12 +160,20 @@ class FrameReader:
                     continue
                 kind, whole = self._kind, bytes(parts)
                 self._parts = None
+                deflated = self._deflated
             elif not fin:
                 self._kind = opcode
                 self._parts = bytearray(payload)
+                self._deflated = deflated
                 continue
             else:
                 kind, whole = opcode, payload
+            if deflated:
+                assert self.inflater is not None
+                try:
+                    whole = self.inflater.inflate(whole, self.max_message_size)
+                except InflateError as exc:
+                    raise FrameError(exc.code, exc.reason) from None
             if kind == BINARY:
                 return whole
             try:

@@ -19,11 +19,9 @@ Recovery fails (None) when the session expired or was taken, or when the offset
 is gone from the stream (trimmed past ``maxLen``): the client then gets a new
 session, as with any adapter.
 
-Not yet wired to the server: the server-side hook for connection state
-recovery (issue 14) is being built apart. ``RedisStreamsAdapter._persist_session``
-and ``._restore_session`` wrap these for it (its client, its stream for the
-namespace); all are tested against Node's adapter
-(``tests/redis/test_streams_sessions.py``).
+The server uses them through ``RedisStreamsAdapter.session_store`` (its
+client, its stream for the namespace; see ``triosio/_server/recovery.py``);
+they are tested against Node's adapter (``tests/redis/test_streams_sessions.py``).
 """
 
 from __future__ import annotations
@@ -157,6 +155,20 @@ async def restore_session(
         not an entry id, the session is not there (expired, or restored by
         another server already), or the offset is no longer in ``stream``.
     """
+    taken = await take_session(client, stream, nsp, pid, offset, prefix=prefix)
+    return None if taken is None else taken[0]
+
+
+async def take_session(
+    client: Any,
+    stream: str,
+    nsp: str,
+    pid: str,
+    offset: str,
+    *,
+    prefix: str = SESSION_KEY_PREFIX,
+) -> tuple[dict[str, Any], str] | None:
+    """:func:`restore_session`, and the id of the last entry it read (``offset`` if none)."""
     if not ENTRY_ID.match(offset):
         return None
     key = session_key(pid, prefix)
@@ -180,4 +192,4 @@ async def restore_session(
             break
         start = next_id(entries[-1][0])
     session["missedPackets"] = missed_packets(entries, nsp, session["rooms"])
-    return session
+    return session, entries[-1][0] if entries else offset

@@ -148,6 +148,29 @@ class LoggedBroadcast(Broadcast):
         super().apply(router)
 
 
+class StreamBroadcast(Broadcast):
+    """A :class:`Broadcast` of the cluster's shared log (connection state
+    recovery with a shared store): its offset, an entry id, is in it already;
+    kept at that position, then sent like any."""
+
+    __slots__ = ("position",)
+
+    def __init__(
+        self,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        position: int,
+    ) -> None:
+        super().__init__(nsp, packets, rooms, exclude, False, None)
+        self.position = position
+
+    def apply(self, router: Router) -> None:
+        router.log_at(self.position, self.nsp, self.packets, self.rooms, self.exclude)
+        super().apply(router)
+
+
 class AddSocket(Command):
     """Register a socket that passed the middlewares; write its CONNECT reply.
 

@@ -43,7 +43,15 @@ class BroadcastOperator:
     ``socket.broadcast`` and the like; each method returns a new operator.
     """
 
-    __slots__ = ("_exclude", "_local", "_namespaces", "_rooms", "_timeout", "_volatile")
+    __slots__ = (
+        "_compress",
+        "_exclude",
+        "_local",
+        "_namespaces",
+        "_rooms",
+        "_timeout",
+        "_volatile",
+    )
 
     def __init__(
         self,
@@ -54,8 +62,10 @@ class BroadcastOperator:
         volatile: bool = False,
         local: bool = False,
         timeout: float | None = None,
+        compress: bool = True,
     ) -> None:
         self._namespaces = namespaces
+        self._compress = compress
         self._rooms = rooms
         self._exclude = exclude
         self._volatile = volatile
@@ -70,6 +80,7 @@ class BroadcastOperator:
         volatile: bool | None = None,
         local: bool | None = None,
         timeout: float | None = None,
+        compress: bool | None = None,
     ) -> BroadcastOperator:
         return BroadcastOperator(
             self._namespaces,
@@ -78,6 +89,7 @@ class BroadcastOperator:
             volatile=self._volatile if volatile is None else volatile,
             local=self._local if local is None else local,
             timeout=self._timeout if timeout is None else timeout,
+            compress=self._compress if compress is None else compress,
         )
 
     # ------------------------------------------------------------ targeting
@@ -103,8 +115,11 @@ class BroadcastOperator:
         return self._with(local=True)
 
     def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self
+        """``compress(False)``: never compress these packets (this server's clients).
+
+        Packets are compressed by default where the transport negotiated it.
+        """
+        return self._with(compress=compress)
 
     def timeout(self, seconds: float) -> BroadcastOperator:
         """The acknowledgement timeout for :meth:`emit_with_ack`."""
@@ -124,31 +139,58 @@ class BroadcastOperator:
         # state recovery (never for volatile packets) the last argument is the
         # placeholder the router writes the packet's offset over: still one
         # encoding, shared by every recipient.
-        encoded = [(nsp, self._encode(nsp, event, args, volatile)) for nsp in self._namespaces]
+        local = self._local
+        encoded = [
+            (nsp, self._encode(nsp, event, args, volatile, local)) for nsp in self._namespaces
+        ]
+        if not self._compress:
+            for _, (packets, _logged) in encoded:
+                for packet in packets:
+                    packet.compress = False
         rooms, exclude = self._rooms, self._exclude
+        shared: set[str] = set()  # written to the cluster's log first
         for i, (nsp, (packets, logged)) in enumerate(encoded):
-            router = nsp.server.router
-            if i == 0:
+            server = nsp.server
+            recovery = server.router.recovery
+            store = recovery.store if logged and recovery is not None else None
+            if store is not None:
+                # Recovery with a shared store: the offset is the packet's
+                # place in the cluster's log; delivered here once it has one.
+                shared.add(nsp.name)
+                data = [event, *args]
+                if i == 0:
+                    await server.cluster.publish_logged(nsp, store, data, packets, rooms, exclude)
+                else:
+                    with trio.CancelScope(shield=True):
+                        await server.cluster.publish_logged(
+                            nsp, store, data, packets, rooms, exclude
+                        )
+            elif i == 0:
                 # The one point where cancellation may stop it: before anything
                 # was queued (Cancelled means it did not happen).
-                await router.broadcast(nsp.name, packets, rooms, exclude, volatile, logged=logged)
+                await server.router.broadcast(
+                    nsp.name, packets, rooms, exclude, volatile, logged=logged
+                )
             else:
-                router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile, logged)
-        if not self._local:
+                server.router.broadcast_nowait(nsp.name, packets, rooms, exclude, volatile, logged)
+        if not local:
             # Queued here already: the other servers get it too, even if the
             # caller is cancelled meanwhile.
             with trio.CancelScope(shield=True):
                 for nsp, _ in encoded:
-                    await nsp.server.cluster.publish(
-                        nsp.name, event, args, rooms, exclude, volatile
-                    )
+                    if nsp.name not in shared:
+                        await nsp.server.cluster.publish(
+                            nsp.name, event, args, rooms, exclude, volatile
+                        )
 
     @staticmethod
     def _encode(
-        nsp: Namespace, event: str, args: tuple[Any, ...], volatile: bool
+        nsp: Namespace, event: str, args: tuple[Any, ...], volatile: bool, local: bool
     ) -> tuple[list[OutPacket], bool]:
         recovery = nsp.server.router.recovery
-        if recovery is None or volatile:
+        # With a shared store, offsets come from the cluster's log, which a
+        # local broadcast does not go through: it gets none (as with Node).
+        if recovery is None or volatile or (local and recovery.store is not None):
             return nsp.encode(SioType.EVENT, [event, *args], None), False
         return nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None), True
 
@@ -190,6 +232,9 @@ class BroadcastOperator:
                 ack = BroadcastAck(nsp.next_ack_id())
                 collectors.append(ack)
                 packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
+                if not self._compress:
+                    for packet in packets:
+                        packet.compress = False
                 await nsp.server.router.broadcast(
                     nsp.name, packets, self._rooms, self._exclude, self._volatile, ack
                 )

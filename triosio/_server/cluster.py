@@ -6,6 +6,9 @@ between a server and its cluster adapter.
 - :class:`Cluster`: the server's side. The Socket.IO layer (broadcast
   operators, namespaces) calls its hooks; without an adapter they do nothing
   or answer for this server alone.
+- :class:`SessionStore` (with :class:`SharedSession` and ``Deliver``): what an
+  adapter that shares sessions and the packet log offers, as its
+  ``session_store``, for connection state recovery across servers.
 - :class:`ClusterPort`: all an adapter may ask of its server. It never touches
   the router's tables: a broadcast from another server goes to the router like
   a local one (encoded once, on arrival), and join, leave, fetch and
@@ -14,7 +17,7 @@ between a server and its cluster adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 import trio
@@ -22,12 +25,24 @@ import trio
 from .._common.handlers import Handler
 from .._errors import LocalProtocolError
 from .._proto.sio import SioType
+from .recovery import Deliver, SessionStore, SharedSession, stamp, stream_position
 from .remote import ClusterAcks, ForwardedAck, RemoteSocket
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
     from .namespace import Namespace
     from .server import Server
     from .socket import Socket
+
+
+__all__ = [
+    "Adapter",
+    "Cluster",
+    "ClusterPort",
+    "Deliver",
+    "SessionStore",
+    "SharedSession",
+]
 
 
 class Adapter(Protocol):
@@ -149,6 +164,27 @@ class Cluster:
         """
         if self.adapter is not None:
             await self.adapter.publish_broadcast(nsp, [event, *args], rooms, exclude, volatile)
+
+    async def publish_logged(
+        self,
+        nsp: Namespace,
+        store: SessionStore,
+        data: list[Any],
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+    ) -> None:
+        """A recoverable packet, with a shared store: written to the cluster's
+        log first; this server's clients get it once its offset is known.
+
+        ``packets`` were encoded with the placeholder last (so it was checked
+        it can be encoded); the store's task writes the offset over it (or
+        encodes again) and hands the router the result: the router does no
+        I/O and waits for none. Waits only for the store's queue room.
+        """
+        await store.publish_logged(
+            nsp.name, data, rooms, exclude, _local_delivery(nsp, data, packets, rooms, exclude)
+        )
 
     async def broadcast_with_ack(
         self,
@@ -285,17 +321,29 @@ class ClusterPort:
         exclude: frozenset[str],
         volatile: bool,
         convert: Callable[[Any], Any],
+        offset: str | None = None,
     ) -> None:
         """Broadcast another server's packet to this server's selected sockets.
 
         Encoded once, here. ``convert`` turns values the encoder refuses (a
         timestamp, NaN...) into what a Node server would send; it runs only
-        when the plain encode fails.
+        when the plain encode fails. ``offset``: its place in the cluster's
+        shared log (a stream entry id), if it has one.
 
         Raises:
             LocalProtocolError: the data cannot be encoded even after conversion.
         """
         router = self._server.router
+        if router.recovery is not None and router.recovery.store is not None:
+            # The cluster's log is the offsets' source: the entry id goes last
+            # (as Node's adapter does), and the router keeps it at that position.
+            position = None if volatile or offset is None else stream_position(offset)
+            if position is None:
+                packets = self._encode(nsp, data, None, convert)
+            else:
+                packets = self._encode(nsp, [*data, offset], None, convert)
+            await router.broadcast(nsp, packets, rooms, exclude, volatile, position=position)
+            return
         # Logged here like a local broadcast when connection state recovery is
         # on: this server's offset, this server's log.
         logged = router.recovery is not None and not volatile
@@ -372,3 +420,36 @@ class ClusterPort:
         chosen = await self._server.router.disconnect_selected(nsp, rooms, exclude, close, None)
         for socket in chosen:
             await socket.wait_disconnected()
+
+
+def _local_delivery(
+    nsp: Namespace,
+    data: list[Any],
+    packets: Sequence[OutPacket],
+    rooms: frozenset[str],
+    exclude: frozenset[str],
+) -> Deliver:
+    # What the store's task calls with the packet's offset (None: it has none).
+    router = nsp.server.router
+    recovery = router.recovery
+    assert recovery is not None
+    placeholder = recovery.placeholder
+    compress = all(packet.compress for packet in packets)
+
+    def deliver(offset: str | None) -> None:
+        position = None if offset is None else stream_position(offset)
+        if offset is None or position is None:
+            out: Sequence[OutPacket] = nsp.encode(SioType.EVENT, data, None)
+        else:
+            out = stamp(packets, placeholder, offset) or nsp.encode(
+                SioType.EVENT, [*data, offset], None
+            )
+        if not compress:  # an emit's compress(False), kept
+            for packet in out:
+                packet.compress = False
+        try:
+            router.broadcast_nowait(nsp.name, out, rooms, exclude, position=position)
+        except trio.ClosedResourceError:
+            pass  # the server stopped
+
+    return deliver

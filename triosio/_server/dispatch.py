@@ -7,21 +7,28 @@ CONNECT to the connect sequence (``lifecycle.connect``), EVENT to handlers,
 ACK to the socket's pending acknowledgements, DISCONNECT to the connection's
 :class:`~triosio._server.lifecycle.Closer`.
 
-Handlers run in the session's nursery. By default one worker task per client
-runs them in arrival order (an event's handlers finish before the next event's
+Handlers run in the session's nursery. By default a client's events are
+handled in arrival order (an event's handlers finish before the next event's
 start); with ``Server(async_handlers=True)`` each event gets a task of its own.
-Plain-function handlers need no task: the reader calls them as their event
-arrives, when nothing of the client's is queued or running.
+In arrival order, an event that arrives when nothing of the client's is queued
+or running is handled in the task that read it: plain functions are called
+there; ``async def`` handlers start there on the WebSocket (most finish without
+blocking: no task, no scheduler pass, no cancel scope), and if one blocks, that
+task becomes its task and a new one reads on (:meth:`Client._adopt`). Events
+that arrive meanwhile queue up, and one task at a time handles the queue.
 Acknowledgements from the client are handled at once, by the reader, so a
 handler waiting for one can never block its own answer.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -154,9 +161,24 @@ class Client:
                             packets = self._run_plain(socket, packet, calls)
                         finally:
                             hooks.event_ended(started)
-                    if packets is not None:
+                    if packets is not None and not self._ack_now(socket, packets):
                         await self._send_ack(socket, packets)
                     return
+                if ordered:
+                    scope = self.session.reader_scope()
+                    if scope is not None:
+                        # In this task first (see _adopt): most handlers
+                        # finish without blocking.
+                        coro = self._handle(socket, packet)
+                        context = contextvars.copy_context()
+                        try:
+                            trap = context.run(coro.send, None)
+                        except StopIteration:
+                            return
+                        await self._adopt(socket, coro, trap, context, scope)
+                        return
+                    # The first reader has no scope: its successor will.
+                    self.session.hand_off_reading()
             if ordered:
                 await self._enqueue(socket, packet)
             else:
@@ -266,6 +288,18 @@ class Client:
             self._finished.set()
 
     async def _dispatch(self, socket: Socket, packet: SioPacket) -> None:
+        # In a task of its own: a cancel scope, so that the socket's
+        # disconnection stops the handlers.
+        with trio.CancelScope() as scope:
+            socket._tasks[scope] = trio.lowlevel.current_task()
+            try:
+                await self._handle(socket, packet)
+            finally:
+                del socket._tasks[scope]
+
+    async def _handle(self, socket: Socket, packet: SioPacket) -> None:
+        # An event's middlewares, listeners, handlers and ack. Catches what
+        # they raise (only Cancelled and the like get through).
         if not socket._ready.is_set():
             await socket._ready.wait()
         if socket.state is not SocketState.CONNECTED:
@@ -274,16 +308,15 @@ class Client:
         event: str = data[0]
         args = data[1:]
         hooks = self.server.hooks
-        with trio.CancelScope() as scope:
-            socket._tasks[scope] = trio.lowlevel.current_task()
-            started = hooks.event_started(socket, event, packet.id) if hooks is not None else None
-            try:
-                for middleware in socket._middlewares:
-                    try:
-                        await call_handler(middleware, event, args)
-                    except Exception as exc:
-                        await self._report_error(socket, exc)
-                        return
+        started = hooks.event_started(socket, event, packet.id) if hooks is not None else None
+        try:
+            for middleware in socket._middlewares:
+                try:
+                    await call_handler(middleware, event, args)
+                except Exception as exc:
+                    await self._report_error(socket, exc)
+                    return
+            if socket._any:
                 for listener in list(socket._any):
                     try:
                         await call_handler(listener, event, *args)
@@ -294,35 +327,113 @@ class Client:
                             socket.id,
                             socket.nsp.name,
                         )
-                ran = False
-                result: Any = None
-                for handler in socket._take(event):
-                    value = await call_handler(handler, *args)
-                    ran = True
-                    if result is None:
-                        result = value
-                for handler in socket.nsp.event_handlers(event):
-                    value = await call_handler(handler, socket, *args)
-                    ran = True
-                    if result is None:
-                        result = value
-                if ran:
-                    await self._ack(socket, packet, result)
-            except Exception:
-                self._log_handler_error(socket, event)
+            ran = False
+            result: Any = None
+            for handler in socket._take(event):
+                value = handler(*args)
+                if value.__class__ is CoroutineType or (
+                    value is not None
+                    and value.__class__ not in _PLAIN_VALUES
+                    and inspect.isawaitable(value)
+                ):
+                    value = await value
+                ran = True
+                if result is None:
+                    result = value
+            for handler in socket.nsp.event_handlers(event):
+                value = await call_handler(handler, socket, *args)
+                ran = True
+                if result is None:
+                    result = value
+            if ran and packet.id is not None and socket.state is SocketState.CONNECTED:
+                packets = socket.nsp.encode_ack(ack_args(result), packet.id)
+                if not self._ack_now(socket, packets):
+                    await self._send_ack(socket, packets)
+        except Exception:
+            self._log_handler_error(socket, event)
+        finally:
+            if hooks is not None:
+                hooks.event_ended(started)
+
+    async def _adopt(
+        self,
+        socket: Socket,
+        coro: Coroutine[Any, Any, None],
+        trap: Any,
+        context: contextvars.Context,
+        scope: trio.CancelScope,
+    ) -> None:
+        # An event's handling (_handle), started in the WebSocket's reader
+        # task, yielded to Trio: drive it on here. The coroutine never leaves
+        # the task it started in (Trio binds its traps and cancel scopes to
+        # it). A yield that cannot block (a checkpoint's: the router's every
+        # 64 emits, trio.sleep(0)) is the reader's yield too. Before the
+        # first one that may block, this task becomes the handling's task:
+        # the reading goes on in a new task, later events queue behind this
+        # one, and this task ends once they are handled. The reader's cancel
+        # scope is the handling's: the socket's disconnection cancels it, as
+        # it does _dispatch's; a reader whose scope was cancelled hands the
+        # reading off too. (A context of its own, so that what a handler
+        # sets does not leak into later events.)
+        blocked: list[bool] = []
+
+        def block() -> None:
+            blocked.append(True)
+            self.session.hand_off_reading()
+
+        # Nothing else of this client's starts meanwhile (a polling request's
+        # events included): later events queue behind this one.
+        self._working = True
+        tasks = socket._tasks
+        tasks[scope] = trio.lowlevel.current_task()
+        try:
+            try:
+                await _drive(coro, trap, context, scope, block)
             finally:
-                del socket._tasks[scope]
-                if hooks is not None:
-                    hooks.event_ended(started)
+                del tasks[scope]
+        except BaseException:
+            self._queue_to_task()
+            raise
+        if blocked and not scope.cancel_called:
+            await self._work()  # this task's now: it handles the queue
+            return
+        if not blocked and scope.cancel_called:
+            # Disconnected while this task yielded as the reader: its scope
+            # is cancelled, so another task reads on.
+            self.session.hand_off_reading()
+        # (Or blocked, and the handler swallowed Cancelled.)
+        self._queue_to_task()
+
+    def _queue_to_task(self) -> None:
+        # What queued up behind an event handled in the reader's task goes to
+        # a task of its own (this one is the reader, or its scope is
+        # cancelled), if anything did.
+        if self._queue:
+            try:
+                self.session.nursery.start_soon(self._work)
+                return
+            except RuntimeError:  # the session is closing
+                pass
+        self._working = False
 
     async def _ack(self, socket: Socket, packet: SioPacket, result: Any) -> None:
         if packet.id is not None and socket.state is SocketState.CONNECTED:
             await self._send_ack(socket, socket.nsp.encode_ack(ack_args(result), packet.id))
 
+    def _ack_now(self, socket: Socket, packets: list[OutPacket]) -> bool:
+        # _send_ack's common case without a coroutine (on the echo path):
+        # whether it was sent (False: nothing was, use _send_ack).
+        if not self.session.has_space() or not self.server.router.emit_now(socket, packets):
+            return False
+        hooks = self.server.hooks
+        if hooks is not None:
+            hooks.ack_sent(socket, packets)
+        return True
+
     async def _send_ack(self, socket: Socket, packets: list[OutPacket]) -> None:
         # An ack waits for space like any emit: a client that asks for acks and
-        # never reads ends up not being read either. (Both checks spare the
-        # common case a coroutine: acks of plain handlers are on the echo path.)
+        # never reads ends up not being read either. (_ack_now is the common
+        # case, tried first by the callers on the echo path.)
         hooks = self.server.hooks
         if not self.session.has_space():
             await wait_for_space(self.session, hooks)
@@ -338,8 +449,8 @@ class Client:
     # per event are saved (the echo round trip's largest costs after the
     # system calls). Order is kept: only when nothing of this client's is
     # queued or running, so nothing can overtake; and only when every callable
-    # involved is a plain function, so an ``async def`` handler still gets its
-    # task and its cancel scope.
+    # involved is a plain function (``async def`` ones start in the reader
+    # too, but as a coroutine that may block: see _adopt).
 
     @staticmethod
     def _plain_calls(
@@ -536,3 +647,63 @@ class EngineBridge:
             await client.on_close(reason)
         if self.server.hooks is not None:
             self.server.hooks.connection_closed(session, reason)
+
+
+def _yield_trap() -> Any:
+    # What trio.lowlevel.cancel_shielded_checkpoint yields to Trio's scheduler
+    # (a yield after which the task is rescheduled at once), learned from
+    # Trio rather than imported from its private modules. None (every yield
+    # then counts as blocking) if it ever yields something else.
+    coro = trio.lowlevel.cancel_shielded_checkpoint()  # noqa: ASYNC105 (driven by hand)
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return None
+    finally:
+        coro.close()
+
+
+_YIELD = _yield_trap()
+# How many times a handling may yield (without blocking) in the reader's task
+# before it gets the task to itself (the router yields once per 64 emits).
+_READER_YIELDS = 4
+
+
+@types.coroutine
+def _drive(
+    coro: Coroutine[Any, Any, None],
+    trap: Any,
+    context: contextvars.Context,
+    scope: trio.CancelScope,
+    block: Callable[[], None],
+) -> Any:
+    # Drives ``coro`` on from a suspension (``trap``, what it yielded) in the
+    # current task, passing what Trio sends or throws in back and forth;
+    # ``block()`` once, before the first yield that may block (any but
+    # _YIELD, or any once ``scope`` is cancelled), or past _READER_YIELDS
+    # yields (a handler that only yields, in a long loop, must not keep its
+    # client's ACKs and PONGs unread).
+    send = coro.send
+    blocking = False
+    yields = 0
+    while True:
+        if not blocking:
+            yields += 1
+            if trap is not _YIELD or scope.cancel_called or yields > _READER_YIELDS:
+                blocking = True
+                block()
+        try:
+            value = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                trap = context.run(coro.throw, exc)
+            except StopIteration:
+                return None
+        else:
+            try:
+                trap = context.run(send, value)
+            except StopIteration:
+                return None

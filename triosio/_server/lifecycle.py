@@ -35,18 +35,26 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._common.handlers import call_handler, positional_count
-from .._errors import ConnectionRefused, DisconnectReason, LifecycleError
+from .._errors import ConnectionRefused, DisconnectReason, LifecycleError, LocalProtocolError
 from .._proto.sio import SioPacket, SioType
-from .recovery import Restored, recovery_request
+from .recovery import (
+    RESTORE_TIMEOUT,
+    KeptSession,
+    Restored,
+    SessionStore,
+    recovery_request,
+    stream_position,
+)
 
 if TYPE_CHECKING:
+    from .._engine.packet import OutPacket
     from .dispatch import Client
     from .namespace import Namespace
     from .socket import Socket
@@ -126,7 +134,11 @@ async def connect(client: Client, packet: SioPacket) -> None:
     if router.recovery is not None:
         request = recovery_request(auth)
         if request is not None:
-            restored = await router.take_session(name, *request)
+            store = router.recovery.store
+            if store is None:
+                restored = await router.take_session(name, *request)
+            else:
+                restored = await _restore_shared(namespace, store, *request)
             skip = router.recovery.options.skip_middlewares
     while True:
         socket = client.new_socket(namespace, auth, restored)
@@ -162,6 +174,49 @@ async def connect(client: Client, packet: SioPacket) -> None:
         if server.hooks is not None:
             server.hooks.socket_connected(socket)
         await _run_connection_handlers(namespace, socket, auth)
+
+
+async def _restore_shared(
+    namespace: Namespace, store: SessionStore, pid: str, offset: str | None
+) -> Restored | None:
+    # Recovery with a shared store (the cluster's): its I/O here, in the
+    # connecting task, bounded; whatever goes wrong, the client connects as a
+    # new socket. Offsets are entry ids: a client that has none (it got no
+    # packet) is not recovered, as with Node's adapter.
+    if offset is None or stream_position(offset) is None:
+        return None
+    shared = None
+    try:
+        with trio.move_on_after(RESTORE_TIMEOUT):
+            shared = await store.restore_session(namespace.name, pid, offset)
+    except Exception as exc:
+        log.warning("could not restore session %s: %s", pid, exc)
+        return None
+    if shared is None:
+        return None
+    remote: list[tuple[int, Sequence[OutPacket]]] = []
+    for entry_id, args in shared.missed:
+        position = stream_position(entry_id)
+        if position is None:
+            continue
+        try:
+            packets = namespace.encode(SioType.EVENT, args, None)
+        except LocalProtocolError as exc:
+            # Not to be replayed faithfully: a new socket rather than a gap.
+            log.warning("could not restore session %s: %s", pid, exc)
+            return None
+        remote.append((position, packets))
+    start = stream_position(offset)
+    upto = stream_position(shared.upto)
+    floor = stream_position(shared.floor) if shared.floor is not None else None
+    assert start is not None
+    data = shared.data if isinstance(shared.data, dict) else {}
+    kept = KeptSession(
+        shared.sid, shared.pid, namespace.name, shared.rooms, data, start, trio.current_time()
+    )
+    return Restored(
+        kept, start, upto if upto is not None else start, [], remote=remote, floor=floor
+    )
 
 
 async def _pass_middlewares(client: Client, namespace: Namespace, socket: Socket) -> bool:

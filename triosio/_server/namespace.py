@@ -115,8 +115,8 @@ class _Broadcasting:
         return self._operator().local
 
     def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self._operator()
+        """``compress(False)``: never compress these packets."""
+        return self._operator().compress(compress)
 
     def timeout(self, seconds: float) -> BroadcastOperator:
         """Acknowledgement timeout for ``emit_with_ack``."""

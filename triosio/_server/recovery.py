@@ -42,15 +42,26 @@ seconds, on the Trio clock. At most ``max_sessions`` sessions and
 past that the oldest go. A recovery that would need a packet that went (or a
 session that went) fails cleanly: the client connects as a new socket
 (``recovered`` false), as it would after the window.
+
+**Across servers: a shared store.** With an adapter that keeps a log every
+server reads (the Redis Streams adapter's ``session_store``, a
+:class:`SessionStore`; the server sets :attr:`RecoveryState.store`), offsets
+are that log's entry ids, as with Node's adapter: recoverable packets are
+written there first and reach the router, offset in, from the adapter's task
+in stream order (:meth:`RecoveryState.log_at` keeps them at their stream
+position); sessions are stored there, not here; and a reconnecting client's
+session and missed packets are read from it (:class:`SharedSession`), then
+joined with this log so that nothing is missed or sent twice (see
+:meth:`RecoveryState.resume` and docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Protocol, final
 
 from .._common import ids
 from .._engine.packet import OutPacket
@@ -75,6 +86,87 @@ _SEQ_DIGITS = 10
 _SEQ = re.compile(f"[0-9a-f]{{{_SEQ_DIGITS}}}")
 # A pid is 20 characters (15 random bytes, base64); anything much longer is not one.
 _MAX_PID = 64
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+#: Seconds a CONNECT waits for a shared session store to restore a session;
+#: past it (or if the store fails) the client connects as a new socket.
+RESTORE_TIMEOUT = 5.0
+
+#: What a shared store calls, in its own task, once a packet's place in the
+#: shared log is known: with its offset (its entry id), or None if it has none
+#: (written without an answer, or not at all): then it is sent without one.
+Deliver = Callable[[str | None], None]
+
+
+def stream_position(offset: str) -> int | None:
+    """The order of a Redis stream entry id (``<ms>-<seq>``) as an int, or None.
+
+    Offsets of the shared log (a stream) are compared by it: the ids one
+    stream gives are increasing, so their positions are.
+    """
+    match = _ENTRY_ID.fullmatch(offset)
+    if match is None:
+        return None
+    ms, seq = int(match[1]), int(match[2])
+    if ms >= 1 << 64 or seq >= 1 << 64:
+        return None
+    return (ms << 64) | seq
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class SharedSession:
+    """A session a shared store gave back (:meth:`SessionStore.restore_session`).
+
+    Attributes:
+        sid, pid, rooms, data: the socket's, as its server stored them.
+        offset: the client's offset (an entry id of the namespace's stream).
+        missed: ``(entry id, [event, *args, entry id])`` of each packet of the
+            namespace after ``offset`` the session's rooms select, in order.
+        upto: the last entry id the store read (``offset`` if none).
+        floor: the entry id this server's reader of that stream started
+            after (None if it has not started): older entries never reach
+            this server but from the store.
+    """
+
+    sid: str
+    pid: str
+    rooms: frozenset[str]
+    data: Any
+    offset: str
+    missed: list[tuple[str, list[Any]]]
+    upto: str
+    floor: str | None
+
+
+class SessionStore(Protocol):
+    """Sessions and the packet log shared by the servers of a cluster.
+
+    What an adapter offers (``adapter.session_store``, e.g.
+    ``triosio.redis.RedisStreamsAdapter``) so that a client that drops from one
+    server is recovered by another: offsets are then positions in the shared
+    log (a stream's entry ids), every recoverable packet is written there
+    before any client gets it, and sessions are stored there.
+    """
+
+    def persist_session(self, session: Mapping[str, Any], ttl_ms: int) -> Awaitable[None]:
+        """Store ``{sid, pid, rooms, data}`` for ``ttl_ms`` milliseconds."""
+        ...
+
+    async def restore_session(self, nsp: str, pid: str, offset: str) -> SharedSession | None:
+        """Take the session ``pid`` back with what it missed after ``offset``; None if it
+        cannot be (unknown, expired, taken, or the offset is not in the log)."""
+        ...
+
+    async def publish_logged(
+        self,
+        nsp: str,
+        data: list[Any],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        deliver: Deliver,
+    ) -> None:
+        """Write a broadcast to the shared log, then call ``deliver`` (in the
+        store's task, in log order) with its offset. Waits only for queue room."""
 
 
 @final
@@ -163,7 +255,18 @@ class Restored:
         missed: The packets it missed up to ``upto``, in order.
     """
 
-    __slots__ = ("data", "missed", "nsp", "pid", "rooms", "sid", "start", "upto")
+    __slots__ = (
+        "data",
+        "floor",
+        "missed",
+        "nsp",
+        "pid",
+        "remote",
+        "rooms",
+        "sid",
+        "start",
+        "upto",
+    )
 
     def __init__(
         self,
@@ -171,6 +274,8 @@ class Restored:
         start: int,
         upto: int,
         missed: list[Sequence[OutPacket]],
+        remote: list[tuple[int, Sequence[OutPacket]]] | None = None,
+        floor: int | None = None,
     ) -> None:
         self.sid = session.sid
         self.pid = session.pid
@@ -180,6 +285,10 @@ class Restored:
         self.start = start
         self.upto = upto
         self.missed = missed
+        #: From a shared store: what it read, by stream position (see
+        #: :meth:`RecoveryState.resume`); ``floor``: where this server's reader began.
+        self.remote = remote
+        self.floor = floor
 
 
 class _Entry:
@@ -237,6 +346,13 @@ class RecoveryState:
         self._sessions: dict[str, KeptSession] = {}
         #: Called when something is kept while nothing was (the expiry timer waits for it).
         self.on_kept: Callable[[], None] = _nothing
+        #: The cluster's shared store (set by the server when its adapter has
+        #: one): sessions are kept there, and the log here only bridges the
+        #: gap between a restore reading the shared log and the registration.
+        self.store: SessionStore | None = None
+        # Shared log: the last position logged, and the last dropped, per namespace.
+        self._latest: dict[str, int] = {}
+        self._dropped_at: dict[str, int] = {}
 
     # ------------------------------------------------------------ reading
 
@@ -333,6 +449,32 @@ class RecoveryState:
             self._drop()
         return stamped
 
+    def log_at(
+        self,
+        position: int,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+        now: float,
+    ) -> None:
+        """Keep a packet of the shared log (its offset already in) at its stream position.
+
+        They come in stream order for each namespace (the store delivers in
+        the order it reads the stream).
+        """
+        size = 0
+        for packet in packets:
+            size += packet.size
+        if not self._log and not self._sessions:
+            self.on_kept()
+        self._log.append(_Entry(position, now, nsp, rooms, exclude, packets, size))
+        self._latest[nsp] = position
+        self._bytes += size
+        limit, max_bytes = self.options.max_packets, self.options.max_bytes
+        while len(self._log) > limit or self._bytes > max_bytes:
+            self._drop()
+
     def keep(
         self,
         sid: str,
@@ -379,6 +521,8 @@ class RecoveryState:
         """Everything ``restored`` missed, including what was logged since it was
         taken; None if some of that left the log meanwhile (then it cannot be
         restored)."""
+        if restored.remote is not None:
+            return self._resume_shared(restored, restored.remote)
         if self._dropped > restored.upto:
             return None
         later = self._since(restored.upto, restored.nsp, restored.rooms)
@@ -400,10 +544,49 @@ class RecoveryState:
 
     # ------------------------------------------------------------ internals
 
+    def _resume_shared(
+        self, restored: Restored, remote: list[tuple[int, Sequence[OutPacket]]]
+    ) -> list[Sequence[OutPacket]] | None:
+        # The store read the stream up to ``upto`` (M); this server has sent
+        # the namespace's packets up to ``latest`` (R), and sends the later
+        # ones to the socket once registered. So the socket needs what the
+        # store read up to R, and, if R is past M, what this log holds
+        # between them (it must still hold all of it).
+        nsp, upto = restored.nsp, restored.upto
+        latest = self._latest.get(nsp)
+        if latest is None:
+            # Nothing sent here since the reader began: everything up to its
+            # start comes from the store, everything after it live.
+            latest = restored.floor if restored.floor is not None else upto
+            if latest > upto:
+                return None  # the store stopped short of where live delivery starts
+        missed: list[Sequence[OutPacket]] = [p for position, p in remote if position <= latest]
+        if latest > upto:
+            if self._dropped_at.get(nsp, -1) > upto:
+                return None
+            missed += self._since_in(upto, nsp, restored.rooms)
+        return missed
+
+    def _since_in(self, start: int, nsp: str, rooms: frozenset[str]) -> list[Sequence[OutPacket]]:
+        # _since for the shared log: positions increase per namespace only
+        # (namespaces may be on different streams).
+        found: list[Sequence[OutPacket]] = []
+        for entry in reversed(self._log):
+            if entry.nsp != nsp:
+                continue
+            if entry.seq <= start:
+                break
+            if entry.reaches(nsp, rooms):
+                found.append(entry.packets)
+        found.reverse()
+        return found
+
     def _drop(self) -> None:
         entry = self._log.popleft()
         self._bytes -= entry.size
         self._dropped = entry.seq
+        if self.store is not None:
+            self._dropped_at[entry.nsp] = entry.seq
 
     def _since(self, start: int, nsp: str, rooms: frozenset[str]) -> list[Sequence[OutPacket]]:
         # From the newest back to ``start``: the cost is what came after it.
@@ -425,12 +608,28 @@ def _patched(packet: OutPacket, placeholder: str, offset: str) -> OutPacket | No
         at = data.rfind(placeholder)
         if at < 0:
             return None
-        return OutPacket(packet.type, data[:at] + offset + data[at + len(placeholder) :])
+        return OutPacket(
+            packet.type, data[:at] + offset + data[at + len(placeholder) :], packet.compress
+        )
     raw = placeholder.encode("ascii")
     at = data.rfind(raw)
     if at < 0:
         return None
-    return OutPacket(packet.type, data[:at] + offset.encode("ascii") + data[at + len(raw) :])
+    return OutPacket(
+        packet.type, data[:at] + offset.encode("ascii") + data[at + len(raw) :], packet.compress
+    )
+
+
+def stamp(packets: Sequence[OutPacket], placeholder: str, offset: str) -> list[OutPacket] | None:
+    """``packets`` with ``offset`` written over ``placeholder``, if their text
+    allows any length there (a text encoding); None: encode them again."""
+    first = packets[0]
+    if not isinstance(first.data, str):
+        return None  # MessagePack: a string's length is in its header
+    patched = _patched(first, placeholder, offset)
+    if patched is None:
+        return None
+    return [patched, *packets[1:]]
 
 
 def _nothing() -> None:

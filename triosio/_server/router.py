@@ -49,9 +49,10 @@ from ._commands import (
     LoggedEmit,
     RemoveSocket,
     Rooms,
+    StreamBroadcast,
 )
 from .lifecycle import SocketState
-from .recovery import RECOVERABLE_REASONS, RecoveryState, Restored
+from .recovery import RECOVERABLE_REASONS, RecoveryState, Restored, SessionStore
 from .rooms import RoomTable
 
 if TYPE_CHECKING:
@@ -222,17 +223,23 @@ class Router:
         volatile: bool = False,
         ack: BroadcastAck | None = None,
         logged: bool = False,
+        position: int | None = None,
     ) -> None:
         """Send packets to the sockets of namespace ``nsp`` in ``rooms`` (every
         socket if empty) but not in ``exclude``; never waits for a client.
 
         With ``ack``, each recipient's answer goes to it. ``logged``: connection
         state recovery keeps it (see :meth:`emit`; never with ``ack``).
+        ``position``: a packet of the cluster's shared log, its offset written
+        in already: kept at that stream position (see ``recovery.py``).
 
         Raises:
             trio.Cancelled: only before the broadcast was queued.
             trio.ClosedResourceError: the router is not running.
         """
+        if position is not None:
+            await self._inbox.put(StreamBroadcast(nsp, packets, rooms, exclude, position))
+            return
         kind = LoggedBroadcast if logged else Broadcast
         await self._inbox.put(kind(nsp, packets, rooms, exclude, volatile, ack))
 
@@ -244,9 +251,14 @@ class Router:
         exclude: frozenset[str] = frozenset(),
         volatile: bool = False,
         logged: bool = False,
+        position: int | None = None,
     ) -> None:
         """:meth:`broadcast` past the inbox's capacity, for a caller that already
-        queued part of one operation and must not be stopped half-way."""
+        queued part of one operation and must not be stopped half-way (or
+        a shared store's task, which must not wait on the router)."""
+        if position is not None:
+            self._inbox.put_nowait(StreamBroadcast(nsp, packets, rooms, exclude, position))
+            return
         kind = LoggedBroadcast if logged else Broadcast
         self._inbox.put_nowait(kind(nsp, packets, rooms, exclude, volatile, None))
 
@@ -470,15 +482,27 @@ class Router:
                 and socket.pid is not None
                 and socket.reason in RECOVERABLE_REASONS
             ):
-                recovery.keep(
-                    socket.id,
-                    socket.pid,
-                    state.name,
-                    state.rooms.rooms_of(socket.id),
-                    socket.data,
-                    socket._mark,
-                    trio.current_time(),
-                )
+                if recovery.store is not None:
+                    # Kept by the cluster: stored by a task of its own (no
+                    # I/O here), for as long as the window.
+                    session = {
+                        "sid": socket.id,
+                        "pid": socket.pid,
+                        "rooms": sorted(state.rooms.rooms_of(socket.id)),
+                        "data": socket.data,
+                    }
+                    ttl = int(recovery.options.max_disconnection_duration * 1000)
+                    self._spawn(_persist, (recovery.store, session, ttl))
+                else:
+                    recovery.keep(
+                        socket.id,
+                        socket.pid,
+                        state.name,
+                        state.rooms.rooms_of(socket.id),
+                        socket.data,
+                        socket._mark,
+                        trio.current_time(),
+                    )
             del state.sockets[socket.id]
             state.rooms.delete_all(socket.id)
 
@@ -495,6 +519,18 @@ class Router:
         """In the router task: number and keep a recoverable packet; what to send."""
         assert self.recovery is not None
         return self.recovery.log(nsp, packets, rooms, exclude, trio.current_time())
+
+    def log_at(
+        self,
+        position: int,
+        nsp: str,
+        packets: Sequence[OutPacket],
+        rooms: frozenset[str],
+        exclude: frozenset[str],
+    ) -> None:
+        """In the router task: keep a packet of the shared log at its stream position."""
+        assert self.recovery is not None
+        self.recovery.log_at(position, nsp, packets, rooms, exclude, trio.current_time())
 
     def resume(self, restored: Restored) -> list[Sequence[OutPacket]] | None:
         """In the router task: what ``restored`` missed, or None if it cannot be restored."""
@@ -564,3 +600,12 @@ class Router:
         """Whether ``room`` exists (has a member) in namespace ``nsp``."""
         state = self._namespaces.get(nsp)
         return state is not None and room in state.rooms.rooms
+
+
+async def _persist(store: SessionStore, session: dict[str, Any], ttl_ms: int) -> None:
+    # A session the cluster keeps; if it cannot be stored, its client
+    # reconnects as a new socket (as after the window).
+    try:
+        await store.persist_session(session, ttl_ms)
+    except Exception as exc:
+        log.warning("could not store the session of socket %s: %s", session["sid"], exc)

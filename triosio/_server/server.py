@@ -133,6 +133,10 @@ class Server:
             recovery=recovery,
         )
         self.adapter = adapter
+        if recovery is not None and adapter is not None:
+            # An adapter that shares sessions and the packet log across the
+            # cluster (the Redis Streams adapter): recovery goes through it.
+            recovery.store = getattr(adapter, "session_store", None)
         #: The server's side of scale-out (hooks into the adapter, if any).
         self.cluster = Cluster(self, adapter)
         #: What the instruments hear (``triosio.admin``, ``.metrics``, ``.tracing``);
@@ -288,7 +292,7 @@ class Server:
         return self._main.local
 
     def compress(self, compress: bool) -> BroadcastOperator:
-        """Accepted for compatibility; triosio does not compress messages."""
+        """``compress(False)``: never compress these packets."""
         return self._main.compress(compress)
 
     def timeout(self, seconds: float) -> BroadcastOperator:

@@ -283,7 +283,13 @@ class Socket(CatchAllRegistry):
         await self._emit("message", args, None, volatile=False)
 
     async def _emit(
-        self, event: str, args: tuple[Any, ...], ack_id: int | None, *, volatile: bool
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        ack_id: int | None,
+        *,
+        volatile: bool,
+        compress: bool = True,
     ) -> None:
         check_event_name(event)
         self._check_open()
@@ -296,6 +302,9 @@ class Socket(CatchAllRegistry):
             packets = self.nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None)
         else:
             packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
+        if not compress:
+            for packet in packets:
+                packet.compress = False
         if self._any_outgoing:
             for listener in list(self._any_outgoing):
                 try:
@@ -306,7 +315,15 @@ class Socket(CatchAllRegistry):
         hooks = server.hooks
         if not volatile and not self.session.has_space():
             await wait_for_space(self.session, hooks)
-        await server.router.emit(self, packets, volatile, logged)
+        store = recovery.store if logged and recovery is not None else None
+        if store is not None:
+            # Recovery with a shared store: through the cluster's log, as a
+            # broadcast to its own room (as Node does), for its offset.
+            await server.cluster.publish_logged(
+                self.nsp, store, [event, *args], packets, frozenset((self.id,)), frozenset()
+            )
+        else:
+            await server.router.emit(self, packets, volatile, logged)
         if hooks is not None:
             hooks.event_sent(self, event, args, packets)
 
@@ -320,6 +337,11 @@ class Socket(CatchAllRegistry):
             AckTimeout: no ack within ``timeout`` seconds.
             Disconnected: the socket disconnected first.
         """
+        return await self._emit_with_ack(event, args, timeout, True)
+
+    async def _emit_with_ack(
+        self, event: str, args: tuple[Any, ...], timeout: float | None, compress: bool
+    ) -> Any:
         ack_id = self.nsp.next_ack_id()
         result: list[Any] = []
         done = trio.Event()
@@ -334,7 +356,7 @@ class Socket(CatchAllRegistry):
         self.acks.expect(ack_id, receive)
         try:
             try:
-                await self._emit(event, args, ack_id, volatile=False)
+                await self._emit(event, args, ack_id, volatile=False, compress=compress)
             except Disconnected:
                 outcome = AckOutcome.DISCONNECTED
                 raise
@@ -362,9 +384,14 @@ class Socket(CatchAllRegistry):
         """``await socket.volatile.emit(...)``: dropped if the client cannot take it now."""
         return _SocketVolatile(self)
 
-    def compress(self, compress: bool) -> Socket:
-        """Accepted for compatibility; triosio does not compress messages."""
-        return self
+    def compress(self, compress: bool) -> Socket | _SocketUncompressed:
+        """``await socket.compress(False).emit(...)``: never compress this packet.
+
+        Packets are compressed by default where the transport negotiated it
+        (permessage-deflate, or a polling response at or above its threshold);
+        ``compress(True)`` is the socket itself.
+        """
+        return self if compress else _SocketUncompressed(self)
 
     # ------------------------------------------------------------ broadcasting
 
@@ -495,3 +522,19 @@ class _SocketVolatile:
 
     async def emit(self, event: str, *args: Any) -> None:
         await self._socket._emit(event, args, None, volatile=True)
+
+
+class _SocketUncompressed:
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: Socket) -> None:
+        self._socket = socket
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self._socket._emit(event, args, None, volatile=False, compress=False)
+
+    async def send(self, *args: Any) -> None:
+        await self._socket._emit("message", args, None, volatile=False, compress=False)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        return await self._socket._emit_with_ack(event, args, timeout, False)
