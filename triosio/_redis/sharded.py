@@ -25,6 +25,7 @@ are lost (and logged once).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
@@ -256,7 +257,11 @@ class ShardedTransport:
         started = False
         with closing:
             while not self._stopping:
-                client = coredis.RedisCluster.from_url(self._url, **self._options)
+                with warnings.catch_warnings():
+                    # coredis 6.9's RedisCluster.from_url hands its pool the
+                    # startup node as a dict, which that pool then calls deprecated.
+                    warnings.filterwarnings("ignore", "Use coredis.connection.TCPLocation")
+                    client = coredis.RedisCluster.from_url(self._url, **self._options)
                 try:
                     # Opening it reads the cluster's slots: no node answering
                     # means no client yet; the server goes on alone meanwhile.
@@ -278,6 +283,12 @@ class ShardedTransport:
                     ):
                         raise
                     self._fail(exc)
+                finally:
+                    # coredis 6.9's cluster client never closes its layout's
+                    # error stream (a ResourceWarning later, in the collector).
+                    layout = getattr(client.connection_pool, "cluster_layout", None)
+                    for stream in getattr(layout, "_error_stream", ()):
+                        stream.close()
                 if not started:
                     started = True
                     task_status.started()
