@@ -94,3 +94,56 @@ async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisClust
     finally:
         b.stop()
         a.stop()
+
+
+async def test_a_failover_beside_a_node_server(replicated_cluster: RedisCluster) -> None:
+    # node-redis 4 (under createShardedAdapter) reads the cluster's slots again
+    # only on MOVED / ASK: after a master's death it retries the dead address
+    # for ever (redis/node-redis#2141, #2806), so its server is restarted after
+    # the failover, as its operators must. The triosio server is not: it found
+    # the promoted replica by itself, and exchanges ticks with the new Node
+    # server on both kinds of channel.
+    require_node_modules("socket.io", "socket.io-client", "@socket.io/redis-adapter", "redis")
+    options = ("--adapter", "sharded", "--mode", "dynamic")
+    url = replicated_cluster.url
+    servers = [ServerProcess("triosio", "A", url, *options)]
+    tag = uuid.uuid4().hex[:8]
+    room = f"room-{tag}"
+    try:
+        servers.append(ServerProcess("node", "B", url, *options))
+        a, b = servers
+        async with Observers.open() as obs, Admin.open(a) as admin_a:
+            auth = {"test": tag, "rooms": [room]}
+            await obs.connect("a1", a.url, {"name": "a1", **auth})
+            await obs.connect("b1", b.url, {"name": "b1", **auth})
+            traffic = Ticks(obs, room)
+            async with trio.open_nursery() as outer:
+                outer.start_soon(traffic.run, admin_a, "A")
+                async with Admin.open(b) as admin_b, trio.open_nursery() as inner:
+                    inner.start_soon(traffic.run, admin_b, "B")
+                    await traffic.wait_crossing([("b1", "A"), ("a1", "B")], {"A": 5, "B": 5}, 20)
+                    await trio.to_thread.run_sync(replicated_cluster.fail_over, "socket.io#/#")
+                    inner.cancel_scope.cancel()
+                b.stop()
+                servers.append(c := ServerProcess("node", "C", url, *options))
+                await obs.connect("c1", c.url, {"name": "c1", **auth})
+                after = dict(traffic.seq)
+                async with Admin.open(c) as admin_c, trio.open_nursery() as inner:
+                    inner.start_soon(traffic.run, admin_c, "C")
+                    try:
+                        await traffic.wait_crossing([("c1", "A"), ("a1", "C")], after, 20)
+                    except AssertionError as exc:
+                        raise AssertionError(
+                            f"{exc}; logs:\n{a.log()[-3000:]}\n{c.log()[-3000:]}"
+                        ) from None
+                    inner.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+            traffic.assert_own_in_order([("a1", "A"), ("c1", "C")])
+            assert "a1" not in obs.disconnects and "c1" not in obs.disconnects
+        assert a.alive() and c.alive()
+        log = a.log()
+        for bad in ("Traceback", "ERROR", "malformed"):
+            assert bad not in log, log
+    finally:
+        for server in servers:
+            server.stop()

@@ -129,3 +129,101 @@ def test_sync_sharded_emitter_follows_moved_and_a_node_restart(
         emitter.to(rooms[2]).emit("again", "after-restart")
         _wait_for(sub, b"after-restart")
         sub.close()
+
+
+def test_sync_sharded_emitter_through_a_slot_migration(redis_cluster: RedisCluster) -> None:
+    # Why ShardedEmitter has no ASK: during a migration, Redis serves a shard
+    # channel's SPUBLISH on the slot's source node (channels are not keys that
+    # move), and answers MOVED once the slot has moved, which it follows.
+    from triosio.redis import ShardedEmitter
+
+    room = "migrating"
+    channel = f"socket.io#/#{room}#"
+    source = redis_cluster.owner_of(channel)
+    target = (source + 1) % 3
+    slot = redis_cluster._cli(redis_cluster.nodes[0], "cluster", "keyslot", channel).strip()
+    ids = [redis_cluster._cli(n, "cluster", "myid").strip() for n in redis_cluster.nodes]
+    nodes = redis_cluster.nodes
+    assert redis_cluster._cli(nodes[target], "cluster", "setslot", slot, "importing", ids[source])
+    assert redis_cluster._cli(nodes[source], "cluster", "setslot", slot, "migrating", ids[target])
+    with ShardedEmitter(redis_cluster.url, subscription_mode="dynamic") as emitter:
+        sub = _ssubscribe(nodes[source].port, channel.encode())
+        emitter.to(room).emit("hi", "while-migrating")
+        _wait_for(sub, b"while-migrating")
+        sub.close()
+        for node in nodes:
+            redis_cluster._cli(node, "cluster", "setslot", slot, "node", ids[target])
+        assert redis_cluster.owner_of(channel) == target
+        sub = _ssubscribe(nodes[target].port, channel.encode())
+        emitter.to(room).emit("hi", "after-migrating")
+        _wait_for(sub, b"after-migrating")
+        sub.close()
+
+
+async def test_the_sharded_writer_follows_a_slot_moved_under_it(
+    redis_cluster: RedisCluster,
+) -> None:
+    # The writer queues each message on the node its map of slots names; when
+    # the slot has moved since, that node answers MOVED and the message is
+    # asked again (through the cluster client, which follows it): delivered
+    # once, in order, on the new node.
+    from triosio._cluster.ca_messages import MessageType
+    from triosio._redis.sharded import ShardedTransport
+
+    channel = "socket.io#/#"
+    transport = ShardedTransport(
+        redis_cluster.url,
+        channel_prefix="socket.io",
+        mode="static",
+        requests_timeout=5.0,
+        max_queued=100,
+        reconnect=(0.05, 0.5),
+        connect_timeout=5.0,
+        redis_options={},
+    )
+
+    async def receive(*_: object) -> None:
+        pass
+
+    def message(n: int) -> dict[str, object]:
+        return {"uid": "w", "nsp": "/", "type": MessageType.SERVER_SIDE_EMIT, "data": [f"m{n}"]}
+
+    source = redis_cluster.owner_of(channel)
+    target = (source + 1) % 3
+    nodes = redis_cluster.nodes
+    slot = redis_cluster._cli(nodes[0], "cluster", "keyslot", channel).strip()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(transport.run, receive)
+        sub = _ssubscribe(nodes[source].port, channel.encode())
+        await transport.publish(message(0))
+        await trio.to_thread.run_sync(_wait_for, sub, b"m0")
+        sub.close()
+        target_id = redis_cluster._cli(nodes[target], "cluster", "myid").strip()
+        for node in nodes:  # the slot holds no keys: it moves at once
+            redis_cluster._cli(node, "cluster", "setslot", slot, "node", target_id)
+        assert redis_cluster.owner_of(channel) == target
+        sub = _ssubscribe(nodes[target].port, channel.encode())
+        for n in range(1, 4):
+            transport.publish_nowait(message(n))
+        seen = await trio.to_thread.run_sync(_read_until, sub, b"m3")
+        nursery.cancel_scope.cancel()
+    sub.close()
+    # Each once, in order (m1 went to the old node first, MOVED, asked again).
+    assert [seen.count(f"m{n}".encode()) for n in range(1, 4)] == [1, 1, 1], seen
+    assert seen.index(b"m1") < seen.index(b"m2") < seen.index(b"m3")
+    assert transport.dropped == 0
+
+
+def _read_until(sock: socket.socket, expected: bytes) -> bytes:
+    seen = b""
+    while expected not in seen:
+        chunk = sock.recv(4096)
+        assert chunk, seen
+        seen += chunk
+    sock.settimeout(0.3)  # and whatever would follow (a duplicate)
+    try:
+        while chunk := sock.recv(4096):
+            seen += chunk
+    except TimeoutError:
+        pass
+    return seen

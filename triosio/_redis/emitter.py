@@ -358,7 +358,9 @@ class ClusterSyncLink:
     at first); a ``MOVED <slot> <host>:<port>`` answer (the slot lives
     elsewhere, or moved in a failover or resharding) sends it there, and
     remembers where. A node that cannot be reached is forgotten and the command
-    asked again of the URL's node. Thread-safe.
+    asked again of the URL's node. No ``ASK``: Redis serves a shard channel's
+    ``SPUBLISH`` on the source node of a migrating slot, then answers
+    ``MOVED``. Thread-safe.
     """
 
     _REDIRECTS = 5

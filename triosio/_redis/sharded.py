@@ -15,9 +15,12 @@ wire (socket.io-adapter's ``ClusterAdapter`` messages, :mod:`.._cluster.ca_messa
   (broadcasts, acks, fetch answers, server-side emits): MessagePack;
 - the server count is ``PUBSUB SHARDNUMSUB <prefix>#<nsp>#``.
 
-One writer task publishes everything in order. coredis's cluster client finds
-each channel's shard (and follows MOVED after a resharding); its sharded
-subscriber reconnects with backoff and subscribes again when a node restarts.
+One writer task publishes everything in order, pipelined: each message is
+queued on a connection to the node of its channel's slot (coredis's map of
+slots), all nodes at once, and the replies are read in order; ``MOVED`` and
+``ASK`` are asked again through coredis's cluster client, which follows them.
+The sharded subscriber reconnects with backoff and subscribes again when a node
+restarts or a replica takes over.
 Like pub/sub, it is at-most-once: messages published while a shard is away
 are lost (and logged once).
 """
@@ -25,12 +28,14 @@ are lost (and logged once).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
 import coredis
 import coredis.exceptions
 import trio
+from coredis._utils import hash_slot
 
 from .._cluster.ca_messages import MessageType
 from .._cluster.ca_node import ClusterAdapterNode, Receive
@@ -39,7 +44,7 @@ from .._common.sync import Mailbox
 from .._errors import LocalProtocolError
 from .._proto.backoff import Backoff
 from .._server.cluster import ClusterPort
-from .bus import _describe, _link_error, safe_url
+from .bus import _CHUNK, _describe, _link_error, safe_url
 
 log = logging.getLogger("triosio.redis")
 
@@ -55,10 +60,6 @@ _MAY_HOLD_BINARY = frozenset(
         MessageType.SERVER_SIDE_EMIT_RESPONSE,
     }
 )
-
-
-#: Most SPUBLISH commands in one pipeline.
-_PIPELINE = 256
 
 
 def _has_binary(value: Any) -> bool:
@@ -256,7 +257,11 @@ class ShardedTransport:
         started = False
         with closing:
             while not self._stopping:
-                client = coredis.RedisCluster.from_url(self._url, **self._options)
+                with warnings.catch_warnings():
+                    # coredis 6.9's RedisCluster.from_url hands its pool the
+                    # startup node as a dict, which that pool then calls deprecated.
+                    warnings.filterwarnings("ignore", "Use coredis.connection.TCPLocation")
+                    client = coredis.RedisCluster.from_url(self._url, **self._options)
                 try:
                     # Opening it reads the cluster's slots: no node answering
                     # means no client yet; the server goes on alone meanwhile.
@@ -278,6 +283,12 @@ class ShardedTransport:
                     ):
                         raise
                     self._fail(exc)
+                finally:
+                    # coredis 6.9's cluster client never closes its layout's
+                    # error stream (a ResourceWarning later, in the collector).
+                    layout = getattr(client.connection_pool, "cluster_layout", None)
+                    for stream in getattr(layout, "_error_stream", ()):
+                        stream.close()
                 if not started:
                     started = True
                     task_status.started()
@@ -382,29 +393,80 @@ class ShardedTransport:
         self._outbox.put_nowait((channel, encode(message)))
 
     async def _writer(self) -> None:
-        # What has queued goes in pipelines (coredis groups a pipeline's commands
-        # by node, one round trip each), not one awaited SPUBLISH per message.
-        # Order holds: a pipeline keeps its order per node (so per channel),
-        # and the next batch waits for this one.
+        # The only task that publishes: other servers see what we publish to a
+        # channel in the order we queued it.
         while True:
-            batch = list(await self._outbox.get_batch())
-            for start in range(0, len(batch), _PIPELINE):
-                chunk = batch[start : start + _PIPELINE]
-                try:
-                    if len(chunk) == 1:
-                        await self._client.spublish(*chunk[0])
-                    else:
-                        async with self._client.pipeline(transaction=False) as pipe:
-                            for channel, payload in chunk:
-                                pipe.spublish(channel, payload)
-                except Exception as exc:
-                    if not _link_error(exc):
-                        log.warning("Redis refused a publish: %s", _describe(exc))
-                        continue
-                    # Which of the pipeline's went out is unknown: at most once.
-                    self._fail(exc)
-                    self.dropped += len(batch) - start
-                    break
+            batch = await self._outbox.get_batch()
+            for start in range(0, len(batch), _CHUNK):
+                chunk = [batch[i] for i in range(start, min(start + _CHUNK, len(batch)))]
+                await self._publish_chunk(chunk)
+
+    async def _publish_chunk(self, chunk: list[tuple[bytes, bytes]]) -> None:
+        """SPUBLISH every message of ``chunk``: one round trip per node, not per message.
+
+        Every message is queued on a connection to the node serving its
+        channel's slot (all nodes' requests in flight at once, each
+        connection's replies read in order), then the replies are awaited in
+        order. A channel lives on one slot, so its messages keep their order on
+        one connection. ``MOVED`` / ``ASK`` (a resharding, a failover the layout
+        has not caught up with) are asked again one by one, in order, through
+        the cluster client, which follows them and updates its map of slots. A
+        node out of reach costs the messages for it (at most once); its errors
+        go to the layout, which reads the cluster's slots again (a promoted
+        replica).
+        """
+        client = self._client
+        pool = client.connection_pool
+        layout = pool.cluster_layout
+        by_node: dict[Any, list[int]] = {}
+        for index, (channel, _) in enumerate(chunk):
+            node = layout.node_for_slot(hash_slot(channel))
+            by_node.setdefault(node, []).append(index)
+        requests: list[tuple[Any, Any] | None] = [None] * len(chunk)
+        failed: list[tuple[Any, BaseException]] = []
+        for node, indices in by_node.items():
+            try:
+                async with pool.acquire(node=node) as connection:
+                    for index in indices:
+                        channel, payload = chunk[index]
+                        requests[index] = (
+                            node,
+                            connection.create_request(b"SPUBLISH", channel, payload),
+                        )
+            except Exception as exc:
+                if not _link_error(exc):
+                    raise
+                failed.append((node, exc))
+                self.dropped += len(indices)
+        again: list[int] = []
+        for index, sent in enumerate(requests):
+            if sent is None:
+                continue
+            try:
+                await sent[1]
+            except (coredis.exceptions.MovedError, coredis.exceptions.AskError):
+                again.append(index)
+            except Exception as exc:
+                if _link_error(exc):
+                    failed.append((sent[0], exc))
+                    self.dropped += 1
+                else:
+                    log.warning("Redis refused a publish: %s", _describe(exc))
+        for index in again:
+            channel, payload = chunk[index]
+            try:
+                await client.spublish(channel, payload)
+            except Exception as exc:
+                if not _link_error(exc):
+                    log.warning("Redis refused a publish: %s", _describe(exc))
+                    continue
+                failed.append((None, exc))
+                self.dropped += 1
+        if failed:
+            for node, error in failed[:2]:
+                # Two errors make coredis's layout monitor read the slots again.
+                layout.report_errors(node, error)
+            self._fail(failed[0][1])
 
     async def server_count(self, nsp: str) -> int:
         """``PUBSUB SHARDNUMSUB`` of the namespace's channel; 1 when out of reach."""
