@@ -143,6 +143,18 @@ async def env(request: pytest.FixtureRequest, cluster: Cluster) -> AsyncIterator
         ):
             auth = {"name": client, "test": tag, "rooms": rooms}
             ids[client] = await obs.connect(client, server.url, auth)
+
+        async def joined() -> bool:
+            # A client hears CONNECT before its server's connection handler
+            # has joined it to its rooms (triosio runs the handler after the
+            # reply; Node joins in the same tick): wait for the joins.
+            for server_admin in (admin, admin_dst):
+                found = await server_admin.op("fetchSockets", rooms=[room], local=True)
+                if len(found) != 2:
+                    return False
+            return True
+
+        await eventually(joined)
         yield Env(
             src, dst, admin, admin_dst, obs, tag, room, src_room, dst_room, ids, cluster.adapter
         )

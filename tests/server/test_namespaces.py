@@ -207,3 +207,35 @@ async def test_connection_handler_refusing_disconnects(
             await settle()
             assert not client.connected
     assert reasons == [triosio.DisconnectReason.IO_SERVER_DISCONNECT]
+
+
+async def test_rooms_joined_in_a_middleware(autojump_clock: Any, net: MemoryNetwork) -> None:
+    # As in the reference: a middleware may join (and leave) rooms; the socket
+    # is in them from its registration, before its CONNECT reply goes out, so
+    # a broadcast right after the client hears CONNECT reaches it.
+    sio = triosio.Server()
+    in_middleware: list[frozenset[str]] = []
+    at_connection: list[frozenset[str]] = []
+
+    @sio.use
+    async def place(socket: triosio.Socket) -> None:
+        await socket.join(["team-a", "lobby", "gone"])
+        await socket.leave("gone")
+        in_middleware.append(socket.rooms)
+
+    @sio.on("connection")
+    def connected(socket: triosio.Socket) -> None:
+        at_connection.append(socket.rooms)
+
+    with trio.fail_after(LIMIT):
+        async with serving(sio, net), connect(net) as client:
+            got: list[Any] = []
+            client.on("news", got.append)
+            await sio.to("team-a").emit("news", "for team a")
+            await settle()
+            assert got == ["for team a"]
+            expected = {client.id, "team-a", "lobby"}
+            assert in_middleware == [expected]
+            assert at_connection == [expected]
+            (socket,) = await sio.in_("lobby").fetch_sockets()
+            assert socket.rooms == expected

@@ -51,6 +51,7 @@ class FakeSocket:
         self.session = FakeSession()
         self.acks = PendingAcks(sid)
         self.state = SocketState.CONNECTING
+        self._early_rooms: tuple[str, ...] = ()
 
 
 def registered(router: Router, *sids: str, nsp: FakeNamespace | None = None) -> list[Any]:

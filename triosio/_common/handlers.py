@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, TypeVar, overload
 
 Handler = Callable[..., Any]
@@ -39,6 +40,12 @@ def is_plain(handler: Handler) -> bool:
 
 def positional_count(handler: Handler) -> int | None:
     """How many positional arguments ``handler`` takes (None: any number)."""
+    if type(handler) is FunctionType and not handler.__dict__:
+        # A plain function (no __wrapped__ or __signature__ to follow): its
+        # code says it, without inspect.signature (a handler defined per
+        # connection is a new function each time: nothing to cache).
+        code = handler.__code__
+        return None if code.co_flags & inspect.CO_VARARGS else code.co_argcount
     try:
         sig = inspect.signature(handler)
     except (TypeError, ValueError):
@@ -150,23 +157,25 @@ class CatchAllRegistry(HandlerRegistry):
 
     def __init__(self) -> None:
         super().__init__()
-        self._any: list[Handler] = []
-        self._any_outgoing: list[Handler] = []
+        # Tuples, replaced on change (copy on write): the empty tuple costs
+        # nothing per socket, and no object the cyclic GC walks.
+        self._any: tuple[Handler, ...] = ()
+        self._any_outgoing: tuple[Handler, ...] = ()
 
     def on_any(self, handler: H) -> H:
         """Add a catch-all handler, called as ``handler(event, *args)`` for every
         incoming event (before the event's own handlers)."""
-        self._any.append(handler)
+        self._any = (*self._any, handler)
         return handler
 
     def prepend_any(self, handler: H) -> H:
         """Like :meth:`on_any`, but the handler is called before the others."""
-        self._any.insert(0, handler)
+        self._any = (handler, *self._any)
         return handler
 
     def off_any(self, handler: Handler | None = None) -> None:
         """Remove a catch-all handler, or all of them."""
-        _remove(self._any, handler)
+        self._any = _without(self._any, handler)
 
     def listeners_any(self) -> list[Handler]:
         """The catch-all handlers, in calling order."""
@@ -175,25 +184,28 @@ class CatchAllRegistry(HandlerRegistry):
     def on_any_outgoing(self, handler: H) -> H:
         """Add a handler called as ``handler(event, *args)`` for every event this
         side emits to the peer."""
-        self._any_outgoing.append(handler)
+        self._any_outgoing = (*self._any_outgoing, handler)
         return handler
 
     def prepend_any_outgoing(self, handler: H) -> H:
         """Like :meth:`on_any_outgoing`, but the handler is called before the others."""
-        self._any_outgoing.insert(0, handler)
+        self._any_outgoing = (handler, *self._any_outgoing)
         return handler
 
     def off_any_outgoing(self, handler: Handler | None = None) -> None:
         """Remove an outgoing catch-all handler, or all of them."""
-        _remove(self._any_outgoing, handler)
+        self._any_outgoing = _without(self._any_outgoing, handler)
 
     def listeners_any_outgoing(self) -> list[Handler]:
         """The outgoing catch-all handlers, in calling order."""
         return list(self._any_outgoing)
 
 
-def _remove(handlers: list[Handler], handler: Handler | None) -> None:
+def _without(handlers: tuple[Handler, ...], handler: Handler | None) -> tuple[Handler, ...]:
+    # None: all of them; otherwise the first occurrence of ``handler``.
     if handler is None:
-        handlers.clear()
-    elif handler in handlers:
-        handlers.remove(handler)
+        return ()
+    if handler not in handlers:
+        return handlers
+    index = handlers.index(handler)
+    return handlers[:index] + handlers[index + 1 :]

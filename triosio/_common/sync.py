@@ -65,6 +65,29 @@ class LazyEvent:
         await event.wait()
 
 
+#: A LazyEvent that is set and never cleared, shared by the owners of
+#: :func:`set_once` events that were set before anyone waited for them.
+_SET = LazyEvent(True)
+
+
+def set_once(event: LazyEvent | None) -> LazyEvent:
+    """Set an event that is made on demand and never cleared; return it.
+
+    Such an event is ``None`` until someone waits for it (then
+    :func:`waitable` makes it): an idle connection holds none, which spares
+    the cyclic GC an object each. Store the result: ``x = set_once(x)``.
+    """
+    if event is None:
+        return _SET
+    event.set()
+    return event
+
+
+def waitable(event: LazyEvent | None) -> LazyEvent:
+    """The event to wait for (store it): ``x = waitable(x); await x.wait()``."""
+    return LazyEvent() if event is None else event
+
+
 class Mailbox(Generic[T]):
     """A FIFO with a soft capacity for :meth:`put` and none for :meth:`put_nowait`.
 

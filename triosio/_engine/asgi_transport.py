@@ -89,7 +89,7 @@ class ASGIHTTPExchange(Exchange):
                 return
 
     async def accept_websocket(
-        self, headers: Headers, deflate: PerMessageDeflate | None = None
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
     ) -> WebSocket:
         """Not a WebSocket request."""
         raise RuntimeError("accept_websocket() on an HTTP request")
@@ -136,12 +136,13 @@ class ASGIWebSocketExchange(Exchange):
         await trio.sleep_forever()
 
     async def accept_websocket(
-        self, headers: Headers, deflate: PerMessageDeflate | None = None
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
     ) -> WebSocket:
         """Accept the connection; the returned WebSocket lives until it closes.
 
         ``deflate`` is not used: the ASGI server frames the messages, and
         negotiates compression itself (uvicorn's ``ws_per_message_deflate``).
+        ``hold`` is not used either: the answer goes out at once.
         """
         message = await self._receive()
         if message["type"] != "websocket.connect":
@@ -167,7 +168,7 @@ class ASGIWebSocket(WebSocket):
         self._drained.set()
         self.done = trio.Event()
         self._writer_running = False
-        self.start_writer: Callable[[], bool] | None = None
+        self.start_writer: Callable[[WebSocket], bool] | None = None
 
     async def receive(self, max_size: int) -> str | bytes:
         """The next message (see :meth:`WebSocket.receive`)."""

@@ -42,6 +42,9 @@ class Request:
     client: tuple[str, int] | None = None
     secure: bool = False
     time: float = field(default_factory=time.time)
+    # The parsed query string, once asked for (the engine and each socket's
+    # handshake ask; parse_qsl is a few microseconds per connection).
+    _query: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower case), or ``None``."""
@@ -52,11 +55,18 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
-        """The query parameters (the first value of each name)."""
-        out: dict[str, str] = {}
-        for key, value in parse_qsl(self.query_string, keep_blank_values=True):
-            out.setdefault(key, value)
-        return out
+        """The query parameters (the first value of each name).
+
+        Parsed once and shared (with each socket's handshake): read it, do
+        not change it.
+        """
+        parsed = self._query
+        if parsed is None:
+            parsed = {}
+            for key, value in parse_qsl(self.query_string, keep_blank_values=True):
+                parsed.setdefault(key, value)
+            object.__setattr__(self, "_query", parsed)  # frozen: a cache, not state
+        return parsed
 
     @property
     def url(self) -> str:
@@ -103,12 +113,15 @@ class Exchange(abc.ABC):
 
     @abc.abstractmethod
     async def accept_websocket(
-        self, headers: Headers, deflate: PerMessageDeflate | None = None
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
     ) -> WebSocket:
         """Complete the WebSocket handshake; the connection now belongs to the caller.
 
         ``deflate``: accept the client's permessage-deflate offer with these
-        options (where the transport does the framing itself).
+        options (where the transport does the framing itself). ``hold``: the
+        answer may wait for the WebSocket's first write and go out with it
+        (the built-in server then makes one system call of the two); the
+        caller writes at once.
         """
 
 
@@ -141,13 +154,14 @@ class WebSocket(abc.ABC):
 
     __slots__ = ("_writer_running", "start_writer")
 
-    #: Called when a writer task is needed (see :meth:`set_writer_starter`).
-    #: Returns whether it started one. Subclasses set it to None in __init__.
-    start_writer: Callable[[], bool] | None
+    #: Called with this WebSocket when a writer task is needed (see
+    #: :meth:`set_writer_starter`). Returns whether it started one. Subclasses
+    #: set it to None in __init__.
+    start_writer: Callable[[WebSocket], bool] | None
     #: Whether a writer task runs (or was asked for). Subclasses set it in __init__.
     _writer_running: bool
 
-    def set_writer_starter(self, start: Callable[[], bool]) -> None:
+    def set_writer_starter(self, start: Callable[[WebSocket], bool]) -> None:
         """Give the WebSocket the way to start a writer task (the session's)."""
         self.start_writer = start
         if self.backlog or self.broken:
@@ -156,7 +170,7 @@ class WebSocket(abc.ABC):
     def _need_writer(self) -> None:
         if not self._writer_running and self.start_writer is not None:
             self._writer_running = True  # one writer at a time, from now on
-            if not self.start_writer():
+            if not self.start_writer(self):
                 self._writer_running = False  # no session to run it: close() flushes
 
     #: Bytes (or messages) queued and not yet handed to the transport.

@@ -18,6 +18,8 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +36,7 @@ log = logging.getLogger("triosio.http")
 
 _RECV_SIZE = 65536
 _REASONS = {
+    101: "Switching Protocols",
     200: "OK",
     204: "No Content",
     304: "Not Modified",
@@ -121,6 +124,8 @@ class H11Exchange(Exchange):
     async def body(self) -> AsyncGenerator[bytes, None]:
         """The request body, chunk by chunk."""
         conn = self._conn
+        if conn.fast:
+            return  # a GET without Content-Length or Transfer-Encoding (see _fast_head)
         limits = conn.limits
         # The whole body by this time, however steadily it trickles.
         deadline = self._started + limits.request_timeout
@@ -156,7 +161,7 @@ class H11Exchange(Exchange):
         await self._conn.wait_eof()
 
     async def accept_websocket(
-        self, headers: Headers, deflate: PerMessageDeflate | None = None
+        self, headers: Headers, deflate: PerMessageDeflate | None = None, *, hold: bool = False
     ) -> WebSocket:
         """Answer 101 and return the WebSocket; the stream is given away.
 
@@ -187,17 +192,56 @@ class H11Exchange(Exchange):
                 response.append(("sec-websocket-extensions", agreed[0]))
                 negotiated = agreed[1]
         self.responded = True
-        try:
-            data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
-        except h11.LocalProtocolError as exc:
-            raise _Abort(f"cannot switch protocols: {exc}") from None
-        await conn.send_bytes(data or b"")
+        if conn.fast:
+            data = _head_bytes(101, response, trusted=3)
+        else:
+            try:
+                data = conn.h11.send(h11.InformationalResponse(status_code=101, headers=response))
+            except h11.LocalProtocolError as exc:
+                raise _Abort(f"cannot switch protocols: {exc}") from None
+        if not hold:
+            await conn.send_bytes(data or b"")
         self.upgraded = True
-        trailing, _closed = conn.h11.trailing_data
-        return NativeWebSocket(conn.stream, bytes(trailing), negotiated)
+        trailing = conn.rest if conn.fast else bytes(conn.h11.trailing_data[0])
+        ws = NativeWebSocket(conn.stream, trailing, negotiated)
+        if hold:
+            ws.hold(data or b"")
+        return ws
 
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# A request head as _fast_head accepts it: a GET of a target of visible ASCII,
+# HTTP/1.1, header lines of a token name and a value of visible ASCII, spaces
+# and tabs (no obs-fold, no obs-text, no bare CR or LF), the empty line.
+_FAST_HEAD = re.compile(
+    rb"GET ([\x21-\x7e]+) HTTP/1\.1\r\n"
+    rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[\x21-\x7e][\x20-\x7e\t]*)?\r\n)*)"
+    rb"\r\n"
+)
+# Headers that _fast_head leaves to h11: a body, or an expectation of one.
+_FAST_REFUSED = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
+def _head_bytes(status: int, headers: Headers, trusted: int = 0) -> bytes:
+    """A response head, written as h11 writes one (for the fast path).
+
+    Each header is checked as h11 checks them, except the first ``trusted``
+    (made here, of known-good characters).
+    """
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
+    for i, (name, value) in enumerate(headers):
+        if i >= trusted and not (_SAFE_FIELD.fullmatch(name) and _SAFE_VALUE.fullmatch(value)):
+            raise _Abort(f"cannot send header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+_SAFE_FIELD = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_SAFE_VALUE = re.compile(
+    r"(?:[\x21-\x7e\x80-\xff](?:[\x20-\x7e\x80-\xff\t]*[\x21-\x7e\x80-\xff])?)?"
+)
 
 # Header names, and the values of headers that most clients send alike, are
 # shared between requests rather than decoded anew for each: every session
@@ -283,6 +327,12 @@ class H11Connection:
         self.sticky = sticky
         # The raw head of the request being served (to give it back, see Sticky).
         self._event: h11.Request | None = None
+        # The first request was a WebSocket upgrade parsed by _fast_head, not
+        # h11: the connection is upgraded or closed after the answer.
+        self.fast = False
+        self.rest = b""  # what followed that request's head
+        # The first read of a fresh connection may go through _fast_head.
+        self._try_fast = not prefix and sticky is None
         if prefix:
             self.h11.receive_data(prefix)
 
@@ -298,6 +348,83 @@ class H11Connection:
             self._eof = True
         self.h11.receive_data(data if isinstance(data, bytes) else bytes(data))
         return len(data)
+
+    def _read_now(self) -> bytes | None:
+        """What a plain TCP socket holds already (b"" at EOF), or None."""
+        stream = self.stream
+        if type(stream) is not trio.SocketStream:
+            return None
+        try:
+            data = os.read(stream.socket.fileno(), _RECV_SIZE)
+        except OSError:  # BlockingIOError: nothing yet; else receive_some says
+            return None
+        if not data:
+            self._eof = True
+            self.h11.receive_data(b"")
+        return data
+
+    async def _receive_raw(self) -> bytes:
+        try:
+            data = await self.stream.receive_some(_RECV_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._eof = True
+            self.h11.receive_data(b"")
+        return bytes(data)
+
+    def _fast_head(self, data: bytes) -> Request | None:
+        """The request, if ``data`` is one whole, plain WebSocket upgrade GET.
+
+        h11 parses a request head as a general HTTP/1.1 parser must, which is
+        most of the CPU of a WebSocket connection's set-up besides the system
+        calls. The request of nearly every WebSocket client arrives whole in
+        the first read and is simple: that one is parsed here, strictly (one
+        regular expression for the whole head: only visible ASCII in the
+        target and values, token names, no folding, exactly one Host, no
+        body). Anything else returns None and goes to h11, which answers
+        malformed input as before; the limits are the same (a head larger
+        than ``max_head_size`` or with more than ``max_headers`` lines is
+        left to h11, which refuses it).
+        """
+        end = data.find(b"\r\n\r\n")
+        limits = self.limits
+        if end < 0 or end + 4 > limits.max_head_size:
+            return None
+        match = _FAST_HEAD.fullmatch(data, 0, end + 4)
+        if match is None:
+            return None
+        lines = match[2].split(b"\r\n")
+        lines.pop()  # the empty string after the last CRLF
+        if len(lines) > limits.max_headers:
+            return None
+        headers: Headers = []
+        hosts = 0
+        upgrade = False
+        for line in lines:
+            raw_name, _, raw_value = line.partition(b":")
+            raw_name = raw_name.lower()
+            raw_value = raw_value.strip(b" \t")
+            if raw_name in _FAST_REFUSED:
+                return None
+            if raw_name == b"host":
+                hosts += 1
+            elif raw_name == b"upgrade":
+                upgrade = raw_value.lower() == b"websocket"
+            headers.append((_name(raw_name), _value(raw_name, raw_value)))
+        if hosts != 1 or not upgrade:
+            return None
+        self.fast = True
+        self.rest = data[end + 4 :]
+        path, _, query = match[1].decode("ascii").partition("?")
+        return Request(
+            method="GET",
+            path=path,
+            query_string=query,
+            headers=headers,
+            client=self.client,
+            secure=self.secure,
+        )
 
     async def wait_eof(self) -> None:
         """Return when the peer closes; bytes it sends meanwhile are kept for h11."""
@@ -322,6 +449,13 @@ class H11Connection:
         all_headers = list(headers)
         if "content-length" not in names:
             all_headers.append(("content-length", str(len(body))))
+        if self.fast:
+            # A refused upgrade: the connection closes after the answer (as
+            # h11 does it after a refused upgrade, PAUSED).
+            if "connection" not in names:
+                all_headers.append(("connection", "close"))
+            await self.send_bytes(_head_bytes(status, all_headers) + body)
+            return
         try:
             data = self.h11.send(
                 h11.Response(
@@ -344,6 +478,25 @@ class H11Connection:
         started = bool(self.h11.trailing_data[0])
         timeout = self.limits.head_timeout if started else self.limits.idle_timeout
         deadline = trio.current_time() + timeout
+        if self._try_fast:
+            self._try_fast = False
+            # The request is usually in the socket already when this task
+            # starts: read it without a cancel scope and a wait, if so.
+            data = self._read_now()
+            if data is None:
+                with trio.move_on_at(deadline):
+                    data = await self._receive_raw()
+                if data is None:
+                    return None  # idle until idle_timeout: closed without an answer
+            if not data:
+                return None
+            request = self._fast_head(data)
+            if request is not None:
+                return request
+            # Anything else, malformed input included, goes to h11 as before.
+            self.h11.receive_data(data)
+            started = True
+            deadline = trio.current_time() + self.limits.head_timeout
         while True:
             try:
                 event = self.h11.next_event()
@@ -497,15 +650,16 @@ async def serve_stream(
     *,
     prefix: bytes = b"",
     sticky: Sticky | None = None,
+    client: tuple[str, int] | None = None,
 ) -> None:
     """Serve one connection; close it unless a WebSocket (or the acceptor) took it over.
 
     ``prefix``: bytes already read from the connection (by the acceptor).
+    ``client``: the peer's address, if known already (else asked of the socket).
     """
-    client: tuple[str, int] | None = None
     secure = isinstance(stream, trio.SSLStream)
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    if isinstance(inner, trio.SocketStream):
+    if client is None and isinstance(inner, trio.SocketStream):
         try:
             peer = inner.socket.getpeername()
             client = (str(peer[0]), int(peer[1]))

@@ -24,11 +24,15 @@ import trio
 
 log = logging.getLogger("triosio.engine")
 
-__all__ = ["HeartbeatTimers", "TimerEntry"]
+__all__ = ["HeartbeatTimers", "TimedOwner", "TimerEntry"]
 
 
-class _Timed(Protocol):
-    def on_timer(self, now: float) -> None: ...
+class TimedOwner(Protocol):
+    """What :class:`HeartbeatTimers` calls back."""
+
+    def on_timer(self, now: float) -> None:
+        """The time asked for came (``now``: the Trio clock)."""
+        ...
 
 
 #: ``[when, order, owner, earliest]``; a list so that ``cancel`` can drop the
@@ -55,7 +59,7 @@ class HeartbeatTimers:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def at(self, when: float, owner: _Timed, slack: float = 0.0) -> TimerEntry:
+    def at(self, when: float, owner: TimedOwner, slack: float = 0.0) -> TimerEntry:
         """Call ``owner.on_timer`` once, at ``when`` (Trio clock); return the entry.
 
         With ``slack``, it may be called up to that much earlier, when the task
@@ -88,7 +92,7 @@ class HeartbeatTimers:
             now = trio.current_time()
             # Due, or allowed to go early and next in line.
             while heap and heap[0][3] <= now:
-                owner: _Timed | None = pop(heap)[2]
+                owner: TimedOwner | None = pop(heap)[2]
                 if owner is not None:
                     try:
                         owner.on_timer(now)

@@ -67,6 +67,7 @@ class NativeWebSocket(WebSocket):
         "_drained",
         "_failed",
         "_fd",
+        "_head",
         "_queue",
         "_read_dry",
         "_reader",
@@ -114,7 +115,8 @@ class NativeWebSocket(WebSocket):
         # The client broke the framing rules: the code and reason to close with.
         self._failed: tuple[int, str] | None = None
         self._writer_running = False
-        self.start_writer: Callable[[], bool] | None = None
+        self.start_writer: Callable[[WebSocket], bool] | None = None
+        self._head = b""  # see hold()
 
     # ------------------------------------------------------------- reading
 
@@ -192,6 +194,10 @@ class NativeWebSocket(WebSocket):
         else:
             self._write_raw(b"".join([p.ws_frame for p in packets]))
 
+    def hold(self, head: bytes) -> None:
+        """Write ``head`` (the handshake's answer) with the first write."""
+        self._head = head
+
     def _frame(self, packet: OutPacket) -> bytes:
         # The packet's frame, compressed if it may be and is big enough.
         deflate = self._deflate
@@ -218,6 +224,9 @@ class NativeWebSocket(WebSocket):
     def _write_raw(self, data: bytes) -> None:
         if self.broken or self._closed or not data:
             return
+        if self._head:
+            data = self._head + data
+            self._head = b""
         direct = self._direct
         if direct is not None and not self._queue and not self._sending:
             try:

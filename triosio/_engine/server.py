@@ -239,12 +239,14 @@ class EngineServer:
             sid, request, transport, self.options, self.app, self.write_batch, self._heartbeats
         )
         if transport == "websocket":
-            ws = await exchange.accept_websocket(headers, self.options.deflate)
-            # Queued, not written: the session writes it when it takes the
-            # WebSocket over, so the client hears OPEN once the session is set up.
+            # The 101 is held and leaves with OPEN, in one write, when the
+            # session takes the WebSocket over: the client hears OPEN once the
+            # session is set up. (Its task starts when this one is done with the
+            # connection: what the client sends meanwhile waits in the socket.)
+            ws = await exchange.accept_websocket(headers, self.options.deflate, hold=True)
             session.send_nowait([self._open_packet(sid, ())], force=True)
             self.sessions[sid] = session
-            await self._start(session, ws)
+            await self._start_soon(session, ws)
             return
         upgrades = ("websocket",) if self._may_upgrade() else ()
         self.sessions[sid] = session
@@ -271,15 +273,37 @@ class EngineServer:
                 await ws.abort()
             raise
 
+    async def _start_soon(self, session: EngineSession, ws: WebSocket) -> None:
+        # A WebSocket session needs nothing from its task before the HTTP task
+        # lets go of the connection: start_soon spares what start costs (a
+        # nursery and a task status per connection).
+        try:
+            if self._nursery is None:
+                raise RuntimeError("the server stopped")
+            self._nursery.start_soon(self._run_session, session, ws)
+        except BaseException:
+            if self.sessions.get(session.sid) is session:
+                del self.sessions[session.sid]
+            await ws.abort()
+            raise
+
     async def _run_session(
-        self, session: EngineSession, ws: WebSocket | None, *, task_status: trio.TaskStatus[None]
+        self,
+        session: EngineSession,
+        ws: WebSocket | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         # Hold no reference to task_status for the session's life: through it,
         # trio keeps the finished HTTP task that started the session (memory).
-        status = [task_status]
+        # Started with start_soon (a WebSocket), there is none to call.
+        started = None
+        if task_status is not trio.TASK_STATUS_IGNORED:
+            status = [task_status]
+            started = lambda: status.pop().started()  # noqa: E731
         del task_status
         try:
-            await session.run(websocket=ws, started=lambda: status.pop().started())
+            await session.run(websocket=ws, started=started)
         except Exception:
             # A bug must cost one session, never the server (the session's own
             # callbacks are guarded; this is the last line).

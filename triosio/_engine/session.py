@@ -36,7 +36,7 @@ from typing import Protocol
 
 import trio
 
-from .._common.sync import LazyEvent, WriteBatch
+from .._common.sync import LazyEvent, WriteBatch, set_once, waitable
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.eio import EioPacket, EioType, decode_ws
 from . import packet as P
@@ -55,7 +55,8 @@ class EngineApp(Protocol):
     """What the Engine.IO server reports to the layer above it (e.g. Socket.IO).
 
     All three run in the session's own task: ``on_open`` once the session is
-    open (start per-client tasks in ``session.nursery``), ``on_message`` for each
+    open (start per-client tasks in ``session.nursery``; on a WebSocket, the
+    client's messages are read once it returns), ``on_message`` for each
     message in arrival order (awaiting in it slows this client's reads down, and
     only this client's, unless it hands the reading off: see
     :meth:`EngineSession.hand_off_reading`), ``on_close`` once, after the
@@ -103,7 +104,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._batch = batch
         self._timers = timers
         self._timer = None
-        self._held = []
+        self._held = None  # a list while a WriteBatch holds sends
         self.request = request
         self.transport = transport
         self._options = options
@@ -124,12 +125,13 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         self._pong_deadline = None
         self._ping_held = False
         self._reason = None
-        self._close_event = LazyEvent()
-        self._finished = LazyEvent()
+        # Made on demand (set_once / waitable): an idle session holds neither.
+        self._close_event = None
+        self._finished = None
         self._nursery = None
         self._nursery_open = True
-        self._inbound = set()
-        self._inbound_idle = LazyEvent(True)
+        self._inbound = {}  # a dict (as a set): untracked by the GC while empty
+        self._inbound_idle = None  # made by the first POST
         self.app_state = None
 
     # ------------------------------------------------------------ properties
@@ -195,9 +197,12 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 self.close_nowait(DisconnectReason.SLOW_CLIENT)
                 return False
             if self._batch.depth:
-                if not self._held:
+                held = self._held
+                if held:
+                    held.extend(packets)
+                else:
                     self._batch.pending.append(self)
-                self._held.extend(packets)
+                    self._held = list(packets)
             else:
                 ws.write_nowait(packets)
             return True
@@ -218,7 +223,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
 
     def flush_batch(self) -> None:
         """Write what was held during a :class:`WriteBatch` (one write)."""
-        held, self._held = self._held, []
+        held, self._held = self._held, None
         ws = self._ws
         if ws is not None and held and self._reason is None:
             ws.write_nowait(held)
@@ -273,7 +278,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
         if self._reason is not None:
             return
         self._reason = reason
-        self._close_event.set()
+        self._close_event = set_once(self._close_event)
         self._poll_wake.set()
         self._space.set()
         HeartbeatTimers.cancel(self._timer)
@@ -286,16 +291,22 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
     async def close(self, reason: DisconnectReason = DisconnectReason.FORCED_CLOSE) -> None:
         """Close the session and wait until it is fully closed."""
         self.close_nowait(reason)
-        await self._finished.wait()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the session is fully closed."""
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
 
     # ------------------------------------------------------------ lifecycle
 
-    async def run(self, *, websocket: WebSocket | None = None, started: Callable[[], None]) -> None:
-        """Run the session until it closes. Started by the engine server."""
+    async def run(
+        self, *, websocket: WebSocket | None = None, started: Callable[[], None] | None = None
+    ) -> None:
+        """Run the session until it closes. Started by the engine server.
+
+        ``started`` is called once the session is set up, and not kept.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -304,8 +315,9 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                 opened = trio.current_time()
                 if websocket is not None:
                     self._switch_to(websocket)
-                    nursery.start_soon(self._read_websocket, websocket)
-                started()
+                if started is not None:
+                    started()
+                    del started  # nothing of the starter is kept for the session's life
                 try:
                     await self._app.on_open(self)
                 except Exception:
@@ -313,7 +325,13 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                     self.close_nowait(DisconnectReason.FORCED_CLOSE)
                 if self._reason is None:  # pings count from the handshake
                     self._timer = self._timers_at(opened + self._options.ping_interval, ping=True)
-                await self._close_event.wait()
+                if websocket is not None and self._reason is None:
+                    # The reader runs in this task, not a task of its own: an
+                    # idle connection holds one task (its stack and context
+                    # are most of what the cyclic GC walks per connection).
+                    await self._read_websocket(websocket)
+                closing = self._close_event = waitable(self._close_event)
+                await closing.wait()
         finally:
             self._nursery_open = False
             with trio.CancelScope(shield=True) as scope:
@@ -331,7 +349,8 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
             ws.write_nowait([P.CLOSE])
         # The application hears of the close after the last of this client's
         # messages was handled (a POST may still be unwinding in its own task).
-        await self._inbound_idle.wait()
+        if self._inbound_idle is not None:
+            await self._inbound_idle.wait()
         try:
             await self._app.on_close(self, reason)
         except Exception:
@@ -357,7 +376,7 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
                     # this one: the WebSocket keeps it (native_ws.py).
                     await ws.close(_CLOSE_CODES.get(reason, 1000))
             finally:
-                self._finished.set()
+                self._finished = set_once(self._finished)
 
     # ------------------------------------------------------------ incoming
 
@@ -391,13 +410,15 @@ class EngineSession(SessionHeartbeat, SessionPolling, SessionUpgrade):
 
     def _writer_for(self, ws: WebSocket) -> None:
         # Writer tasks start on demand: when bytes queue up (or the socket breaks).
-        def start() -> bool:
-            if not self._nursery_open or self._nursery is None:
-                return False  # the session is past its nursery: close() flushes
-            self._nursery.start_soon(self._write_websocket, ws)
-            return True
+        # A bound method, not a closure: one object per connection, not three
+        # (each one the cyclic GC walks, see benchmarks/README.md).
+        ws.set_writer_starter(self._start_writer)
 
-        ws.set_writer_starter(start)
+    def _start_writer(self, ws: WebSocket) -> bool:
+        if not self._nursery_open or self._nursery is None:
+            return False  # the session is past its nursery: close() flushes
+        self._nursery.start_soon(self._write_websocket, ws)
+        return True
 
     def _switch_to(self, ws: WebSocket) -> None:
         self._writer_for(ws)

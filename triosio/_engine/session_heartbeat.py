@@ -18,7 +18,7 @@ import trio
 
 from .._errors import DisconnectReason
 from . import packet as P
-from .heartbeats import HeartbeatTimers, TimerEntry
+from .heartbeats import HeartbeatTimers, TimedOwner, TimerEntry
 from .session_state import SessionState
 
 #: How early a PING may go out to share the timer task's wake-up with others.
@@ -45,6 +45,15 @@ class SessionHeartbeat(SessionState):
             self.close_nowait(DisconnectReason.PING_TIMEOUT)
         else:  # an upgrade moved the deadline
             self._timer = self._timers_at(deadline)
+
+    def call_at(self, when: float, owner: TimedOwner) -> TimerEntry:
+        """Have the server's timer task call ``owner.on_timer(now)`` at ``when``.
+
+        ``when`` is on the Trio clock. Costs no task: the layer above uses it
+        for its own per-connection deadlines. ``HeartbeatTimers.cancel(entry)``
+        forgets it; the owner must cancel it when the session closes.
+        """
+        return self._timers.at(when, owner)
 
     def _timers_at(self, when: float, *, ping: bool = False) -> TimerEntry:
         timers = self._timers

@@ -103,8 +103,11 @@ class SessionPolling(SessionState):
             return
         scope = trio.CancelScope()
         if not self._inbound:
-            self._inbound_idle.clear()
-        self._inbound.add(scope)
+            if self._inbound_idle is None:
+                self._inbound_idle = LazyEvent()
+            else:
+                self._inbound_idle.clear()
+        self._inbound[scope] = None
         try:
             with scope:
                 for packet in packets:
@@ -112,8 +115,8 @@ class SessionPolling(SessionState):
                         break
                     await self._on_packet(packet)
         finally:
-            self._inbound.discard(scope)
-            if not self._inbound:
+            self._inbound.pop(scope, None)
+            if not self._inbound and self._inbound_idle is not None:
                 self._inbound_idle.set()
 
     def begin_post(self) -> None:

@@ -78,17 +78,17 @@ class SessionState:
 
     # -- closing
     _reason: DisconnectReason | None  # the first close reason; None while open
-    _close_event: LazyEvent
-    _finished: LazyEvent
+    _close_event: LazyEvent | None  # see sync.set_once / waitable
+    _finished: LazyEvent | None
     _nursery: trio.Nursery | None
     _nursery_open: bool
     # Cancel scopes of POST bodies being handled (in HTTP connection tasks).
-    _inbound: set[trio.CancelScope]
-    _inbound_idle: LazyEvent
+    _inbound: dict[trio.CancelScope, None]  # POSTs being processed (as a set)
+    _inbound_idle: LazyEvent | None  # set while no POST is processed
 
     # -- sending
     _batch: WriteBatch
-    _held: list[OutPacket]  # sends held during a WriteBatch (WebSocket)
+    _held: list[OutPacket] | None  # sends held during a WriteBatch (WebSocket)
     _queue: list[OutPacket]  # the polling queue
     _queued_bytes: int
     _space: LazyEvent  # set while the polling queue is below its limits

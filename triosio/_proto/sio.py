@@ -340,8 +340,10 @@ class JSONDecoder:
         self._reader = shared_reader(self.limits.max_depth, self.limits.max_int_digits)
         self._head: SioPacket | None = None
         self._expected = 0
-        self._attachments: list[bytes] = []
-        self._slots: list[_Slot] = []
+        # Made for a binary packet only (an idle connection's decoder holds
+        # no list: one object fewer per connection for the cyclic GC).
+        self._attachments: list[bytes] | None = None
+        self._slots: list[_Slot] | None = None
         self._bytes = 0
 
     @property
@@ -353,8 +355,8 @@ class JSONDecoder:
         """Drop any partially received binary packet."""
         self._head = None
         self._expected = 0
-        self._attachments = []
-        self._slots = []
+        self._attachments = None
+        self._slots = None
         self._bytes = 0
 
     def feed(self, message: str | bytes) -> SioPacket | None:
@@ -368,7 +370,7 @@ class JSONDecoder:
             if isinstance(message, str):
                 if self._head is not None:
                     raise AttachmentMismatch(
-                        f"text packet while {self._expected - len(self._attachments)} "
+                        f"text packet while {self._expected - len(self._attachments or ())} "
                         "binary attachment(s) are still expected"
                     )
                 return self._decode_text(message)
@@ -386,13 +388,14 @@ class JSONDecoder:
             raise PayloadTooLarge(
                 f"attachments above {self.limits.max_attachment_bytes} bytes in one packet"
             )
-        self._attachments.append(bytes(data))
-        if len(self._attachments) < self._expected:
+        attachments = self._attachments
+        assert attachments is not None  # made with the head
+        attachments.append(bytes(data))
+        if len(attachments) < self._expected:
             return None
         # The placeholders were checked against the count when the text arrived;
         # the data is ours (parsed here, never handed out), so fill it in place.
-        attachments = self._attachments
-        for container, key, num in self._slots:
+        for container, key, num in self._slots or ():
             container[key] = attachments[num]
         self.reset()
         return head

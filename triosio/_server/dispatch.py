@@ -35,6 +35,7 @@ import trio
 
 from .._common.handlers import Handler, call_handler, is_plain
 from .._common.sync import LazyEvent
+from .._engine.heartbeats import HeartbeatTimers, TimerEntry
 from .._errors import DisconnectReason, RemoteProtocolError
 from .._proto.sio import SioPacket, SioType, ack_args, ack_value
 from . import lifecycle
@@ -81,9 +82,12 @@ class Client:
         self.session = session
         self.decoder = server.parser.decoder(server.limits)
         self.sockets: dict[str, Socket] = {}
-        self._seen: set[str] = set()
-        # Lists (56 bytes empty; a set takes 216): these hold a handful at most.
-        self._connecting: list[str] = []
+        # The namespaces asked for (a dict of str to None, not a set: a dict of
+        # strings only is not tracked by the cyclic GC).
+        self._seen: dict[str, None] = {}
+        # Namespaces being connected: a tuple, copied on change (it holds a
+        # handful at most; the empty tuple costs nothing per connection).
+        self._connecting: tuple[str, ...] = ()
         #: Closes this connection's sockets (the only code that does).
         self.closer = Closer(self)
         # A list, not a deque (624 bytes empty); it holds at most
@@ -94,7 +98,8 @@ class Client:
         # Handler tasks running (async_handlers), and an event set when one ends.
         self._running = 0
         self._finished = LazyEvent()
-        self._timer: trio.CancelScope | None = trio.CancelScope()
+        # The connect timeout's entry in the server's timer heap (no task).
+        self._timer: TimerEntry | None = None
         # The client's token bucket (Server(rate_limit=...)); None: no limit.
         limit = server.rate_limit
         self._bucket = TokenBucket(limit, trio.current_time()) if limit is not None else None
@@ -103,18 +108,18 @@ class Client:
 
     def start(self) -> None:
         """The session opened: start the connect timeout."""
-        self.session.nursery.start_soon(self._connect_timeout)
+        # A timer entry, not a task sleeping in a cancel scope: a task, a
+        # deadline and a cancellation per connection were measured at about
+        # 6 % of the CPU of a connection (benchmarks/README.md).
+        session = self.session
+        self._timer = session.call_at(trio.current_time() + self.server.connect_timeout, self)
 
-    async def _connect_timeout(self) -> None:
-        assert self._timer is not None
-        try:
-            with self._timer:
-                await trio.sleep(self.server.connect_timeout)
-                if not self.sockets:
-                    log.info("session %s connected no namespace in time; closing", self.session.sid)
-                    self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
-        finally:
-            self._timer = None  # nothing to keep for the life of the connection
+    def on_timer(self, now: float) -> None:
+        """The connect timeout fell due (called by the server's timer task)."""
+        self._timer = None
+        if not self.sockets and not self.session.closed:
+            log.info("session %s connected no namespace in time; closing", self.session.sid)
+            self.session.close_nowait(DisconnectReason.FORCED_CLOSE)
 
     async def on_message(self, data: str | bytes) -> None:
         """Decode one Engine.IO message and act on the packet it completes."""
@@ -189,8 +194,8 @@ class Client:
         elif ptype is SioType.CONNECT:
             if socket is not None or nsp in self._connecting:
                 return  # already connected (or connecting) to this namespace
-            self._seen.add(nsp)
-            self._connecting.append(nsp)
+            self._seen[nsp] = None
+            self._connecting = (*self._connecting, nsp)
             await self._enqueue(None, packet)
         elif ptype is SioType.DISCONNECT:
             if socket is not None:
@@ -234,6 +239,7 @@ class Client:
         that run meanwhile may close more.
         """
         self.decoder.reset()
+        self.stop_connect_timer()  # the heap must not keep this client alive
         closer = self.closer
         while True:
             for socket in list(self.sockets.values()):
@@ -601,19 +607,19 @@ class Client:
 
     def namespace_refused(self, name: str) -> None:
         """Namespace ``name`` refused the client: it may try again."""
-        self._seen.discard(name)
+        self._seen.pop(name, None)
 
     def stop_connect_timer(self) -> None:
         """A namespace connected: the connect timeout no longer applies."""
-        if self._timer is not None:
-            self._timer.cancel()
+        HeartbeatTimers.cancel(self._timer)
+        self._timer = None
 
     async def _connect(self, packet: SioPacket) -> None:
         try:
             await lifecycle.connect(self, packet)
         finally:
             if packet.nsp in self._connecting:
-                self._connecting.remove(packet.nsp)
+                self._connecting = tuple(n for n in self._connecting if n != packet.nsp)
 
 
 class EngineBridge:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._common.handlers import call_handler, positional_count
+from .._common.sync import set_once
 from .._errors import ConnectionRefused, DisconnectReason, LifecycleError, LocalProtocolError
 from .._proto.sio import SioPacket, SioType
 from .recovery import (
@@ -299,7 +299,9 @@ class Closer:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._queue: deque[Socket] = deque()
+        # A list made on demand: nearly every connection closes one socket,
+        # once (an empty deque is 624 bytes, and one more object for the GC).
+        self._queue: list[Socket] | None = None
         self._running = False
 
     @property
@@ -329,6 +331,8 @@ class Closer:
             if task is not spare:
                 scope.cancel()
         socket._ready.set()  # events waiting for the connection handlers give up
+        if self._queue is None:
+            self._queue = []
         self._queue.append(socket)
         if not self._running and not client.session.closed:
             try:
@@ -354,7 +358,7 @@ class Closer:
     async def drain(self) -> None:
         """Run every queued close sequence, including those queued meanwhile."""
         while self._queue:
-            await self._close(self._queue.popleft())
+            await self._close(self._queue.pop(0))
 
     async def _close(self, socket: Socket) -> None:
         reason = socket.reason
@@ -380,7 +384,7 @@ class Closer:
                         server.hooks.socket_disconnected(socket, reason)
                 await _socket_event(socket, "disconnect", reason)
             finally:
-                socket._finished.set()
+                socket._finished = set_once(socket._finished)
         if scope.cancelled_caught:
             log.warning("socket %s: disconnect handlers cut short after %s s", socket.id, timeout)
 

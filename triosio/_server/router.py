@@ -452,15 +452,17 @@ class Router:
         return self._namespaces.get(nsp)
 
     def register(self, socket: Socket, restored: Restored | None = None) -> None:
-        """In the router task: put ``socket`` in its namespace and its own room
-        (and, ``restored``, back in the rooms of its kept session)."""
+        """In the router task: put ``socket`` in its namespace, its own room and
+        the rooms its middlewares joined (and, ``restored``, back in the rooms
+        of its kept session)."""
         name = socket.nsp.name
         state = self._namespaces.get(name)
         if state is None:
             rooms = RoomTable(self._spawn, socket.nsp._adapter_listeners)
             state = self._namespaces[name] = NamespaceTables(name, rooms)
         state.sockets[socket.id] = socket
-        state.rooms.add_all(socket.id, (socket.id,))
+        state.rooms.add_all(socket.id, (socket.id, *socket._early_rooms))
+        socket._early_rooms = ()
         if self.recovery is not None:
             # Everything logged from here on reaches it (the mark of its session).
             socket._mark = self.recovery.position

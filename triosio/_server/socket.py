@@ -13,7 +13,7 @@ import trio
 
 from .._common import ids
 from .._common.handlers import CatchAllRegistry, H, Handler, call_handler
-from .._common.sync import LazyEvent
+from .._common.sync import LazyEvent, waitable
 from .._errors import AckTimeout, Disconnected, DisconnectReason
 from .._proto.sio import SioType, check_event_name
 from .acks import GONE, PendingAcks
@@ -73,12 +73,25 @@ class Handshake:
             query=request.query,
             auth=auth,
             address=request.client[0] if request.client else "",
-            time=time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(request.time)),
+            time=_time_text(int(request.time)),
             issued=int(request.time * 1000),
             url=request.url,
             secure=request.secure,
             xdomain=request.header("origin") is not None,
         )
+
+
+_last_time: tuple[int, str] = (-1, "")
+
+
+def _time_text(seconds: int) -> str:
+    # Formatted once per second, not per connection (localtime and strftime
+    # cost a few microseconds, each connection's handshake pays them).
+    global _last_time
+    if _last_time[0] != seconds:
+        text = time.strftime("%a %b %d %Y %H:%M:%S GMT%z", time.localtime(seconds))
+        _last_time = (seconds, text)
+    return _last_time[1]
 
 
 class HeaderMap(Mapping[str, str]):
@@ -143,6 +156,7 @@ class Socket(CatchAllRegistry):
     # log position from which everything for it was sent to it, set by the
     # router as it registers the socket).
     __slots__ = (
+        "_early_rooms",
         "_finished",
         "_mark",
         "_middlewares",
@@ -175,6 +189,9 @@ class Socket(CatchAllRegistry):
         self.session: EngineSession = client.session
         self.handshake = handshake
         self._mark = 0
+        # Rooms joined before registration (in a middleware): the connecting
+        # task's, until the router takes them with the socket (register).
+        self._early_rooms: tuple[str, ...] = ()
         if restored is not None:
             self.id = restored.sid
             self.pid: str | None = restored.pid
@@ -189,7 +206,7 @@ class Socket(CatchAllRegistry):
         self.acks = PendingAcks(self.id)
         self.state = SocketState.CONNECTING
         self.reason: DisconnectReason | None = None
-        self._middlewares: list[Handler] = []
+        self._middlewares: tuple[Handler, ...] = ()  # copy on write (see _any)
         # Per-event token buckets (``on(..., rate_limit=...)``); empty: no check.
         self._rate_limits: dict[str, TokenBucket] = {}
         # Cancel scopes of this socket's handlers and tasks, with the task of each.
@@ -197,7 +214,7 @@ class Socket(CatchAllRegistry):
         # Set once the connection handlers have run: events wait for it.
         self._ready = LazyEvent()
         # Set once the disconnect handlers have run.
-        self._finished = LazyEvent()
+        self._finished: LazyEvent | None = None  # made on demand (sync.waitable)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} nsp={self.nsp.name} {self.state.value}>"
@@ -250,6 +267,8 @@ class Socket(CatchAllRegistry):
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this socket is in, its own id included (a snapshot)."""
+        if self.state is SocketState.CONNECTING:
+            return frozenset((self.id, *self._early_rooms))
         return self.nsp.server.router.rooms_of(self.nsp.name, self.id)
 
     @property
@@ -421,6 +440,19 @@ class Socket(CatchAllRegistry):
         await self._rooms(_flatten(rooms), join=False)
 
     async def _rooms(self, rooms: list[str], *, join: bool) -> None:
+        if self.state is SocketState.CONNECTING:
+            # In a middleware, as in the reference: the socket is in these
+            # rooms from its registration on, before its CONNECT reply goes out.
+            await trio.lowlevel.checkpoint()
+            if self.state is SocketState.CONNECTING:
+                early = dict.fromkeys(self._early_rooms)
+                for room in rooms:
+                    if join:
+                        early[room] = None
+                    else:
+                        early.pop(room, None)
+                self._early_rooms = tuple(early)
+                return
         router = self.nsp.server.router
         if join:
             await router.join(self, rooms)
@@ -435,7 +467,7 @@ class Socket(CatchAllRegistry):
         ``args`` is a list the middleware may change. Raising drops the event and
         reports the exception to this socket's ``error`` handlers (or the log).
         """
-        self._middlewares.append(middleware)
+        self._middlewares = (*self._middlewares, middleware)
         return middleware
 
     # ------------------------------------------------------------ tasks
@@ -484,11 +516,13 @@ class Socket(CatchAllRegistry):
             # (nothing can cancel in between) the close sequence starts.
             await router.emit(self, self.nsp.encode(SioType.DISCONNECT, None, None), False)
             self.client.closer.request(self, DisconnectReason.SERVER_NAMESPACE_DISCONNECT, caller)
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
 
     async def wait_disconnected(self) -> DisconnectReason:
         """Wait until this socket is disconnected; return why."""
-        await self._finished.wait()
+        finished = self._finished = waitable(self._finished)
+        await finished.wait()
         assert self.reason is not None
         return self.reason
 
