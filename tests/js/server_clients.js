@@ -29,6 +29,8 @@
 //                                              another server of a cluster)
 //   counts {}                               -> {client: {event: how many}} (quiet clients)
 //   transport {client}                      -> the transport's name
+//   extensions {client}                     -> {name: params} of the extensions the ws
+//                                              package negotiated, or null (not a WebSocket)
 //   block {ms}                              -> null, after blocking node's event loop for ms
 //                                              (no pong, no reading: a frozen client)
 //   reset {}                                -> null (every socket disconnected, forgotten)
@@ -184,6 +186,18 @@ async function run(cmd) {
       return Object.fromEntries(counts);
     case "transport":
       return get(cmd.client).io.engine.transport.name;
+    case "extensions": {
+      const transport = get(cmd.client).io.engine.transport;
+      if (!transport.ws) {
+        return null;
+      }
+      // ws keeps each accepted extension with the parameters the server answered.
+      const out = {};
+      for (const [name, ext] of Object.entries(transport.ws._extensions || {})) {
+        out[name] = ext.params || {};
+      }
+      return out;
+    }
     case "block": {
       const end = Date.now() + cmd.ms;
       while (Date.now() < end) {

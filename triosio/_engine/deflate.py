@@ -282,6 +282,10 @@ class Inflater:
             raise InflateError(1007, f"invalid compressed data: {exc}") from None
         if len(out) > max_size or inflater.unconsumed_tail:
             raise InflateError(1009, "message too big once inflated")
+        if inflater.eof:
+            # The client ended its stream (a BFINAL block, which RFC 7692
+            # section 7.2.3.4 allows): its next message starts a new one.
+            self._zlib = None
         return out
 
 
