@@ -141,12 +141,9 @@ class BroadcastOperator:
         # encoding, shared by every recipient.
         local = self._local
         encoded = [
-            (nsp, self._encode(nsp, event, args, volatile, local)) for nsp in self._namespaces
+            (nsp, self._encode(nsp, event, args, volatile, local, self._compress))
+            for nsp in self._namespaces
         ]
-        if not self._compress:
-            for _, (packets, _logged) in encoded:
-                for packet in packets:
-                    packet.compress = False
         rooms, exclude = self._rooms, self._exclude
         shared: set[str] = set()  # written to the cluster's log first
         for i, (nsp, (packets, logged)) in enumerate(encoded):
@@ -185,14 +182,20 @@ class BroadcastOperator:
 
     @staticmethod
     def _encode(
-        nsp: Namespace, event: str, args: tuple[Any, ...], volatile: bool, local: bool
+        nsp: Namespace,
+        event: str,
+        args: tuple[Any, ...],
+        volatile: bool,
+        local: bool,
+        compress: bool,
     ) -> tuple[list[OutPacket], bool]:
         recovery = nsp.server.router.recovery
         # With a shared store, offsets come from the cluster's log, which a
         # local broadcast does not go through: it gets none (as with Node).
         if recovery is None or volatile or (local and recovery.store is not None):
-            return nsp.encode(SioType.EVENT, [event, *args], None), False
-        return nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None), True
+            return nsp.encode(SioType.EVENT, [event, *args], None, compress), False
+        packets = nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None, compress)
+        return packets, True
 
     async def emit_with_ack(
         self, event: str, *args: Any, timeout: float | None = None
@@ -231,10 +234,7 @@ class BroadcastOperator:
             for nsp in self._namespaces:
                 ack = BroadcastAck(nsp.next_ack_id())
                 collectors.append(ack)
-                packets = nsp.encode(SioType.EVENT, [event, *args], ack.id)
-                if not self._compress:
-                    for packet in packets:
-                        packet.compress = False
+                packets = nsp.encode(SioType.EVENT, [event, *args], ack.id, self._compress)
                 await nsp.server.router.broadcast(
                     nsp.name, packets, self._rooms, self._exclude, self._volatile, ack
                 )

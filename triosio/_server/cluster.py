@@ -438,15 +438,13 @@ def _local_delivery(
 
     def deliver(offset: str | None) -> None:
         position = None if offset is None else stream_position(offset)
+        # (An emit's compress(False) is kept: stamp copies it, encode is told.)
         if offset is None or position is None:
-            out: Sequence[OutPacket] = nsp.encode(SioType.EVENT, data, None)
+            out: Sequence[OutPacket] = nsp.encode(SioType.EVENT, data, None, compress)
         else:
             out = stamp(packets, placeholder, offset) or nsp.encode(
-                SioType.EVENT, [*data, offset], None
+                SioType.EVENT, [*data, offset], None, compress
             )
-        if not compress:  # an emit's compress(False), kept
-            for packet in out:
-                packet.compress = False
         try:
             router.broadcast_nowait(nsp.name, out, rooms, exclude, position=position)
         except trio.ClosedResourceError:

@@ -182,10 +182,15 @@ class Namespace(_NamespaceBase, _Broadcasting):
         """A fresh acknowledgement id, unique within this namespace."""
         return next(self._ack_ids)
 
-    def encode(self, ptype: SioType, data: Any, ack_id: int | None) -> list[OutPacket]:
-        """Encode a packet of this namespace as Engine.IO MESSAGE packets, once."""
+    def encode(
+        self, ptype: SioType, data: Any, ack_id: int | None, compress: bool = True
+    ) -> list[OutPacket]:
+        """Encode a packet of this namespace as Engine.IO MESSAGE packets, once.
+
+        ``compress=False``: an emit's ``compress(False)``, kept by the packets.
+        """
         frames = self.server.encoder.encode(SioPacket(ptype, self.name, data, ack_id))
-        return [OutPacket(EioType.MESSAGE, frame) for frame in frames]
+        return [OutPacket(EioType.MESSAGE, frame, compress) for frame in frames]
 
     def encode_ack(self, args: list[Any], ack_id: int) -> list[OutPacket]:
         """:meth:`encode` for an ACK answering ``ack_id`` (an id received, so valid).

@@ -318,12 +318,11 @@ class Socket(CatchAllRegistry):
         logged = recovery is not None and ack_id is None and not volatile
         if logged:
             assert recovery is not None
-            packets = self.nsp.encode(SioType.EVENT, [event, *args, recovery.placeholder], None)
+            packets = self.nsp.encode(
+                SioType.EVENT, [event, *args, recovery.placeholder], None, compress
+            )
         else:
-            packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id)
-        if not compress:
-            for packet in packets:
-                packet.compress = False
+            packets = self.nsp.encode(SioType.EVENT, [event, *args], ack_id, compress)
         if self._any_outgoing:
             for listener in list(self._any_outgoing):
                 try:
