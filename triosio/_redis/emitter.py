@@ -156,8 +156,38 @@ class PubSubWire:
         return b"PUBLISH", self._channels(t).request, to_json(body)
 
 
+class _ClusterAdapterWire:
+    """What the ClusterAdapter-based servers (the streams and sharded adapters)
+    send: the same messages; a subclass says how one goes out (``_send``)."""
+
+    __slots__ = ()
+
+    def _send(self, message: dict[str, Any]) -> Command:
+        raise NotImplementedError
+
+    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """BROADCAST of ``event`` with ``args``."""
+        check_event_name(event)
+        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
+        message["data"]["opts"]["flags"] = t.flags()
+        return self._send(message)
+
+    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
+        """SOCKETS_JOIN or SOCKETS_LEAVE."""
+        return self._send(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
+
+    def disconnect(self, t: Target, close: bool) -> Command:
+        """DISCONNECT_SOCKETS."""
+        return self._send(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
+
+    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
+        """SERVER_SIDE_EMIT (no acknowledgements)."""
+        check_event_name(event)
+        return self._send(ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args]))
+
+
 @dataclass(frozen=True, slots=True)
-class StreamsWire:
+class StreamsWire(_ClusterAdapterWire):
     """The messages of ``@socket.io/redis-streams-adapter`` 0.3.x's servers, from ``"emitter"``.
 
     Broadcasts, joins, leaves and disconnects are entries of the namespace's
@@ -172,25 +202,10 @@ class StreamsWire:
     max_len: int = 10_000
     only_plaintext: bool = False
 
-    def _xadd(self, message: dict[str, Any]) -> Command:
+    def _send(self, message: dict[str, Any]) -> Command:
         stream = stream_for(message["nsp"], self.key, self.stream_count).encode()
         fields = encode_entry(message, self.only_plaintext)
         return (b"XADD", stream, b"MAXLEN", b"~", str(self.max_len).encode(), b"*", *fields)
-
-    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
-        """BROADCAST of ``event`` with ``args``."""
-        check_event_name(event)
-        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
-        message["data"]["opts"]["flags"] = t.flags()
-        return self._xadd(message)
-
-    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
-        """SOCKETS_JOIN or SOCKETS_LEAVE."""
-        return self._xadd(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
-
-    def disconnect(self, t: Target, close: bool) -> Command:
-        """DISCONNECT_SOCKETS."""
-        return self._xadd(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
 
     def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
         """SERVER_SIDE_EMIT (no acknowledgements), by pub/sub."""
@@ -200,7 +215,7 @@ class StreamsWire:
 
 
 @dataclass(frozen=True, slots=True)
-class ShardedWire:
+class ShardedWire(_ClusterAdapterWire):
     """The messages of ``createShardedAdapter``'s servers, from ``"emitter"`` (``SPUBLISH``).
 
     Everything on the namespace's shard channel ``<key>#<nsp>#``, but a
@@ -212,28 +227,8 @@ class ShardedWire:
     key: str = "socket.io"
     mode: str = "dynamic"
 
-    def _spublish(self, message: dict[str, Any]) -> Command:
+    def _send(self, message: dict[str, Any]) -> Command:
         return b"SPUBLISH", channel_for(self.key, self.mode, message), sharded_encode(message)
-
-    def emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
-        """BROADCAST of ``event`` with ``args``."""
-        check_event_name(event)
-        message = ca.broadcast(EMITTER_UID, t.nsp, [event, *args], t.rooms, t.exclude)
-        message["data"]["opts"]["flags"] = t.flags()
-        return self._spublish(message)
-
-    def rooms_change(self, t: Target, join: bool, rooms: tuple[str, ...]) -> Command:
-        """SOCKETS_JOIN or SOCKETS_LEAVE."""
-        return self._spublish(ca.sockets_rooms(EMITTER_UID, t.nsp, join, t.rooms, t.exclude, rooms))
-
-    def disconnect(self, t: Target, close: bool) -> Command:
-        """DISCONNECT_SOCKETS."""
-        return self._spublish(ca.disconnect_sockets(EMITTER_UID, t.nsp, t.rooms, t.exclude, close))
-
-    def server_side_emit(self, t: Target, event: str, args: tuple[Any, ...]) -> Command:
-        """SERVER_SIDE_EMIT (no acknowledgements)."""
-        check_event_name(event)
-        return self._spublish(ca.server_side_emit(EMITTER_UID, t.nsp, [event, *args]))
 
 
 # ---------------------------------------------------------------- blocking I/O
