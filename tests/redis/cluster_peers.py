@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,17 @@ class ServerProcess:
 
     def __repr__(self) -> str:
         return f"<{self.kind} server {self.name} :{getattr(self, 'port', '?')}>"
+
+
+@contextmanager
+def server_pair(redis_url: str, *args: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two triosio cluster servers, "A" and "B", on ``redis_url``; stopped after."""
+    with ExitStack() as stack:
+        a = ServerProcess("triosio", "A", redis_url, *args)
+        stack.callback(a.stop)
+        b = ServerProcess("triosio", "B", redis_url, *args)
+        stack.callback(b.stop)
+        yield a, b
 
 
 class WorkerView:

@@ -31,6 +31,7 @@ from cluster_peers import (
     Ticks,
     require_binary,
     require_node_modules,
+    server_pair,
 )
 from redis_cluster import RedisCluster
 
@@ -54,15 +55,9 @@ def replicated_cluster() -> Iterator[RedisCluster]:
 async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisCluster) -> None:
     require_node_modules("socket.io-client")
     options = ("--adapter", "sharded", "--mode", "dynamic")
-    a = ServerProcess("triosio", "A", replicated_cluster.url, *options)
-    try:
-        b = ServerProcess("triosio", "B", replicated_cluster.url, *options)
-    except BaseException:
-        a.stop()
-        raise
     tag = uuid.uuid4().hex[:8]
     room = f"room-{tag}"
-    try:
+    with server_pair(replicated_cluster.url, *options) as (a, b):
         async with Observers.open() as obs, Admin.open(a) as admin_a, Admin.open(b) as admin_b:
             for client, server in (("a1", a), ("b1", b)):
                 await obs.connect(
@@ -91,9 +86,6 @@ async def test_a_master_fails_over_to_its_replica(replicated_cluster: RedisClust
             log = server.log()
             for bad in ("Traceback", "ERROR", "malformed"):
                 assert bad not in log, log
-    finally:
-        b.stop()
-        a.stop()
 
 
 async def test_a_failover_beside_a_node_server(replicated_cluster: RedisCluster) -> None:

@@ -19,11 +19,11 @@ import trio
 from cluster_peers import (
     Admin,
     Observers,
-    ServerProcess,
     Ticks,
     eventually,
     require_binary,
     require_node_modules,
+    server_pair,
 )
 from redis_cluster import RedisCluster
 
@@ -42,15 +42,9 @@ def redis_cluster() -> Iterator[RedisCluster]:
 async def test_a_cluster_node_restarted_during_traffic(redis_cluster: RedisCluster) -> None:
     require_node_modules("socket.io-client")
     options = ("--adapter", "sharded", "--mode", "dynamic")
-    a = ServerProcess("triosio", "A", redis_cluster.url, *options)
-    try:
-        b = ServerProcess("triosio", "B", redis_cluster.url, *options)
-    except BaseException:
-        a.stop()
-        raise
     tag = uuid.uuid4().hex[:8]
     room = f"room-{tag}"
-    try:
+    with server_pair(redis_cluster.url, *options) as (a, b):
         async with Observers.open() as obs, Admin.open(a) as admin_a, Admin.open(b) as admin_b:
             for client, server in (("a1", a), ("b1", b)):
                 auth = {"name": client, "test": tag, "rooms": [room]}
@@ -81,9 +75,6 @@ async def test_a_cluster_node_restarted_during_traffic(redis_cluster: RedisClust
             log = server.log()
             for bad in ("Traceback", "ERROR", "malformed"):
                 assert bad not in log, log
-    finally:
-        b.stop()
-        a.stop()
 
 
 def _ssubscribe(port: int, channel: bytes) -> socket.socket:
