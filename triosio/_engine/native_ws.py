@@ -41,7 +41,7 @@ import trio
 from .._common.sync import LazyEvent
 from .deflate import Deflater, Inflater, Negotiated
 from .exchange import WebSocket, WebSocketClosed
-from .packet import OutPacket, close_frame, ws_frame_header
+from .packet import OutPacket, close_frame, compressed_frame, ws_frame_header
 from .wsframes import CLOSE, PING, Control, FrameError, FrameReader
 
 _RECV_SIZE = 65536
@@ -202,24 +202,14 @@ class NativeWebSocket(WebSocket):
         # The packet's frame, compressed if it may be and is big enough.
         deflate = self._deflate
         assert deflate is not None
-        frame = packet.ws_frame
-        if not packet.compress:
-            return frame
-        marker = frame[1]
-        if len(frame) - (2 if marker < 126 else 4 if marker == 126 else 10) < deflate.threshold:
-            return frame
+        if not packet.compress or packet.ws_payload_size < deflate.threshold:
+            return packet.ws_frame
         if not deflate.server_takeover:
             return packet.ws_deflated_frame(deflate.server_bits, deflate.level, deflate.mem_level)
         deflater = self._deflater
         if deflater is None:
             deflater = self._deflater = Deflater(deflate)
-        compressed = deflater.deflate(packet.ws_payload())
-        return ws_frame_header(frame[0] | 0x40, len(compressed)) + compressed
-
-    @property
-    def compressing(self) -> bool:
-        """Whether permessage-deflate was negotiated on this connection."""
-        return self._deflate is not None
+        return compressed_frame(packet.ws_frame[0], deflater.deflate(packet.ws_payload()))
 
     def _write_raw(self, data: bytes) -> None:
         if self.broken or self._closed or not data:

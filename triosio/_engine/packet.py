@@ -30,6 +30,18 @@ def ws_frame_header(opcode_byte: int, length: int) -> bytes:
     return struct.pack("!BBQ", opcode_byte, 127, length)
 
 
+def compressed_frame(first_byte: int, compressed: bytes) -> bytes:
+    """The frame of a compressed message: the uncompressed one's first byte with
+    RSV1 set (RFC 7692 section 6), and the compressed payload."""
+    return ws_frame_header(first_byte | _RSV1, len(compressed)) + compressed
+
+
+def _payload_start(frame: bytes) -> int:
+    # Where an unmasked frame's payload starts: after 2, 4 or 10 header bytes.
+    marker = frame[1]
+    return 2 if marker < 126 else 4 if marker == 126 else 10
+
+
 def close_frame(code: int = 1000, reason: str = "") -> bytes:
     """An unmasked WebSocket close frame."""
     payload = struct.pack("!H", code) + reason.encode("utf-8")[:123]
@@ -84,8 +96,13 @@ class OutPacket:
     def ws_payload(self) -> bytes:
         """The WebSocket message's payload (the frame without its header)."""
         frame = self.ws_frame
-        length = frame[1]
-        return frame[2 if length < 126 else 4 if length == 126 else 10 :]
+        return frame[_payload_start(frame) :]
+
+    @property
+    def ws_payload_size(self) -> int:
+        """The WebSocket message's size in bytes (what a compression threshold reads)."""
+        frame = self.ws_frame
+        return len(frame) - _payload_start(frame)
 
     def ws_deflated_frame(self, bits: int, level: int, mem_level: int) -> bytes:
         """The frame of this message compressed on its own (RFC 7692), computed once."""
@@ -93,9 +110,8 @@ class OutPacket:
         cached = self._deflated
         if cached is not None and cached[0] == key:
             return cached[1]
-        frame = self.ws_frame
         compressed = deflate_message(self.ws_payload(), bits, level, mem_level)
-        frame = ws_frame_header(frame[0] | _RSV1, len(compressed)) + compressed
+        frame = compressed_frame(self.ws_frame[0], compressed)
         self._deflated = (key, frame)
         return frame
 
